@@ -1,0 +1,165 @@
+"""The LightningModule that trains a U-Net for two-class (membrane / cell interior) segmentation.
+
+It knows nothing of files: the network, optimizer and scheduler arrive as configs (plain dicts with a
+``_target_``), so the checkpoint's hyperparameters are plain data and rebuild the same network.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torchmetrics import MetricCollection
+from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryJaccardIndex
+
+from src.inference.whole import predict_logits
+from src.metrics.torchmetrics_isbi import ISBIScores
+from src.models.unet import UNet
+
+
+def _center_crop_to(label: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    top = (label.shape[-2] - height) // 2
+    left = (label.shape[-1] - width) // 2
+    return label[..., top : top + height, left : left + width]
+
+
+class SegmentationModule(L.LightningModule):
+    """U-Net + cross-entropy, with per-stage pixel metrics and the ISBI scores on whole held-out slices.
+
+    Args:
+        net: config of the network (``_target_: src.models.unet.UNet`` and its arguments).
+        optimizer: partial config of a ``torch.optim`` optimizer.
+        scheduler: partial config of a learning-rate scheduler, or None.
+        scheduler_interval: ``step`` or ``epoch``.
+        channels_last: run convolutions in channels-last memory format (faster on CPUs and recent GPUs).
+        figure_slices: how many validation slices to keep for the results figure.
+    """
+
+    def __init__(
+        self,
+        net: dict,
+        optimizer: dict,
+        scheduler: dict | None = None,
+        scheduler_interval: str = "step",
+        channels_last: bool = True,
+        figure_slices: int = 3,
+        class_weights: list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net: UNet = instantiate(net)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.net.to(memory_format=self.memory_format)
+        self.register_buffer(
+            "class_weights", torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        )
+        pixel = MetricCollection(
+            {"accuracy": BinaryAccuracy(), "dice": BinaryF1Score(), "iou": BinaryJaccardIndex()}
+        )
+        self.train_pixel = pixel.clone(prefix="train/")
+        self.val_pixel = pixel.clone(prefix="val/")
+        self.test_pixel = pixel.clone(prefix="test/")
+        self.val_isbi = ISBIScores()
+        self.test_isbi = ISBIScores()
+        self.figure_examples: list[dict[str, torch.Tensor]] = []
+
+    # ----- forward -----------------------------------------------------------------------------------
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits for an image batch of any size (mirror-padded to fit the network, cropped back)."""
+        return predict_logits(self.net, image.contiguous(memory_format=self.memory_format))
+
+    def interior_probability(self, image: torch.Tensor) -> torch.Tensor:
+        return self(image).float().softmax(dim=1)[:, 1]
+
+    def _loss(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), label, weight=self.class_weights)
+
+    # ----- steps -------------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        image = batch["image"].contiguous(memory_format=self.memory_format)
+        logits = self.net(image)
+        label = _center_crop_to(batch["label"], *logits.shape[-2:])
+        loss = self._loss(logits, label)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"the training loss became {loss.item()} at global step {self.global_step} (epoch "
+                f"{self.current_epoch}, batch {batch_idx}); lower the learning rate or check the input data"
+            )
+        self.train_pixel.update(logits.detach().argmax(dim=1), label)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(image))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_pixel.compute(), sync_dist=True)
+        self.train_pixel.reset()
+
+    def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        logits = self(batch["image"])
+        label = batch["label"]
+        loss = self._loss(logits, label)
+        prob = logits.float().softmax(dim=1)[:, 1]
+        getattr(self, f"{stage}_pixel").update(prob, label)
+        getattr(self, f"{stage}_isbi").update(prob, label, batch["slice"])
+        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(label))
+        return prob
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        prob = self._eval_step(batch, "val")
+        keep = self.hparams.figure_slices - len(self.figure_examples)
+        if keep > 0:
+            for i in range(min(keep, len(prob))):
+                self.figure_examples.append(
+                    {"image": batch["image"][i, 0].cpu(), "label": batch["label"][i].cpu(), "prob": prob[i].cpu()}
+                )
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_validation_epoch_start(self) -> None:
+        self.figure_examples = []
+
+    def _log_eval_epoch(self, stage: str) -> None:
+        pixel = getattr(self, f"{stage}_pixel")
+        isbi = getattr(self, f"{stage}_isbi")
+        self.log_dict(pixel.compute(), sync_dist=True)
+        scores = isbi.compute()
+        self.log_dict({f"{stage}/{key}": value for key, value in scores.items()}, sync_dist=False)
+        pixel.reset()
+        if stage == "test":
+            self.test_per_slice = isbi.per_slice()
+        isbi.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval_epoch("test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        return {"slice": batch["slice"], "prob": self.interior_probability(batch["image"])}
+
+    # ----- optimisation ------------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        scheduler = instantiate(self.hparams.scheduler)
+        if self.hparams.scheduler_interval == "step":
+            total = self.trainer.estimated_stepping_batches
+            scheduler = scheduler(optimizer=optimizer, total_steps=int(total)) if _takes_total(
+                scheduler
+            ) else scheduler(optimizer=optimizer)
+        else:
+            scheduler = scheduler(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
+        }
+
+
+def _takes_total(partial_scheduler: Any) -> bool:
+    """True for schedulers built by :mod:`src.models.schedules`, which need the run's total step count."""
+    return getattr(partial_scheduler.func, "needs_total_steps", False)

@@ -1,0 +1,196 @@
+"""The U-Net of Ronneberger et al. 2015 (arXiv 1505.04597) as a plain ``nn.Module``.
+
+Shape contract: input ``(B, in_channels, H, W)``, output ``(B, num_classes, H', W')`` logits.
+With ``padding="same"`` H' = H and W' = W, and H, W must be multiples of ``2**depth``.
+With ``padding="valid"`` (the paper's unpadded convolutions) every 3x3 convolution trims one pixel per side,
+skip connections are centre-cropped, and H' = :meth:`UNet.output_size` (H) < H; H must be one of the sizes
+for which every pooled feature map has an even size (:meth:`UNet.valid_input_size` finds the nearest).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+Padding = Literal["same", "valid"]
+Norm = Literal["batch", "instance", "group", "none"]
+UpMode = Literal["transpose", "bilinear", "nearest"]
+
+
+def _norm_layer(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"model.norm={kind!r} is not one of batch, instance, group, none")
+
+
+class DoubleConv(nn.Sequential):
+    """Two 3x3 convolutions, each followed by normalisation and ReLU (one box of the paper's figure)."""
+
+    def __init__(self, in_channels: int, out_channels: int, padding: Padding, norm: str) -> None:
+        pad = 1 if padding == "same" else 0
+        bias = norm == "none"
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, padding=pad, bias=bias),
+            _norm_layer(norm, out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=pad, bias=bias),
+            _norm_layer(norm, out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class Down(nn.Sequential):
+    """2x2 max pooling, then a double convolution: one step down the contracting path."""
+
+    def __init__(self, in_channels: int, out_channels: int, padding: Padding, norm: str) -> None:
+        super().__init__(nn.MaxPool2d(2), DoubleConv(in_channels, out_channels, padding, norm))
+
+
+def _center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    top = (x.shape[-2] - height) // 2
+    left = (x.shape[-1] - width) // 2
+    return x[..., top : top + height, left : left + width]
+
+
+class Up(nn.Module):
+    """Up-sampling by 2, concatenation with the (cropped) skip connection, then a double convolution."""
+
+    def __init__(self, in_channels: int, out_channels: int, padding: Padding, norm: str, mode: UpMode) -> None:
+        super().__init__()
+        if mode == "transpose":
+            self.up = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
+        else:
+            self.up = nn.Sequential(
+                nn.Upsample(scale_factor=2, mode=mode, **({"align_corners": False} if mode == "bilinear" else {})),
+                nn.Conv2d(in_channels, out_channels, kernel_size=1),
+            )
+        self.conv = DoubleConv(2 * out_channels, out_channels, padding, norm)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = self.up(x)
+        if skip.shape[-2:] != x.shape[-2:]:
+            skip = _center_crop(skip, x.shape[-2], x.shape[-1])
+        return self.conv(torch.cat([skip, x], dim=1))
+
+
+class UNet(nn.Module):
+    """U-Net with ``depth`` down-sampling steps; channels double at each step from ``base_channels``.
+
+    The paper's network is ``UNet(depth=4, base_channels=64, padding="valid", norm="none")``.
+    ``dropout`` is applied at the end of the contracting path, as in the paper.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        depth: int = 4,
+        base_channels: int = 64,
+        padding: Padding = "same",
+        norm: Norm = "batch",
+        dropout: float = 0.0,
+        up_mode: UpMode = "transpose",
+    ) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"model.depth={depth} must be at least 1 (the paper uses 4)")
+        if base_channels < 1:
+            raise ValueError(f"model.base_channels={base_channels} must be at least 1 (the paper uses 64)")
+        if padding not in ("same", "valid"):
+            raise ValueError(f"model.padding={padding!r} must be 'same' or 'valid'")
+        if up_mode not in ("transpose", "bilinear", "nearest"):
+            raise ValueError(f"model.up_mode={up_mode!r} must be one of transpose, bilinear, nearest")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"model.dropout={dropout} must be in [0, 1)")
+        _norm_layer(norm, 1)  # validates the name early
+        self.depth = depth
+        self.padding = padding
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        widths = [base_channels * 2**i for i in range(depth + 1)]
+        self.inc = DoubleConv(in_channels, widths[0], padding, norm)
+        self.downs = nn.ModuleList(Down(widths[i], widths[i + 1], padding, norm) for i in range(depth))
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.ups = nn.ModuleList(Up(widths[i + 1], widths[i], padding, norm, up_mode) for i in reversed(range(depth)))
+        self.outc = nn.Conv2d(widths[0], num_classes, kernel_size=1)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # He initialisation, as the paper recommends for ReLU networks.
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    # ----- size arithmetic -------------------------------------------------------------------------
+    def _trace(self, size: int) -> int | None:
+        """Output size for an input ``size`` along one axis, or None when it cannot pass the network."""
+        if self.padding == "same":
+            return size if size > 0 and size % 2**self.depth == 0 else None
+        s = size - 4
+        for _ in range(self.depth):
+            if s <= 0 or s % 2:
+                return None
+            s = s // 2 - 4
+        if s <= 0:
+            return None
+        for _ in range(self.depth):
+            s = 2 * s - 4
+        return s if s > 0 else None
+
+    def output_size(self, size: int) -> int:
+        """Output size along one axis for input ``size``; raises ValueError naming valid sizes otherwise."""
+        out = self._trace(size)
+        if out is None:
+            below, above = self._nearest_valid(size)
+            hint = f"{below} or {above}" if below else f"{above}"
+            rule = (
+                f"a multiple of 2**depth = {2**self.depth}"
+                if self.padding == "same"
+                else "a size whose feature maps stay even at every pooling step"
+            )
+            raise ValueError(
+                f"input size {size} cannot pass a U-Net of depth {self.depth} with {self.padding} padding: "
+                f"it needs {rule}; nearest sizes that work: {hint}"
+            )
+        return out
+
+    def _nearest_valid(self, size: int) -> tuple[int | None, int]:
+        below = next((s for s in range(size - 1, 0, -1) if self._trace(s) is not None), None)
+        above = next(s for s in range(max(size + 1, 1), size + 10 * 2**self.depth + 200) if self._trace(s))
+        return below, above
+
+    def valid_input_size(self, min_output: int) -> int:
+        """Smallest input size whose output is at least ``min_output`` pixels along one axis."""
+        size = max(min_output, 1)
+        while (out := self._trace(size)) is None or out < min_output:
+            size += 1
+        return size
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"U-Net expects input of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
+        self.output_size(x.shape[-2])
+        self.output_size(x.shape[-1])
+
+    # ----- forward ---------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        skips = [self.inc(x)]
+        for down in self.downs:
+            skips.append(down(skips[-1]))
+        x = self.dropout(skips.pop())
+        for up in self.ups:
+            x = up(x, skips.pop())
+        return self.outc(x)

@@ -1,0 +1,86 @@
+"""Train a U-Net: ``python -m src.train [overrides]``; fits, then tests the best checkpoint on held-out slices.
+
+Returns (for Hydra sweepers) the value of ``optimized_metric`` for the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+from omegaconf import DictConfig
+
+from src.utils.cli import run_task
+from src.utils.instantiate import build_module, build_trainer, instantiate_group
+from src.utils.run_dir import print_config_tree, save_run_record, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def _scalar_metrics(metrics: dict) -> dict[str, float]:
+    return {key: float(value) for key, value in metrics.items()}
+
+
+def train(cfg: DictConfig) -> float | None:
+    from hydra.utils import instantiate
+
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    datamodule = instantiate(cfg.data)
+    module = build_module(cfg)
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer = build_trainer(cfg, callbacks=callbacks, logger=loggers or False)
+    if trainer.local_rank == 0:
+        datamodule.prepare_data()  # fail on missing or bad data before anything is written
+    if trainer.is_global_zero:
+        print_config_tree(cfg)
+        save_run_record(output_dir, cfg)
+        for logger in trainer.loggers:
+            logger.log_hyperparams(dict(cfg=cfg_to_dict(cfg)))
+
+    if cfg.train:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_metrics = _scalar_metrics(trainer.callback_metrics)
+
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    test_metrics: dict[str, float] = {}
+    if cfg.test:
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        test_metrics = _scalar_metrics(trainer.callback_metrics)
+
+    best_score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    value = float(best_score) if best_score is not None else fit_metrics.get(cfg.optimized_metric)
+    if trainer.is_global_zero:
+        record = {
+            "metrics": {**fit_metrics, **test_metrics},
+            "best_checkpoint": best or None,
+            "optimized_metric": cfg.optimized_metric,
+            "optimized_value": value,
+            "epochs": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "world_size": trainer.world_size,
+        }
+        if cfg.test:
+            record["test_per_slice"] = getattr(module, "test_per_slice", {})
+        write_json_atomic(output_dir / "metrics.json", record)
+        log.info("outputs in %s", output_dir)
+    for logger in trainer.loggers:
+        logger.finalize("success")
+    return value
+
+
+def cfg_to_dict(cfg: DictConfig) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def main() -> None:
+    run_task(train, "train")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Running a task under Hydra so that user errors end in one line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, InstantiationException
+from omegaconf.errors import OmegaConfBaseException
+
+from src.utils.config import PROJECT_ROOT, setup
+from src.utils.errors import UserError
+
+USER_ERRORS = (UserError, HydraException, OmegaConfBaseException)
+_NOISE = ("full_key:", "object_type=", "reference_type=", "Set the environment variable HYDRA_FULL_ERROR")
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` (for a rejected config target: its reason) folded into one line."""
+    if isinstance(exc, InstantiationException) and exc.__cause__ is not None:
+        target = str(exc).split("'")[1] if str(exc).count("'") >= 2 else "a config target"
+        cause = exc.__cause__
+        return f"{one_line(cause)} (while building {target})"
+    parts: list[str] = []
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if line and not line.startswith(_NOISE) and line not in parts:
+            parts.append(line)
+    cause = exc.__cause__
+    if isinstance(cause, USER_ERRORS) and str(cause) not in " ".join(parts):
+        parts.append(one_line(cause))
+    return " ".join(parts) or type(exc).__name__
+
+
+def is_user_error(exc: BaseException) -> bool:
+    if isinstance(exc, InstantiationException):
+        return True  # a target rejected its arguments: the message names the config node and the reason
+    return isinstance(exc, USER_ERRORS)
+
+
+def _remove_if_empty_run_dir(task_name: str) -> None:
+    """A run that failed before doing anything leaves no folder behind (only Hydra's own files are in it)."""
+    try:
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+    except Exception:
+        return
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", f"{task_name}.log"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def fail(exc: BaseException, task_name: str | None = None) -> None:
+    print(f"error: {one_line(exc)}", file=sys.stderr)
+    if task_name:
+        _remove_if_empty_run_dir(task_name)
+    sys.exit(2)
+
+
+def run_task(task: Callable[[Any], Any], config_name: str) -> Any:
+    """Compose ``conf/<config_name>.yaml`` with the command line and call ``task(cfg)``."""
+    setup()
+    # Let exceptions reach us instead of Hydra's multi-line report, so user errors print as one line.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+
+    @functools.wraps(task)
+    def guarded(cfg: Any) -> Any:
+        try:
+            return task(cfg)
+        except Exception as exc:
+            if not is_user_error(exc):
+                raise
+            fail(exc, cfg.get("task_name"))
+
+    main = hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name=config_name)(guarded)
+    try:
+        return main()
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
+        fail(exc)

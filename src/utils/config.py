@@ -1,0 +1,178 @@
+"""Config schemas (dataclasses in Hydra's ConfigStore) and the resolvers our YAML files use.
+
+The schemas make a misspelt key or a value of the wrong type fail while the config is composed, before any
+work starts, with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+# ----- resolvers ----------------------------------------------------------------------------------------
+def cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def default_precision() -> str:
+    """bf16-mixed where the hardware computes bf16 natively (recent GPUs, CPUs with AVX512-BF16/AMX), else 32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32"
+    return "bf16-mixed" if cpu_has_native_bf16() else "32"
+
+
+def wandb_offline() -> bool:
+    """W&B runs offline unless the user has an API key (never a login prompt, never a network hang)."""
+    if os.environ.get("WANDB_MODE") in ("online", "run"):
+        return False
+    if os.environ.get("WANDB_API_KEY"):
+        return False
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "api.wandb.ai" not in netrc.read_text()
+    except OSError:
+        return True
+
+
+def register_resolvers() -> None:
+    for name, fn in {
+        "project_root": lambda: str(PROJECT_ROOT),
+        "default_precision": default_precision,
+        "wandb_offline": wandb_offline,
+    }.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+# ----- schemas -------------------------------------------------------------------------------------------
+@dataclass
+class UNetSchema:
+    _target_: str = "src.models.unet.UNet"
+    in_channels: int = 1
+    num_classes: int = 2
+    depth: int = 4
+    base_channels: int = 64
+    padding: str = "same"
+    norm: str = "batch"
+    dropout: float = 0.0
+    up_mode: str = "transpose"
+
+
+@dataclass
+class AugmentationSchema:
+    flip_rotate_p: float = 1.0
+    brightness_contrast_p: float = 0.0
+    brightness_limit: float = 0.1
+    contrast_limit: float = 0.1
+
+
+@dataclass
+class DataSchema:
+    _target_: str = "src.data.datamodule.EMDataModule"
+    source: Any = MISSING
+    fold: int = 4
+    num_folds: int = 5
+    val_fold: int | None = None
+    crop_size: int = 256
+    batch_size: int = 4
+    val_batch_size: int = 1
+    train_samples: int = 384
+    num_workers: int = 1
+    persistent_workers: bool = True
+    pin_memory: bool = False
+    augmentation: AugmentationSchema = field(default_factory=AugmentationSchema)
+
+
+@dataclass
+class TrainerSchema:
+    _target_: str = "lightning.Trainer"
+    default_root_dir: str | None = None
+    accelerator: str = "auto"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: Any = "auto"
+    precision: Any = "32"
+    sync_batchnorm: bool = False
+    max_epochs: int | None = None
+    min_epochs: int | None = None
+    max_steps: int = -1
+    max_time: Any = None
+    check_val_every_n_epoch: int | None = 1
+    val_check_interval: Any = None
+    log_every_n_steps: int = 50
+    gradient_clip_val: float | None = None
+    accumulate_grad_batches: int = 1
+    deterministic: Any = False
+    benchmark: bool | None = None
+    num_sanity_val_steps: int = 0
+    enable_progress_bar: bool = True
+    enable_model_summary: bool = True
+    fast_dev_run: Any = False
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    limit_test_batches: Any = None
+    limit_predict_batches: Any = None
+    profiler: Any = None
+    detect_anomaly: bool = False
+
+
+@dataclass
+class TrainSchema:
+    task_name: str = "train"
+    tags: list[str] = field(default_factory=list)
+    seed: int | None = 12345
+    ckpt_path: str | None = None
+    train: bool = True
+    test: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    figure_slices: int = 3
+    optimized_metric: str = "val/vrand"
+    data: Any = MISSING
+    model: Any = MISSING
+    optimizer: Any = MISSING
+    scheduler: Any = None
+    trainer: Any = MISSING
+    logger: Any = None
+    callbacks: Any = None
+    paths: Any = MISSING
+
+
+@dataclass
+class EvalSchema:
+    task_name: str = "eval"
+    tags: list[str] = field(default_factory=list)
+    seed: int | None = 12345
+    ckpt_path: str = MISSING
+    data: Any = MISSING
+    trainer: Any = MISSING
+    logger: Any = None
+    paths: Any = MISSING
+
+
+def register_schemas() -> None:
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainSchema)
+    store.store(name="eval_schema", node=EvalSchema)
+    store.store(group="model", name="unet_schema", node=UNetSchema)
+    store.store(group="data", name="data_schema", node=DataSchema)
+    store.store(group="trainer", name="trainer_schema", node=TrainerSchema)
+
+
+def setup() -> None:
+    register_resolvers()
+    register_schemas()

@@ -1,0 +1,5 @@
+"""The error type for problems a user can fix (bad input, bad config): shown as one line, no traceback."""
+
+
+class UserError(Exception):
+    """A problem with the user's input or config; its message says what, where, and how to fix it."""

@@ -1,0 +1,53 @@
+"""Building the objects a task needs from its config: callbacks, loggers, the module, the trainer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from src.models.module import SegmentationModule
+from src.utils.errors import UserError
+
+
+def instantiate_group(node: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a group such as ``callbacks`` or ``logger`` (a dict of named configs)."""
+    if not node:
+        return []
+    return [instantiate(value) for value in node.values() if isinstance(value, DictConfig) and "_target_" in value]
+
+
+def build_module(cfg: DictConfig) -> SegmentationModule:
+    module = SegmentationModule(
+        net=OmegaConf.to_container(cfg.model, resolve=True),
+        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+        scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None,
+        channels_last=cfg.channels_last,
+        figure_slices=cfg.figure_slices,
+    )
+    crop = cfg.data.crop_size
+    try:
+        module.net.output_size(crop)
+    except ValueError as exc:
+        raise UserError(f"data.crop_size={crop} does not fit model.depth={cfg.model.depth}: {exc}") from None
+    if cfg.get("compile"):
+        module.net.compile()
+    return module
+
+
+def build_trainer(cfg: DictConfig, **extra: Any) -> L.Trainer:
+    precision = str(cfg.trainer.get("precision"))
+    accelerator = cfg.trainer.get("accelerator")
+    if precision in ("16-mixed", "16", "16-true") and _runs_on_cpu(accelerator):
+        raise UserError(
+            f"trainer.precision={precision} needs a GPU; on a CPU use trainer.precision=bf16-mixed or 32"
+        )
+    return instantiate(cfg.trainer, **extra)
+
+
+def _runs_on_cpu(accelerator: str | None) -> bool:
+    import torch
+
+    return accelerator == "cpu" or (accelerator in (None, "auto") and not torch.cuda.is_available())
