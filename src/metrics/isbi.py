@@ -45,9 +45,9 @@ def thinned_segments(interior: np.ndarray) -> np.ndarray:
     if count == 0:
         segments = np.zeros(interior.shape, np.int64)
     else:
-        segments = watershed(
-            (~interior).astype(np.uint8), markers=seeds, connectivity=1, watershed_line=True
-        ).astype(np.int64)
+        segments = watershed((~interior).astype(np.uint8), markers=seeds, connectivity=1, watershed_line=True).astype(
+            np.int64
+        )
     lines = segments == 0
     segments[lines] = count + 1 + np.arange(int(lines.sum()))
     return segments

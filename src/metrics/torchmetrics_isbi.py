@@ -37,7 +37,8 @@ class ISBIScores(Metric):
 
     def per_slice(self) -> dict[int, dict[str, float]]:
         """Scores of each slice at the best thresholds, keyed by slice id (after sync)."""
-        ids, scores, errors = self._gathered()
+        with self.sync_context():
+            ids, scores, errors = self._gathered()
         best = best_over_thresholds(scores, self.thresholds)
         t_rand = self.thresholds.index(best["threshold"])
         t_info = self.thresholds.index(best["vinfo_threshold"])

@@ -12,6 +12,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Timer
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryJaccardIndex
 
@@ -32,8 +33,7 @@ class SegmentationModule(L.LightningModule):
     Args:
         net: config of the network (``_target_: src.models.unet.UNet`` and its arguments).
         optimizer: partial config of a ``torch.optim`` optimizer.
-        scheduler: partial config of a learning-rate scheduler, or None.
-        scheduler_interval: ``step`` or ``epoch``.
+        scheduler: partial config of a schedule from :mod:`src.models.schedules` (stepped per batch), or None.
         channels_last: run convolutions in channels-last memory format (faster on CPUs and recent GPUs).
         figure_slices: how many validation slices to keep for the results figure.
     """
@@ -43,7 +43,6 @@ class SegmentationModule(L.LightningModule):
         net: dict,
         optimizer: dict,
         scheduler: dict | None = None,
-        scheduler_interval: str = "step",
         channels_last: bool = True,
         figure_slices: int = 3,
         class_weights: list[float] | None = None,
@@ -56,9 +55,7 @@ class SegmentationModule(L.LightningModule):
         self.register_buffer(
             "class_weights", torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         )
-        pixel = MetricCollection(
-            {"accuracy": BinaryAccuracy(), "dice": BinaryF1Score(), "iou": BinaryJaccardIndex()}
-        )
+        pixel = MetricCollection({"accuracy": BinaryAccuracy(), "dice": BinaryF1Score(), "iou": BinaryJaccardIndex()})
         self.train_pixel = pixel.clone(prefix="train/")
         self.val_pixel = pixel.clone(prefix="val/")
         self.test_pixel = pixel.clone(prefix="test/")
@@ -112,7 +109,11 @@ class SegmentationModule(L.LightningModule):
         if keep > 0:
             for i in range(min(keep, len(prob))):
                 self.figure_examples.append(
-                    {"image": batch["image"][i, 0].cpu(), "label": batch["label"][i].cpu(), "prob": prob[i].cpu()}
+                    {
+                        "image": batch["image"][i, 0].cpu(),
+                        "label": batch["label"][i].cpu(),
+                        "prob": prob[i].cpu(),
+                    }
                 )
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -146,20 +147,16 @@ class SegmentationModule(L.LightningModule):
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
         if not self.hparams.scheduler:
             return optimizer
-        scheduler = instantiate(self.hparams.scheduler)
-        if self.hparams.scheduler_interval == "step":
-            total = self.trainer.estimated_stepping_batches
-            scheduler = scheduler(optimizer=optimizer, total_steps=int(total)) if _takes_total(
-                scheduler
-            ) else scheduler(optimizer=optimizer)
-        else:
-            scheduler = scheduler(optimizer=optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
-        }
+        scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer, progress=self._progress)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-
-def _takes_total(partial_scheduler: Any) -> bool:
-    """True for schedulers built by :mod:`src.models.schedules`, which need the run's total step count."""
-    return getattr(partial_scheduler.func, "needs_total_steps", False)
+    def _progress(self, step: int) -> float:
+        """Fraction of the run done at optimizer step ``step``: by steps, or by time under ``max_time``."""
+        trainer = self._trainer
+        if trainer is None:
+            return 0.0
+        done = step / max(1, int(trainer.estimated_stepping_batches))
+        timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+        if timer is not None and timer._duration:
+            done = max(done, timer.time_elapsed("train") / timer._duration)
+        return min(1.0, done)

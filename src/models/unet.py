@@ -178,9 +178,7 @@ class UNet(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"U-Net expects input of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"U-Net expects input of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         self.output_size(x.shape[-2])
         self.output_size(x.shape[-1])
 

@@ -128,6 +128,7 @@ class TrainerSchema:
     limit_predict_batches: Any = None
     profiler: Any = None
     detect_anomaly: bool = False
+    overfit_batches: Any = 0.0
 
 
 @dataclass

@@ -41,9 +41,7 @@ def build_trainer(cfg: DictConfig, **extra: Any) -> L.Trainer:
     precision = str(cfg.trainer.get("precision"))
     accelerator = cfg.trainer.get("accelerator")
     if precision in ("16-mixed", "16", "16-true") and _runs_on_cpu(accelerator):
-        raise UserError(
-            f"trainer.precision={precision} needs a GPU; on a CPU use trainer.precision=bf16-mixed or 32"
-        )
+        raise UserError(f"trainer.precision={precision} needs a GPU; on a CPU use trainer.precision=bf16-mixed or 32")
     return instantiate(cfg.trainer, **extra)
 
 

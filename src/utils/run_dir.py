@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -17,8 +18,19 @@ from rich.tree import Tree
 
 from src.utils.config import PROJECT_ROOT
 
-PACKAGES = ("torch", "lightning", "torchmetrics", "hydra-core", "omegaconf", "albumentations", "tifffile",
-            "wandb", "numpy", "scipy", "scikit-image")
+PACKAGES = (
+    "torch",
+    "lightning",
+    "torchmetrics",
+    "hydra-core",
+    "omegaconf",
+    "albumentations",
+    "tifffile",
+    "wandb",
+    "numpy",
+    "scipy",
+    "scikit-image",
+)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -49,11 +61,20 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
 def git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10, check=True,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -63,10 +84,8 @@ def git_commit() -> str | None:
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return versions
 
 
@@ -76,8 +95,12 @@ def save_run_record(output_dir: str | Path, cfg: DictConfig) -> None:
     write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     write_json_atomic(
         output_dir / "run_info.json",
-        {"git_commit": git_commit(), "packages": package_versions(), "machine": platform.platform(),
-         "processor": platform.processor() or platform.machine()},
+        {
+            "git_commit": git_commit(),
+            "packages": package_versions(),
+            "machine": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+        },
     )
 
 

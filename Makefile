@@ -1,0 +1,39 @@
+# Set-up and everyday commands. `make train` and `make test` set everything up first (idempotent).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A GPU user can choose another build, e.g. make install TORCH_SPEC="torch==2.5.1 --index-url ..."
+TORCH_SPEC ?= torch==2.13.0
+# The verified ISBI 2012 copy beside the project is used as a download mirror when it exists.
+SHARED_ISBI := $(abspath ../shared/data/isbi2012)
+ifneq ($(wildcard $(SHARED_ISBI)/train-volume.tif),)
+export ISBI2012_MIRROR ?= $(SHARED_ISBI)
+endif
+ARGS ?=
+
+.PHONY: install train test lint format clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH_SPEC)
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+train: install
+	$(BIN)/python -m src.train experiment=isbi2012_cpu $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest $(ARGS)
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+format: install
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+clean:
+	rm -rf logs .pytest_cache .ruff_cache

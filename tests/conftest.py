@@ -1,0 +1,63 @@
+"""Shared fixtures: the real ISBI 2012 stack beside the project, small synthetic TIFF stacks, config helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from src.data.synthetic import synthetic_stack
+from src.utils.config import PROJECT_ROOT, setup
+
+SHARED_ISBI = PROJECT_ROOT.parent / "shared" / "data" / "isbi2012"
+
+
+@pytest.fixture(scope="session")
+def isbi_dir() -> Path:
+    """The verified ISBI 2012 copy in ../shared/data/isbi2012 (it is part of the test environment)."""
+    mirror = Path(os.environ.get("ISBI2012_MIRROR") or SHARED_ISBI)
+    assert (mirror / "train-volume.tif").is_file(), (
+        f"the ISBI 2012 stack is expected in {mirror}; set ISBI2012_MIRROR to a folder holding it"
+    )
+    return mirror
+
+
+@pytest.fixture(scope="session")
+def isbi_stack(isbi_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    return tifffile.imread(isbi_dir / "train-volume.tif"), tifffile.imread(isbi_dir / "train-labels.tif")
+
+
+@pytest.fixture()
+def synthetic_tiffs(tmp_path: Path) -> tuple[Path, Path]:
+    images, labels = synthetic_stack(num_slices=10, size=96, num_cells=20, seed=3)
+    image_path, label_path = tmp_path / "images.tif", tmp_path / "labels.tif"
+    tifffile.imwrite(image_path, images)
+    tifffile.imwrite(label_path, labels)
+    return image_path, label_path
+
+
+def compose_config(config_name: str, overrides: list[str] | None = None) -> DictConfig:
+    """Compose a config as the command line would (Hydra-only keys such as ``hydra:runtime`` stay unresolved)."""
+    setup()
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides or [], return_hydra_config=True)
+
+
+def run_cli(module: str, *overrides: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m <module> <overrides>`` from the project root as a user would."""
+    full_env = {**os.environ, "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", module, *overrides],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )

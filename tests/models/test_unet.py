@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from src.models.unet import UNet
+
+
+@pytest.mark.parametrize("depth", [1, 3, 4, 5])
+def test_same_padding_keeps_size(depth):
+    net = UNet(depth=depth, base_channels=4)
+    size = 2**depth * 3
+    out = net(torch.zeros(2, 1, size, 2 * size))
+    assert out.shape == (2, 2, size, 2 * size)
+
+
+def test_paper_valid_sizes():
+    # The paper's figure: a 572x572 tile gives a 388x388 output map.
+    net = UNet(depth=4, base_channels=2, padding="valid", norm="none")
+    assert net.output_size(572) == 388
+    assert net.valid_input_size(388) == 572
+    out = net(torch.zeros(1, 1, 572, 572))
+    assert out.shape == (1, 2, 388, 388)
+
+
+def test_size_that_cannot_pass_names_working_sizes():
+    net = UNet(depth=4, base_channels=2)
+    with pytest.raises(ValueError, match="nearest sizes that work: 96 or 112"):
+        net(torch.zeros(1, 1, 100, 112))
+    valid = UNet(depth=4, base_channels=2, padding="valid")
+    with pytest.raises(ValueError, match="cannot pass a U-Net of depth 4 with valid padding"):
+        valid(torch.zeros(1, 1, 573, 572))
+
+
+def test_bad_arguments_name_the_key():
+    with pytest.raises(ValueError, match="model.depth=0"):
+        UNet(depth=0)
+    with pytest.raises(ValueError, match="model.padding='full'"):
+        UNet(padding="full")
+    with pytest.raises(ValueError, match="model.norm='layer'"):
+        UNet(norm="layer")
+
+
+def test_skip_connections_carry_information():
+    # Zeroing the bottleneck must not zero the output: the skips feed the expanding path directly.
+    torch.manual_seed(0)
+    net = UNet(depth=2, base_channels=4, norm="none").eval()
+    for p in net.downs[-1].parameters():
+        p.data.zero_()
+    x = torch.randn(1, 1, 32, 32)
+    out = net(x)
+    assert out.abs().sum() > 0
+    assert not torch.allclose(out, net(torch.randn(1, 1, 32, 32)))

@@ -1,0 +1,115 @@
+"""The tasks run as a user runs them: `python -m src.train ...` and `python -m src.eval ...` as subprocesses."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+FAST = ["data=synthetic", "model.base_channels=4", "model.depth=3", "trainer.accelerator=cpu"]
+
+
+def _runs(log_dir: Path, task: str = "train") -> list[Path]:
+    return sorted((log_dir / task / "runs").iterdir()) if (log_dir / task / "runs").is_dir() else []
+
+
+def test_fast_dev_run_through_the_cli(tmp_path):
+    result = run_cli("src.train", *FAST, "debug=fast", "logger=csv", f"paths.log_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = _runs(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= metrics["metrics"]["test/vrand"] <= 1.0
+    assert set(metrics["test_per_slice"]) == {"8"}  # fast_dev_run tests one batch: the first held-out slice
+    assert (run / "config.yaml").is_file() and (run / "run_info.json").is_file()
+
+
+@pytest.mark.slow
+def test_train_resume_and_eval(tmp_path):
+    # 1) a short real run with W&B (offline) and CSV logging
+    args = [*FAST, "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1", f"paths.log_dir={tmp_path}"]
+    first = run_cli("src.train", *args, env={"WANDB_MODE": "offline"})
+    assert first.returncode == 0, first.stderr[-3000:]
+    (run,) = _runs(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["optimized_metric"] == "val/vrand"
+    assert Path(metrics["best_checkpoint"]).is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    assert metrics["optimized_value"] == pytest.approx(max(_csv_column(run, "val/vrand")), abs=1e-6)
+    assert (run / "figures" / "val_epoch_001.png").stat().st_size > 1000
+    assert list((run / "wandb").glob("offline-run-*/run-*.wandb")), "an offline W&B run must be left to sync"
+    steps_per_epoch = metrics["global_step"] // 2
+
+    # 2) resume from last.ckpt for one more epoch: the step count goes on from where it stopped
+    resumed = run_cli(
+        "src.train",
+        *args[:-3],
+        "trainer.max_epochs=3",
+        "trainer.check_val_every_n_epoch=1",
+        "logger=csv",
+        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        f"paths.log_dir={tmp_path}",
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    second = [r for r in _runs(tmp_path) if r != run]
+    assert len(second) == 1
+    after = json.loads((second[0] / "metrics.json").read_text())
+    assert after["epochs"] == 3 and after["global_step"] == 3 * steps_per_epoch
+
+    # 3) evaluate the best checkpoint of the first run
+    evaluated = run_cli(
+        "src.eval", "data=synthetic", f"ckpt_path={metrics['best_checkpoint']}", f"paths.log_dir={tmp_path}"
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    printed = json.loads(evaluated.stdout[evaluated.stdout.index("{") : evaluated.stdout.rindex("}") + 1])
+    (eval_run,) = _runs(tmp_path, "eval")
+    saved = json.loads((eval_run / "metrics.json").read_text())
+    assert {"vrand", "vinfo", "pixel_error"} <= set(saved)
+    assert printed["vrand"] == pytest.approx(saved["vrand"])
+    # The same weights on the same slices give the test score the training run recorded.
+    assert saved["vrand"] == pytest.approx(metrics["metrics"]["test/vrand"], abs=1e-6)
+
+
+def _csv_column(run: Path, column: str) -> list[float]:
+    import csv
+
+    with open(run / "csv" / "metrics.csv") as handle:
+        return [float(row[column]) for row in csv.DictReader(handle) if row.get(column)]
+
+
+def test_config_typo_exits_with_one_line(tmp_path):
+    result = run_cli("src.train", "model.dept=5", f"paths.log_dir={tmp_path}")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "model.dept" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "train").exists()
+
+
+def test_bad_value_exits_with_one_line_and_no_run_dir(tmp_path):
+    result = run_cli("src.train", *FAST, "model.depth=0", "logger=csv", f"paths.log_dir={tmp_path}")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "model.depth=0" in errors[0] and "Traceback" not in result.stderr
+    assert _runs(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes_writes_one_run(tmp_path):
+    result = run_cli(
+        "src.train",
+        *FAST,
+        "model.depth=4",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        "trainer.max_epochs=1",
+        "trainer.check_val_every_n_epoch=1",
+        "logger=csv",
+        f"paths.log_dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = _runs(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_000.ckpt", "last.ckpt"]
+    # Both ranks' validation slices are gathered: the per-slice table covers the whole held-out block.
+    assert set(metrics["test_per_slice"]) == {"8", "9"}
