@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 import lightning as L
+import torch
 from omegaconf import DictConfig
 
 from src.utils.cli import run_task
@@ -20,6 +21,29 @@ log = logging.getLogger(__name__)
 
 def _scalar_metrics(metrics: dict) -> dict[str, float]:
     return {key: float(value) for key, value in metrics.items()}
+
+
+def validate_final_weights(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule) -> None:
+    """Validate the weights training ended with, if no validation saw them, and keep them if they are the best.
+
+    Training stopped by ``max_time`` (or an epoch count not divisible by ``check_val_every_n_epoch``) ends
+    between validations; without this, the last steps, taken at the lowest learning rate, would never count.
+    """
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is None or not checkpoint.monitor or trainer.fast_dev_run or trainer.interrupted:
+        return
+    if getattr(module, "last_validated_step", None) == trainer.global_step:
+        return
+    results = trainer.validate(module, datamodule=datamodule, verbose=False)
+    score = results[0].get(checkpoint.monitor) if results else None
+    best = checkpoint.best_model_score
+    better = score is not None and (best is None or (score > best if checkpoint.mode == "max" else score < best))
+    if better:
+        path = str(Path(checkpoint.dirpath) / f"final_step_{trainer.global_step:06d}.ckpt")
+        trainer.save_checkpoint(path)
+        checkpoint.best_model_path = path
+        checkpoint.best_model_score = torch.tensor(score)
+        log.info("final weights are the best on %s (%.5f); saved %s", checkpoint.monitor, score, path)
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -43,6 +67,7 @@ def train(cfg: DictConfig) -> float | None:
 
     if cfg.train:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        validate_final_weights(trainer, module, datamodule)
     fit_metrics = _scalar_metrics(trainer.callback_metrics)
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

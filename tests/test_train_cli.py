@@ -113,3 +113,50 @@ def test_ddp_with_two_cpu_processes_writes_one_run(tmp_path):
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_000.ckpt", "last.ckpt"]
     # Both ranks' validation slices are gathered: the per-slice table covers the whole held-out block.
     assert set(metrics["test_per_slice"]) == {"8", "9"}
+
+
+def test_paper_experiment_runs_a_few_steps_on_cpu(tmp_path):
+    # The paper's structure (valid padding, SGD 0.99, batch 1, dropout) at a small width, on generated data.
+    result = run_cli(
+        "src.train",
+        "experiment=isbi2012_paper",
+        "data=synthetic",
+        "data.crop_size=188",
+        "model.base_channels=4",
+        "data.batch_size=1",
+        "debug=fast",
+        "logger=csv",
+        "trainer.accelerator=cpu",
+        f"paths.log_dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = _runs(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["global_step"] == 1 and 0.0 <= metrics["metrics"]["test/vrand"] <= 1.0
+
+
+def test_weights_training_ends_with_are_validated(tmp_path):
+    # Validation every 2 epochs, 3 epochs of training: the third epoch's weights must still be validated.
+    result = run_cli(
+        "src.train",
+        *FAST,
+        "trainer.max_epochs=3",
+        "trainer.check_val_every_n_epoch=2",
+        "logger=csv",
+        "test=false",
+        f"paths.log_dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = _runs(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    validated_steps = _csv_steps(run, "val/vrand")
+    # one validation after epoch 2 (16 steps), one of the final weights (24 steps)
+    assert len(validated_steps) == 2 and validated_steps[-1] >= metrics["global_step"] - 1 > validated_steps[0] + 1
+    assert metrics["optimized_value"] == pytest.approx(max(_csv_column(run, "val/vrand")), abs=1e-6)
+
+
+def _csv_steps(run: Path, column: str) -> list[int]:
+    import csv
+
+    with open(run / "csv" / "metrics.csv") as handle:
+        return [int(row["step"]) for row in csv.DictReader(handle) if row.get(column)]

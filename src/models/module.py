@@ -135,6 +135,8 @@ class SegmentationModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval_epoch("val")
+        if not self.trainer.sanity_checking:
+            self.last_validated_step = self.global_step
 
     def on_test_epoch_end(self) -> None:
         self._log_eval_epoch("test")

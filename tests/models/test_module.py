@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from src.models.module import SegmentationModule
+from src.models.schedules import poly, warmup_cosine
+from src.data.synthetic import synthetic_stack
+from src.data.stack_io import normalize_slices
+
+NET = {"_target_": "src.models.unet.UNet", "depth": 2, "base_channels": 8}
+ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
+
+
+def _batch(size=64, n=4):
+    images, labels = synthetic_stack(num_slices=n, size=size, num_cells=8, seed=0)
+    return {
+        "image": torch.from_numpy(normalize_slices(images))[:, None],
+        "label": torch.from_numpy((labels > 0).astype("int64")),
+    }
+
+
+def test_overfits_one_batch():
+    torch.manual_seed(0)
+    module = SegmentationModule(net=NET, optimizer=ADAM)
+    optimizer = module.configure_optimizers()
+    batch = _batch()
+    losses = []
+    for _ in range(40):
+        loss = torch.nn.functional.cross_entropy(module.net(batch["image"]), batch["label"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    module.eval()
+    with torch.no_grad():
+        prob = module.interior_probability(batch["image"])
+    assert ((prob > 0.5).long() == batch["label"]).float().mean() > 0.85
+
+
+def test_valid_padding_crops_the_label_to_the_output():
+    module = SegmentationModule(net={**NET, "padding": "valid"}, optimizer=ADAM, channels_last=False)
+    batch = _batch(size=76, n=2)  # valid input 76 -> output 36 for depth 2
+    logits = module.net(batch["image"])
+    assert logits.shape[-2:] == (36, 36)
+    module.log = lambda *a, **k: None  # no trainer attached
+    loss = module.training_step(batch, 0)
+    assert torch.isfinite(loss)
+    # Whole-slice forward keeps the input size, for evaluation.
+    assert module(batch["image"]).shape[-2:] == (76, 76)
+
+
+def test_non_finite_loss_stops_with_the_step():
+    module = SegmentationModule(net=NET, optimizer=ADAM)
+    module.log = lambda *a, **k: None
+    batch = _batch(n=2)
+    batch["image"][0, 0, 0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="global step 0"):
+        module.training_step(batch, 0)
+
+
+@pytest.mark.parametrize("schedule", [warmup_cosine, poly])
+def test_schedules_follow_progress(schedule):
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    total = 100
+    scheduler = schedule(optimizer, progress=lambda step: step / total)
+    rates = []
+    for _ in range(total):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert max(rates) <= 1.0 and rates[-1] < 0.1 * max(rates)
+    assert rates[-1] == min(rates[10:])  # decays monotonically after warm-up
