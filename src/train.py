@@ -10,6 +10,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig
 
 from src.utils.cli import run_task
@@ -43,7 +44,7 @@ def validate_final_weights(trainer: L.Trainer, module: L.LightningModule, datamo
         trainer.save_checkpoint(path)
         checkpoint.best_model_path = path
         checkpoint.best_model_score = torch.tensor(score)
-        log.info("final weights are the best on %s (%.5f); saved %s", checkpoint.monitor, score, path)
+        rank_zero_info("final weights are the best on %s (%.5f); saved %s", checkpoint.monitor, score, path)
 
 
 def train(cfg: DictConfig) -> float | None:

@@ -127,7 +127,8 @@ class SegmentationModule(L.LightningModule):
         isbi = getattr(self, f"{stage}_isbi")
         self.log_dict(pixel.compute(), sync_dist=True)
         scores = isbi.compute()
-        self.log_dict({f"{stage}/{key}": value for key, value in scores.items()}, sync_dist=False)
+        # Already gathered from every process by the metric itself.
+        self.log_dict({f"{stage}/{key}": value for key, value in scores.items()})
         pixel.reset()
         if stage == "test":
             self.test_per_slice = isbi.per_slice()

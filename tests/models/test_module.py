@@ -1,10 +1,10 @@
 import pytest
 import torch
 
+from src.data.stack_io import normalize_slices
+from src.data.synthetic import synthetic_stack
 from src.models.module import SegmentationModule
 from src.models.schedules import poly, warmup_cosine
-from src.data.synthetic import synthetic_stack
-from src.data.stack_io import normalize_slices
 
 NET = {"_target_": "src.models.unet.UNet", "depth": 2, "base_channels": 8}
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
