@@ -1,0 +1,127 @@
+"""The LightningDataModule over one EM stack with slice-wise folds.
+
+The stack is cut into ``num_folds`` blocks of consecutive slices (ISBI 2012: 5 blocks of 6); block ``fold``
+is held out for validation and testing (fold 4 = slices 24-29 by default), the rest is used for training
+with random crops. ``val_fold`` can name a different block for validation, which is then not trained on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader
+
+from src.data.augment import build_train_transform
+from src.data.datasets import RandomCropDataset, SliceDataset
+from src.data.stack_io import normalize_slices
+from src.utils.errors import UserError
+
+
+def fold_slices(num_slices: int, num_folds: int, fold: int) -> list[int]:
+    """Slice indices of block ``fold`` when ``num_slices`` are cut into ``num_folds`` consecutive blocks."""
+    if num_folds < 2:
+        raise UserError(f"data.num_folds={num_folds} must be at least 2")
+    if not 0 <= fold < num_folds:
+        raise UserError(f"data.fold={fold} is out of range: choose 0 to {num_folds - 1}")
+    if num_slices < num_folds:
+        raise UserError(f"the stack has {num_slices} slices, fewer than data.num_folds={num_folds}")
+    bounds = np.linspace(0, num_slices, num_folds + 1).round().astype(int)
+    return list(range(bounds[fold], bounds[fold + 1]))
+
+
+class EMDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        source: Any,
+        fold: int = 4,
+        num_folds: int = 5,
+        val_fold: int | None = None,
+        crop_size: int = 256,
+        batch_size: int = 4,
+        val_batch_size: int = 1,
+        train_samples: int = 400,
+        num_workers: int = 1,
+        persistent_workers: bool = True,
+        pin_memory: bool = False,
+        augmentation: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or val_batch_size < 1:
+            raise UserError(f"data.batch_size={batch_size} and data.val_batch_size must be at least 1")
+        if crop_size < 1:
+            raise UserError(f"data.crop_size={crop_size} must be positive")
+        if train_samples < 1:
+            raise UserError(f"data.train_samples={train_samples} must be positive")
+        self.source = source
+        self.fold = fold
+        self.num_folds = num_folds
+        self.val_fold = val_fold
+        self.crop_size = crop_size
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size
+        self.train_samples = train_samples
+        self.num_workers = num_workers
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.pin_memory = pin_memory
+        self.augmentation = dict(augmentation or {})
+        self.splits: dict[str, list[int]] = {}
+        self._loaded = False
+
+    def prepare_data(self) -> None:
+        self.source.prepare()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._loaded:
+            return
+        images, labels = self.source.load()
+        if images.shape != labels.shape:
+            raise UserError(f"image stack {images.shape} and label stack {labels.shape} differ in shape")
+        n = len(images)
+        test = fold_slices(n, self.num_folds, self.fold)
+        val = test if self.val_fold is None else fold_slices(n, self.num_folds, self.val_fold)
+        held_out = set(test) | set(val)
+        train = [i for i in range(n) if i not in held_out]
+        if not train:
+            raise UserError("no slices are left for training; lower data.num_folds or unset data.val_fold")
+        self.splits = {"train": train, "val": val, "test": test}
+        self.images = normalize_slices(images)
+        self.labels = labels
+        self._loaded = True
+
+    def _subset(self, split: str) -> SliceDataset:
+        ids = self.splits[split]
+        return SliceDataset(self.images[ids], self.labels[ids], ids)
+
+    def train_dataloader(self) -> DataLoader:
+        ids = self.splits["train"]
+        transform = build_train_transform(self.crop_size, **self.augmentation)
+        dataset = RandomCropDataset(self.images[ids], self.labels[ids], transform, self.train_samples)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=len(dataset) >= self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.persistent_workers,
+            pin_memory=self.pin_memory,
+        )
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        return DataLoader(
+            self._subset(split),
+            batch_size=self.val_batch_size,
+            shuffle=False,
+            num_workers=0,
+            pin_memory=self.pin_memory,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
