@@ -43,8 +43,10 @@ def _matches_isbi(name: str, path: Path) -> bool:
         pixels = np.ascontiguousarray(tifffile.imread(path))
     except Exception:
         return False
-    return pixels.shape == (30, 512, 512) and pixels.dtype == np.uint8 and (
-        hashlib.sha256(pixels.tobytes()).hexdigest() == pixel_sha
+    return (
+        pixels.shape == (30, 512, 512)
+        and pixels.dtype == np.uint8
+        and (hashlib.sha256(pixels.tobytes()).hexdigest() == pixel_sha)
     )
 
 
