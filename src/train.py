@@ -90,7 +90,7 @@ def train(cfg: DictConfig) -> float | None:
             "world_size": trainer.world_size,
         }
         if cfg.test:
-            record["test_per_slice"] = getattr(module, "test_per_slice", {})
+            record["test_per_slice"] = getattr(module, "test_report", {}).get("per_slice", [])
         write_json_atomic(output_dir / "metrics.json", record)
         log.info("outputs in %s", output_dir)
     for logger in trainer.loggers:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from src.metrics.isbi import THRESHOLDS, best_over_thresholds, pixel_error, slice_scores
+from src.metrics.isbi import THRESHOLDS, pixel_error, slice_scores, stack_report
 
 
 class ISBIScores(Metric):
@@ -14,7 +14,9 @@ class ISBIScores(Metric):
 
     ``update(interior_prob, label, slice_ids)`` takes ``(B, H, W)`` probabilities and binary labels. Results are
     kept per slice (with the slice's id, so slices repeated by a distributed sampler count once) and gathered
-    with ``cat`` across DDP processes before ``compute``.
+    with ``cat`` across DDP processes before ``compute``. ``compute`` returns a dict of scalar tensors
+    (``vrand``, ``threshold``, ``vinfo``, ``vinfo_threshold``, ``pixel_error``); :meth:`report` the whole
+    :func:`src.metrics.isbi.stack_report` (threshold sweep and per-slice scores).
     """
 
     full_state_update = False
@@ -22,7 +24,7 @@ class ISBIScores(Metric):
 
     def __init__(self, thresholds: tuple[float, ...] = THRESHOLDS, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.thresholds = tuple(thresholds)
+        self.thresholds = tuple(float(t) for t in thresholds)
         self.add_state("scores", default=[], dist_reduce_fx="cat")
         self.add_state("pixel_errors", default=[], dist_reduce_fx="cat")
         self.add_state("slice_ids", default=[], dist_reduce_fx="cat")
@@ -35,31 +37,48 @@ class ISBIScores(Metric):
             self.pixel_errors.append(torch.tensor([pixel_error(prob, lab)], device=self.device, dtype=torch.float64))
         self.slice_ids.append(slice_ids.detach().reshape(-1).to(self.device))
 
-    def per_slice(self) -> dict[int, dict[str, float]]:
-        """Scores of each slice at the best thresholds, keyed by slice id (after sync)."""
+    def report(self) -> dict:
+        """The full report of every slice seen by any process (threshold sweep and per-slice scores)."""
         with self.sync_context():
-            ids, scores, errors = self._gathered()
-        best = best_over_thresholds(scores, self.thresholds)
-        t_rand = self.thresholds.index(best["threshold"])
-        t_info = self.thresholds.index(best["vinfo_threshold"])
-        return {
-            int(i): {"vrand": float(s[t_rand, 0]), "vinfo": float(s[t_info, 1]), "pixel_error": float(e)}
-            for i, s, e in zip(ids, scores, errors, strict=True)
-        }
+            return self._report()
 
-    def _gathered(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _report(self) -> dict:
         def cat(state):
             return torch.cat(state) if isinstance(state, list) else state
 
         ids = cat(self.slice_ids).cpu().numpy()
         scores = cat(self.scores).cpu().numpy()
         errors = cat(self.pixel_errors).cpu().numpy()
-        _, first = np.unique(ids, return_index=True)
-        return ids[first], scores[first], errors[first]
+        _, first = np.unique(ids, return_index=True)  # sorted by slice id; repeats from padding count once
+        return stack_report(scores[first], errors[first], self.thresholds, ids[first])
 
     def compute(self) -> dict[str, torch.Tensor]:
-        _, scores, errors = self._gathered()
-        best = best_over_thresholds(scores, self.thresholds)
-        out = {key: torch.tensor(value, dtype=torch.float32) for key, value in best.items()}
-        out["pixel_error"] = torch.tensor(float(errors.mean()), dtype=torch.float32)
-        return out
+        report = self._report()
+        keys = ("vrand", "threshold", "vinfo", "vinfo_threshold", "pixel_error")
+        return {key: torch.tensor(report[key], dtype=torch.float32) for key in keys}
+
+
+class _OneScore(ISBIScores):
+    key = ""
+
+    def compute(self) -> torch.Tensor:
+        return super().compute()[self.key]
+
+
+class VRand(_OneScore):
+    """Foreground-restricted Rand score after thinning, at the best threshold of the slice means."""
+
+    key = "vrand"
+
+
+class VInfo(_OneScore):
+    """Foreground-restricted information-theoretic score after thinning, at its best threshold."""
+
+    key = "vinfo"
+
+
+class PixelError(_OneScore):
+    """Fraction of pixels classified wrongly at threshold 0.5."""
+
+    key = "pixel_error"
+    higher_is_better = False

@@ -131,7 +131,7 @@ class SegmentationModule(L.LightningModule):
         self.log_dict({f"{stage}/{key}": value for key, value in scores.items()})
         pixel.reset()
         if stage == "test":
-            self.test_per_slice = isbi.per_slice()
+            self.test_report = isbi.report()
         isbi.reset()
 
     def on_validation_epoch_end(self) -> None:
