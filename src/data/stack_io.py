@@ -10,11 +10,13 @@ import tifffile
 from src.utils.errors import UserError
 
 
-def read_stack(path: str | Path, what: str = "image stack") -> np.ndarray:
+def read_stack(
+    path: str | Path, what: str = "image stack", hint: str = "check the path in the data config"
+) -> np.ndarray:
     """Read a TIFF as an ``(N, H, W)`` array (a 2-D image becomes one slice)."""
     path = Path(path)
     if not path.exists():
-        raise UserError(f"{what} not found: {path} (check the path in the data config)")
+        raise UserError(f"{what} not found: {path} ({hint})")
     if path.is_dir():
         raise UserError(f"{what} {path} is a folder; give the path of a TIFF file")
     try:

@@ -197,7 +197,9 @@ def _map_slices(fn, items: list, workers: int) -> list:
     workers = min(workers if workers > 0 else os.cpu_count() or 1, len(items))
     if workers <= 1:
         return [fn(item) for item in items]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
+    # fork: the workers inherit the arrays and need no importable __main__ (scripts without a main guard work).
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
         return list(pool.map(fn, items))
 
 

@@ -165,10 +165,28 @@ class EvalSchema:
     paths: Any = MISSING
 
 
+@dataclass
+class ScoreSchema:
+    task_name: str = "score"
+    prediction: str = MISSING
+    labels: str = MISSING
+    prediction_slices: Any = None
+    label_slices: Any = None
+    kind: str = "auto"
+    invert: bool = False
+    thresholds: list[float] = field(default_factory=lambda: [round(0.1 * i, 1) for i in range(10)])
+    workers: int = 0
+    output: str | None = None
+    overwrite: bool = False
+    compact: bool = False
+    postprocess: Any = None
+
+
 def register_schemas() -> None:
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainSchema)
     store.store(name="eval_schema", node=EvalSchema)
+    store.store(name="score_schema", node=ScoreSchema)
     store.store(group="model", name="unet_schema", node=UNetSchema)
     store.store(group="data", name="data_schema", node=DataSchema)
     store.store(group="trainer", name="trainer_schema", node=TrainerSchema)
