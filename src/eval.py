@@ -1,6 +1,8 @@
 """Test a checkpoint on the held-out slices: ``python -m src.eval ckpt_path=...``.
 
-Prints the metrics as JSON and writes ``metrics.json`` (overall and per slice) in the run directory.
+Prints the headline metrics as JSON and writes, in the run directory, ``metrics.json`` (overall, the threshold
+sweep, per slice, and each post-processing method's scores), ``report.md`` (the same as tables) and
+``figures/test_slices.png`` (input, label, output and merge/split errors).
 """
 
 from __future__ import annotations
@@ -10,27 +12,60 @@ import logging
 from pathlib import Path
 
 import lightning as L
+import numpy as np
+import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from src.metrics.isbi import score_segmentations
 from src.models.checkpoint import load_module
+from src.models.module import SegmentationModule
+from src.postprocess.instances import postprocess_stack
 from src.utils.cli import run_task
+from src.utils.figures import results_figure
 from src.utils.instantiate import build_trainer, instantiate_group
-from src.utils.run_dir import save_run_record, write_json_atomic
+from src.utils.report import markdown_report
+from src.utils.run_dir import save_run_record, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
-HEADLINE = (
-    "vrand",
-    "vinfo",
-    "pixel_error",
-    "threshold",
-    "vinfo_threshold",
-    "dice",
-    "iou",
-    "accuracy",
-    "loss",
-)
+PROTOCOL = ("vrand", "vinfo", "threshold", "vinfo_threshold", "pixel_error", "per_threshold", "per_slice")
+PIXEL_METRICS = ("dice", "iou", "accuracy", "loss")
+
+
+def predict_slices(module: SegmentationModule, dataset, trainer: L.Trainer) -> list[dict[str, np.ndarray]]:
+    """Interior probability of every slice of ``dataset``, at the trainer's precision."""
+    device = next(module.parameters()).device
+    module.eval()
+    outputs = []
+    with torch.inference_mode(), trainer.precision_plugin.forward_context():
+        for item in dataset:
+            prob = module.interior_probability(item["image"][None].to(device))[0]
+            outputs.append(
+                {
+                    "image": item["image"][0].numpy(),
+                    "label": item["label"].numpy(),
+                    "prob": prob.float().cpu().numpy(),
+                    "slice": int(item["slice"]),
+                }
+            )
+    return outputs
+
+
+def score_postprocessing(cfg: DictConfig, outputs: list[dict[str, np.ndarray]]) -> dict[str, dict]:
+    """Each configured post-processing method's labelled cells, scored by the ISBI protocol."""
+    if not cfg.get("postprocess"):
+        return {}
+    probs = np.stack([o["prob"] for o in outputs])
+    labels = np.stack([o["label"] for o in outputs])
+    ids = [o["slice"] for o in outputs]
+    results = {}
+    for name, node in cfg.postprocess.items():
+        params = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "_target_"}
+        scores = score_segmentations(postprocess_stack(instantiate(node), probs), labels, ids)
+        description = ", ".join(f"{k}={v}" for k, v in params.items())
+        results[name] = {"params": params, "description": description, **scores}
+    return results
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -45,17 +80,33 @@ def evaluate(cfg: DictConfig) -> dict:
     if trainer.is_global_zero:
         save_run_record(output_dir, cfg)
     trainer.test(module, datamodule=datamodule)
+    if not trainer.is_global_zero:
+        return {}
     logged = {key: float(value) for key, value in trainer.callback_metrics.items()}
-    result = {key: logged[f"test/{key}"] for key in HEADLINE if f"test/{key}" in logged}
-    result.update(
-        checkpoint=str(Path(cfg.ckpt_path).resolve()),
-        slices=datamodule.splits["test"],
-        per_slice=module.test_per_slice,
-    )
-    if trainer.is_global_zero:
-        write_json_atomic(output_dir / "metrics.json", result)
-        print(json.dumps({k: v for k, v in result.items() if k != "per_slice"}, indent=2))
-        log.info("metrics written to %s", output_dir / "metrics.json")
+    result: dict = {key: module.test_report[key] for key in PROTOCOL}
+    result.update({key: logged[f"test/{key}"] for key in PIXEL_METRICS if f"test/{key}" in logged})
+    result.update(checkpoint=str(Path(cfg.ckpt_path).resolve()), slices=datamodule.splits["test"])
+
+    outputs = predict_slices(module, datamodule._subset("test"), trainer)
+    result["postprocess"] = score_postprocessing(cfg, outputs)
+    candidates = {"threshold": result["vrand"], **{k: v["vrand"] for k, v in result["postprocess"].items()}}
+    result["best_method"] = max(candidates, key=candidates.get)
+
+    figure = None
+    if cfg.figure_slices > 0:
+        path = results_figure(
+            outputs[: cfg.figure_slices],
+            output_dir / "figures" / "test_slices.png",
+            title=f"held-out slices, V_rand {result['vrand']:.4f}",
+            threshold=result["threshold"],
+        )
+        figure = str(path.relative_to(output_dir))
+    write_json_atomic(output_dir / "metrics.json", result)
+    write_text_atomic(output_dir / "report.md", markdown_report(result, figure))
+    headline = {k: v for k, v in result.items() if k not in ("per_slice", "per_threshold", "postprocess")}
+    headline["postprocess"] = {k: {"vrand": v["vrand"], "vinfo": v["vinfo"]} for k, v in result["postprocess"].items()}
+    print(json.dumps(headline, indent=2))
+    log.info("metrics, report and figure written to %s", output_dir)
     return result
 
 

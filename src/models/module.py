@@ -113,6 +113,7 @@ class SegmentationModule(L.LightningModule):
                         "image": batch["image"][i, 0].cpu(),
                         "label": batch["label"][i].cpu(),
                         "prob": prob[i].cpu(),
+                        "slice": batch["slice"][i].cpu(),
                     }
                 )
 

@@ -159,9 +159,11 @@ class EvalSchema:
     tags: list[str] = field(default_factory=list)
     seed: int | None = 12345
     ckpt_path: str = MISSING
+    figure_slices: int = 3
     data: Any = MISSING
     trainer: Any = MISSING
     logger: Any = None
+    postprocess: Any = None
     paths: Any = MISSING
 
 
