@@ -1,5 +1,6 @@
 """The tasks run as a user runs them: `python -m src.train ...` and `python -m src.eval ...` as subprocesses."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -14,45 +15,54 @@ def _runs(log_dir: Path, task: str = "train") -> list[Path]:
     return sorted((log_dir / task / "runs").iterdir()) if (log_dir / task / "runs").is_dir() else []
 
 
-def test_fast_dev_run_through_the_cli(tmp_path):
-    result = run_cli("src.train", *FAST, "debug=fast", "logger=csv", f"paths.log_dir={tmp_path}")
+def _train_run(tmp_path: Path, *overrides: str, env: dict | None = None) -> tuple[Path, dict]:
+    """Run ``src.train`` with ``overrides`` into ``tmp_path``; it must succeed and leave exactly one new run."""
+    before = set(_runs(tmp_path))
+    result = run_cli("src.train", *overrides, f"paths.log_dir={tmp_path}", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = _runs(tmp_path)
-    metrics = json.loads((run / "metrics.json").read_text())
+    (run,) = [r for r in _runs(tmp_path) if r not in before]
+    return run, json.loads((run / "metrics.json").read_text())
+
+
+def _csv_series(run: Path, column: str) -> list[tuple[int, float]]:
+    """(step, value) of every row of the run's CSV log that has ``column``."""
+    with open(run / "csv" / "metrics.csv") as handle:
+        return [(int(row["step"]), float(row[column])) for row in csv.DictReader(handle) if row.get(column)]
+
+
+def _slices(metrics: dict) -> list[int]:
+    return [entry["slice"] for entry in metrics["test_per_slice"]]
+
+
+def test_fast_dev_run_through_the_cli(tmp_path):
+    run, metrics = _train_run(tmp_path, *FAST, "debug=fast", "logger=csv")
     assert 0.0 <= metrics["metrics"]["test/vrand"] <= 1.0
-    assert set(metrics["test_per_slice"]) == {"8"}  # fast_dev_run tests one batch: the first held-out slice
+    assert _slices(metrics) == [8]  # fast_dev_run tests one batch: the first held-out slice
     assert (run / "config.yaml").is_file() and (run / "run_info.json").is_file()
 
 
 @pytest.mark.slow
 def test_train_resume_and_eval(tmp_path):
     # 1) a short real run with W&B (offline) and CSV logging
-    args = [*FAST, "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1", f"paths.log_dir={tmp_path}"]
-    first = run_cli("src.train", *args, env={"WANDB_MODE": "offline"})
-    assert first.returncode == 0, first.stderr[-3000:]
-    (run,) = _runs(tmp_path)
-    metrics = json.loads((run / "metrics.json").read_text())
+    run, metrics = _train_run(
+        tmp_path, *FAST, "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1", env={"WANDB_MODE": "offline"}
+    )
     assert metrics["epochs"] == 2 and metrics["optimized_metric"] == "val/vrand"
     assert Path(metrics["best_checkpoint"]).is_file() and (run / "checkpoints" / "last.ckpt").is_file()
-    assert metrics["optimized_value"] == pytest.approx(max(_csv_column(run, "val/vrand")), abs=1e-6)
+    assert metrics["optimized_value"] == pytest.approx(max(v for _, v in _csv_series(run, "val/vrand")), abs=1e-6)
     assert (run / "figures" / "val_epoch_001.png").stat().st_size > 1000
     assert list((run / "wandb").glob("offline-run-*/run-*.wandb")), "an offline W&B run must be left to sync"
     steps_per_epoch = metrics["global_step"] // 2
 
     # 2) resume from last.ckpt for one more epoch: the step count goes on from where it stopped
-    resumed = run_cli(
-        "src.train",
-        *args[:-3],
+    _, after = _train_run(
+        tmp_path,
+        *FAST,
         "trainer.max_epochs=3",
         "trainer.check_val_every_n_epoch=1",
         "logger=csv",
         f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
-        f"paths.log_dir={tmp_path}",
     )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    second = [r for r in _runs(tmp_path) if r != run]
-    assert len(second) == 1
-    after = json.loads((second[0] / "metrics.json").read_text())
     assert after["epochs"] == 3 and after["global_step"] == 3 * steps_per_epoch
 
     # 3) evaluate the best checkpoint of the first run
@@ -63,17 +73,18 @@ def test_train_resume_and_eval(tmp_path):
     printed = json.loads(evaluated.stdout[evaluated.stdout.index("{") : evaluated.stdout.rindex("}") + 1])
     (eval_run,) = _runs(tmp_path, "eval")
     saved = json.loads((eval_run / "metrics.json").read_text())
-    assert {"vrand", "vinfo", "pixel_error"} <= set(saved)
+    assert {"vrand", "vinfo", "pixel_error", "threshold", "per_threshold"} <= set(saved)
     assert printed["vrand"] == pytest.approx(saved["vrand"])
     # The same weights on the same slices give the test score the training run recorded.
     assert saved["vrand"] == pytest.approx(metrics["metrics"]["test/vrand"], abs=1e-6)
-
-
-def _csv_column(run: Path, column: str) -> list[float]:
-    import csv
-
-    with open(run / "csv" / "metrics.csv") as handle:
-        return [float(row[column]) for row in csv.DictReader(handle) if row.get(column)]
+    assert [s["slice"] for s in saved["per_slice"]] == saved["slices"] == [8, 9]
+    assert saved["vrand"] == pytest.approx(sum(s["vrand"] for s in saved["per_slice"]) / 2)
+    assert set(saved["postprocess"]) == {"watershed", "components"}
+    best = max([saved["vrand"]] + [v["vrand"] for v in saved["postprocess"].values()])
+    assert (saved["postprocess"].get(saved["best_method"]) or saved)["vrand"] == best
+    report = (eval_run / "report.md").read_text()
+    assert f"{saved['vrand']:.4f}" in report and "| 9 |" in report and "figures/test_slices.png" in report
+    assert (eval_run / "figures" / "test_slices.png").stat().st_size > 1000
 
 
 def test_config_typo_exits_with_one_line(tmp_path):
@@ -95,8 +106,8 @@ def test_bad_value_exits_with_one_line_and_no_run_dir(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_with_two_cpu_processes_writes_one_run(tmp_path):
-    result = run_cli(
-        "src.train",
+    run, metrics = _train_run(
+        tmp_path,
         *FAST,
         "model.depth=4",
         "trainer.devices=2",
@@ -104,21 +115,17 @@ def test_ddp_with_two_cpu_processes_writes_one_run(tmp_path):
         "trainer.max_epochs=1",
         "trainer.check_val_every_n_epoch=1",
         "logger=csv",
-        f"paths.log_dir={tmp_path}",
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = _runs(tmp_path)
-    metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["world_size"] == 2
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_000.ckpt", "last.ckpt"]
     # Both ranks' validation slices are gathered: the per-slice table covers the whole held-out block.
-    assert set(metrics["test_per_slice"]) == {"8", "9"}
+    assert _slices(metrics) == [8, 9]
 
 
 def test_paper_experiment_runs_a_few_steps_on_cpu(tmp_path):
     # The paper's structure (valid padding, SGD 0.99, batch 1, dropout) at a small width, on generated data.
-    result = run_cli(
-        "src.train",
+    _, metrics = _train_run(
+        tmp_path,
         "experiment=isbi2012_paper",
         "data=synthetic",
         "data.crop_size=188",
@@ -127,36 +134,17 @@ def test_paper_experiment_runs_a_few_steps_on_cpu(tmp_path):
         "debug=fast",
         "logger=csv",
         "trainer.accelerator=cpu",
-        f"paths.log_dir={tmp_path}",
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = _runs(tmp_path)
-    metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["global_step"] == 1 and 0.0 <= metrics["metrics"]["test/vrand"] <= 1.0
 
 
 def test_weights_training_ends_with_are_validated(tmp_path):
     # Validation every 2 epochs, 3 epochs of training: the third epoch's weights must still be validated.
-    result = run_cli(
-        "src.train",
-        *FAST,
-        "trainer.max_epochs=3",
-        "trainer.check_val_every_n_epoch=2",
-        "logger=csv",
-        "test=false",
-        f"paths.log_dir={tmp_path}",
+    run, metrics = _train_run(
+        tmp_path, *FAST, "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2", "logger=csv", "test=false"
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = _runs(tmp_path)
-    metrics = json.loads((run / "metrics.json").read_text())
-    validated_steps = _csv_steps(run, "val/vrand")
+    validated = _csv_series(run, "val/vrand")
+    validated_steps = [step for step, _ in validated]
     # one validation after epoch 2 (16 steps), one of the final weights (24 steps)
     assert len(validated_steps) == 2 and validated_steps[-1] >= metrics["global_step"] - 1 > validated_steps[0] + 1
-    assert metrics["optimized_value"] == pytest.approx(max(_csv_column(run, "val/vrand")), abs=1e-6)
-
-
-def _csv_steps(run: Path, column: str) -> list[int]:
-    import csv
-
-    with open(run / "csv" / "metrics.csv") as handle:
-        return [int(row["step"]) for row in csv.DictReader(handle) if row.get(column)]
+    assert metrics["optimized_value"] == pytest.approx(max(v for _, v in validated), abs=1e-6)
