@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def _scalar_metrics(metrics: dict) -> dict[str, float]:
-    return {key: float(value) for key, value in metrics.items()}
+    """Logged metrics as floats; thresholds (logged as float32, 0.699999...) rounded back to their grid."""
+    return {key: round(float(v), 6) if key.endswith("threshold") else float(v) for key, v in metrics.items()}
 
 
 def validate_final_weights(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule) -> None:
