@@ -67,7 +67,7 @@ def _as_probability(stack: np.ndarray, where: str) -> np.ndarray:
         if not np.isfinite(stack).all():
             raise UserError(f"prediction {where} holds NaN or infinite values; probabilities must lie in [0, 1]")
         low, high = float(stack.min()), float(stack.max())
-        if -1e-6 <= low and high <= 1 + 1e-6:  # rounding of a sigmoid or softmax output
+        if low >= -1e-6 and high <= 1 + 1e-6:  # rounding of a sigmoid or softmax output
             return np.clip(stack, 0, 1).astype(np.float32)
         if low < 0 or high > 1:
             raise UserError(

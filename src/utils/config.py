@@ -184,11 +184,36 @@ class ScoreSchema:
     postprocess: Any = None
 
 
+@dataclass
+class PredictSchema:
+    task_name: str = "predict"
+    ckpt_path: str = MISSING
+    input: str = MISSING
+    output: str = MISSING
+    slices: Any = None
+    tile_size: int = 256
+    overlap: float = 0.5
+    sigma_scale: float = 0.125
+    halo: int = 0
+    batch_size: int = 8
+    tta: Any = False
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    prob_dtype: str = "float32"
+    overwrite: bool = False
+    progress: bool = True
+    postprocess: Any = None
+    paths: Any = MISSING
+
+
 def register_schemas() -> None:
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainSchema)
     store.store(name="eval_schema", node=EvalSchema)
     store.store(name="score_schema", node=ScoreSchema)
+    store.store(name="predict_schema", node=PredictSchema)
     store.store(group="model", name="unet_schema", node=UNetSchema)
     store.store(group="data", name="data_schema", node=DataSchema)
     store.store(group="trainer", name="trainer_schema", node=TrainerSchema)

@@ -1,0 +1,166 @@
+"""Overlap-tile prediction of one slice of any size (Ronneberger et al. 2015; Gaussian blending as nnU-Net).
+
+The slice is mirror-padded at its borders and cut into overlapping square tiles. A ``valid``-padding U-Net sees
+each output tile with its full input context, so its tiled prediction equals the whole-slice prediction
+exactly; a ``same``-padding U-Net's tiles are blended with Gaussian importance weights (sigma a fraction of
+the tile), optionally after cropping a ``halo`` of each tile's border, where zero padding inside the network
+makes it least reliable. Tile origins are multiples of ``2**depth``, so the pooling grid never shifts between
+tiles. Tiles run in batches, optionally under test-time augmentation (the 8 flips/rotations of the square).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from src.inference.whole import _mirror_pad
+from src.models.unet import UNet
+
+DIHEDRAL = tuple(range(8))  # k rotations by 90 degrees, then a flip for 4..7
+
+
+def dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
+    """Element ``index`` of the dihedral group of the square applied to the last two axes."""
+    if index >= 4:
+        x = x.flip(-1)
+    return torch.rot90(x, index % 4, dims=(-2, -1))
+
+
+def dihedral_inverse(x: torch.Tensor, index: int) -> torch.Tensor:
+    x = torch.rot90(x, -(index % 4), dims=(-2, -1))
+    return x.flip(-1) if index >= 4 else x
+
+
+def gaussian_weights(size: int, sigma_scale: float) -> np.ndarray:
+    """Square importance map: 1 at the centre, falling as a Gaussian of sigma ``sigma_scale * size``."""
+    if sigma_scale <= 0:
+        return np.ones((size, size), np.float32)
+    axis = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    g = np.exp(-(axis**2) / (2 * (sigma_scale * size) ** 2))
+    weights = np.outer(g, g)
+    return np.maximum(weights / weights.max(), 1e-4).astype(np.float32)
+
+
+def tile_starts(size: int, tile: int, step: int, align: int) -> list[int]:
+    """Origins of output tiles covering ``[0, size)``: multiples of ``align``, ``step`` apart, the last one
+    moved back (or forward to the next multiple of ``align``) to reach the end."""
+    if size <= tile:
+        return [0]
+    last = math.ceil((size - tile) / align) * align
+    return sorted(set(range(0, last, step)) | {last})
+
+
+class TiledPredictor:
+    """Interior probability of ``(H, W)`` slices of any size with a U-Net, tile by tile.
+
+    Args:
+        net: the network (in eval mode, on ``device``).
+        tile_size: side of the network's input tile (rounded up to a size the network accepts).
+        overlap: fraction of an output tile shared with its neighbour (0 <= overlap < 1).
+        sigma_scale: Gaussian sigma of the blending weights as a fraction of the output tile; 0 = flat.
+        halo: for ``same`` padding, pixels cropped from each side of an output tile (context only).
+        batch_size: tiles per forward pass.
+        tta: dihedral transforms averaged (indices 0..7, 0 = identity).
+        autocast_dtype: ``torch.bfloat16`` / ``torch.float16`` for mixed precision, None for float32.
+        channels_last: feed tiles in channels-last memory format.
+    """
+
+    def __init__(
+        self,
+        net: UNet,
+        tile_size: int = 256,
+        overlap: float = 0.5,
+        sigma_scale: float = 0.125,
+        halo: int = 0,
+        batch_size: int = 8,
+        tta: Sequence[int] = (0,),
+        autocast_dtype: torch.dtype | None = None,
+        channels_last: bool = True,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        if not 0.0 <= overlap < 1.0:
+            raise ValueError(f"overlap={overlap} must be in [0, 1)")
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be at least 1")
+        bad = [t for t in tta if t not in DIHEDRAL]
+        if bad or not tta:
+            raise ValueError(f"tta={list(tta)} must list dihedral transforms 0..7 (0 = identity)")
+        self.net = net
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.tta = tuple(tta)
+        self.autocast_dtype = autocast_dtype
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.align = 2**net.depth
+        self.tile_in = net.valid_input_size(tile_size) if net.padding == "valid" else _round_up(tile_size, self.align)
+        if net.padding == "valid":
+            self.tile_out = net.output_size(self.tile_in)
+            self.context = (self.tile_in - self.tile_out) // 2
+            self.crop = 0
+        else:
+            if not 0 <= 2 * halo < self.tile_in:
+                raise ValueError(f"halo={halo} must leave part of the {self.tile_in}-pixel tile")
+            self.tile_out = self.tile_in - 2 * halo
+            self.context = halo
+            self.crop = halo
+        self.step = max(self.align, int(self.tile_out * (1 - overlap)) // self.align * self.align)
+        self.weights = torch.from_numpy(gaussian_weights(self.tile_out, sigma_scale))
+
+    def tiles_per_slice(self, height: int, width: int) -> int:
+        return len(tile_starts(height, self.tile_out, self.step, self.align)) * len(
+            tile_starts(width, self.tile_out, self.step, self.align)
+        )
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    @torch.inference_mode()
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Mean interior probability over the TTA transforms, ``(B, tile_out, tile_out)``."""
+        total = None
+        for index in self.tta:
+            x = dihedral(batch, index).contiguous(memory_format=self.memory_format)
+            with self._autocast():
+                logits = self.net(x)
+            prob = logits.float().softmax(dim=1)[:, 1]
+            if self.crop:
+                prob = prob[:, self.crop : -self.crop, self.crop : -self.crop]
+            prob = dihedral_inverse(prob, index)
+            total = prob if total is None else total + prob
+        return total / len(self.tta)
+
+    def predict(self, image: np.ndarray, on_tiles: Callable[[int], None] | None = None) -> np.ndarray:
+        """Interior probability ``(H, W)`` float32 of a normalised slice; ``on_tiles(n)`` reports progress."""
+        height, width = image.shape
+        rows = tile_starts(height, self.tile_out, self.step, self.align)
+        cols = tile_starts(width, self.tile_out, self.step, self.align)
+        extent_y, extent_x = rows[-1] + self.tile_out, cols[-1] + self.tile_out
+        c = self.context
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+        padded = _mirror_pad(x, (c, extent_x - width + c, c, extent_y - height + c)).to(self.device)
+        acc = torch.zeros((extent_y, extent_x), dtype=torch.float32)
+        norm = torch.zeros((extent_y, extent_x), dtype=torch.float32)
+        for origins in _batches([(r, q) for r in rows for q in cols], self.batch_size):
+            batch = torch.cat([padded[..., r : r + self.tile_in, q : q + self.tile_in] for r, q in origins])
+            probs = self._forward(batch).cpu()
+            for (r, q), prob in zip(origins, probs, strict=True):
+                acc[r : r + self.tile_out, q : q + self.tile_out] += prob * self.weights
+                norm[r : r + self.tile_out, q : q + self.tile_out] += self.weights
+            if on_tiles is not None:
+                on_tiles(len(origins))
+        return (acc / norm)[:height, :width].numpy()
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return max(multiple, math.ceil(value / multiple) * multiple)
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,184 @@
+"""Segment any EM stack with a trained U-Net: ``python -m src.predict ckpt_path=... input=STACK.tif output=DIR``.
+
+Reads a 2-D image or an ``(N, H, W)`` stack of any size and bit depth slice by slice, predicts each slice with
+overlapping tiles (:mod:`src.inference.tiling`; test-time augmentation optional), and writes to ``output``:
+``<name>_prob.tif`` (interior probability, float32 or uint8) and ``<name>_cells.tif`` (labelled cells from
+``postprocess``, uint32, 0 = border). Both are written under hidden temporary names and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from src.data.stack_io import normalize_slices
+from src.inference.stack_stream import StackReader, StackWriter
+from src.inference.tiling import DIHEDRAL, TiledPredictor
+from src.models.checkpoint import load_module
+from src.score import parse_slices
+from src.utils.cli import run_task
+from src.utils.config import cpu_has_native_bf16
+from src.utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {
+    "32": None,
+    "bf16": torch.bfloat16,
+    "bf16-mixed": torch.bfloat16,
+    "fp16": torch.float16,
+    "16-mixed": torch.float16,
+}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device={name} was asked for, but no CUDA GPU is visible; use device=cpu")
+    return device
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` (``auto``: bf16 where the hardware computes it natively)."""
+    name = str(name)
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_has_native_bf16() else None
+    if name not in PRECISIONS:
+        raise UserError(f"precision={name} is not one of auto, {', '.join(PRECISIONS)}")
+    dtype = PRECISIONS[name]
+    if dtype is torch.float16 and device.type == "cpu":
+        raise UserError("precision=fp16 needs a GPU; on a CPU use precision=bf16 or 32")
+    return dtype
+
+
+def resolve_tta(value: Any) -> tuple[int, ...]:
+    """``false`` -> identity only, ``true`` -> all 8 flips/rotations, or a list of indices 0..7."""
+    if value is None or value is False:
+        return (0,)
+    if value is True:
+        return DIHEDRAL
+    if isinstance(value, list | tuple | ListConfig) and value and all(int(v) in DIHEDRAL for v in value):
+        return tuple(int(v) for v in value)
+    raise UserError(f"tta={value} must be true, false or a list of transforms 0..7 (0 = identity)")
+
+
+def output_paths(cfg: DictConfig) -> dict[str, Path]:
+    out = Path(cfg.output)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output={out} is a file; give a folder for the predicted stacks")
+    stem = Path(cfg.input).name.split(".")[0]
+    paths = {"prob": out / f"{stem}_prob.tif"}
+    if cfg.get("postprocess"):
+        paths["cells"] = out / f"{stem}_cells.tif"
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing and not cfg.overwrite:
+        raise UserError(f"{existing[0]} exists; choose another output folder or pass overwrite=true")
+    return paths
+
+
+def build_predictor(cfg: DictConfig, device: torch.device) -> TiledPredictor:
+    module = load_module(cfg.ckpt_path)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    net = module.net.eval().to(device=device, memory_format=memory_format)
+    if cfg.compile:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True  # fold BatchNorm and pre-pack weights: inference only
+        net = torch.compile(net)
+        net.depth, net.padding = module.net.depth, module.net.padding
+        net.valid_input_size, net.output_size = module.net.valid_input_size, module.net.output_size
+    try:
+        return TiledPredictor(
+            net,
+            tile_size=cfg.tile_size,
+            overlap=cfg.overlap,
+            sigma_scale=cfg.sigma_scale,
+            halo=cfg.halo,
+            batch_size=cfg.batch_size,
+            tta=resolve_tta(cfg.tta),
+            autocast_dtype=resolve_precision(cfg.precision, device),
+            channels_last=cfg.channels_last,
+            device=device,
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=True,
+    )
+
+
+def predict(cfg: DictConfig) -> dict:
+    paths = output_paths(cfg)
+    device = resolve_device(cfg.device)
+    if cfg.prob_dtype not in ("float32", "uint8"):
+        raise UserError(f"prob_dtype={cfg.prob_dtype} must be float32 or uint8")
+    postprocess = instantiate(cfg.postprocess) if cfg.get("postprocess") else None
+    with StackReader(cfg.input) as reader:
+        ids = parse_slices(cfg.slices, len(reader), "slices")
+        predictor = build_predictor(cfg, device)
+        height, width = reader.shape[1:]
+        Path(cfg.output).mkdir(parents=True, exist_ok=True)
+        writers = {key: StackWriter(path) for key, path in paths.items()}
+        started = time.perf_counter()
+        try:
+            with _progress(cfg.progress) as bar:
+                slices = bar.add_task("slices", total=len(ids))
+                tiles = bar.add_task("tiles", total=len(ids) * predictor.tiles_per_slice(height, width))
+                for index in ids:
+                    image = reader.read(index)
+                    prob = predictor.predict(normalize_slices(image[None])[0], lambda n: bar.advance(tiles, n))
+                    if cfg.prob_dtype == "uint8":
+                        writers["prob"].write(np.round(prob * 255).astype(np.uint8))
+                    else:
+                        writers["prob"].write(prob.astype(np.float32))
+                    if postprocess is not None:
+                        writers["cells"].write(postprocess(prob).astype(np.uint32))
+                    bar.advance(slices)
+        except BaseException:
+            for writer in writers.values():
+                writer.discard()
+            raise
+        written = {key: str(writer.commit()) for key, writer in writers.items()}
+    seconds = time.perf_counter() - started
+    summary = {
+        **written,
+        "slices": len(ids),
+        "shape": [height, width],
+        "tiles_per_slice": predictor.tiles_per_slice(height, width),
+        "seconds": round(seconds, 3),
+        "megapixels_per_second": round(len(ids) * height * width / 1e6 / seconds, 4),
+    }
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+def main() -> None:
+    run_task(predict, "predict")
+
+
+if __name__ == "__main__":
+    main()
