@@ -1,0 +1,82 @@
+"""Overlap-tile prediction: exact at seams for valid padding, TTA as the mean of transformed predictions."""
+
+import numpy as np
+import pytest
+import torch
+
+from src.inference.tiling import DIHEDRAL, TiledPredictor, dihedral, dihedral_inverse, gaussian_weights, tile_starts
+from src.inference.whole import predict_logits
+from src.models.unet import UNet
+
+
+def _whole(net: UNet, image: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return predict_logits(net, torch.from_numpy(image)[None, None]).softmax(1)[0, 1].numpy()
+
+
+def _net(padding: str, depth: int = 3) -> UNet:
+    torch.manual_seed(0)
+    return UNet(depth=depth, base_channels=4, padding=padding).eval()
+
+
+@pytest.mark.parametrize("size", [(300, 211), (37, 45), (129, 400)])
+def test_valid_padding_tiles_equal_the_whole_slice_exactly(size):
+    net = _net("valid")
+    image = np.random.default_rng(1).normal(size=size).astype(np.float32)
+    predictor = TiledPredictor(net, tile_size=120, overlap=0.5, batch_size=3, channels_last=False)
+    assert predictor.tile_out < max(size) or size == (37, 45)
+    tiled = predictor.predict(image)
+    assert tiled.shape == size
+    np.testing.assert_allclose(tiled, _whole(net, image), atol=1e-5)
+
+
+def test_same_padding_single_tile_equals_the_whole_slice():
+    net = _net("same")
+    image = np.random.default_rng(2).normal(size=(64, 64)).astype(np.float32)
+    tiled = TiledPredictor(net, tile_size=64, channels_last=True).predict(image)
+    np.testing.assert_allclose(tiled, _whole(net, image), atol=1e-5)
+
+
+def test_same_padding_tiles_cover_odd_sizes_with_blending():
+    net = _net("same")
+    image = np.random.default_rng(3).normal(size=(150, 97)).astype(np.float32)
+    predictor = TiledPredictor(net, tile_size=64, overlap=0.5, halo=8)
+    prob = predictor.predict(image)
+    assert prob.shape == (150, 97) and np.isfinite(prob).all() and prob.min() >= 0 and prob.max() <= 1
+    assert predictor.tile_out == 48 and predictor.tiles_per_slice(150, 97) > 4
+
+
+def test_tta_is_the_mean_of_the_transformed_predictions():
+    net = _net("valid", depth=2)
+    predictor = TiledPredictor(net, tile_size=124, channels_last=False)
+    size = predictor.tile_out  # one tile: the transforms see exactly the same pixels
+    image = np.random.default_rng(4).normal(size=(size, size)).astype(np.float32)
+    singles = []
+    for index in DIHEDRAL:
+        moved = dihedral(torch.from_numpy(image), index).numpy().copy()
+        singles.append(dihedral_inverse(torch.from_numpy(predictor.predict(moved)), index).numpy())
+    with_tta = TiledPredictor(net, tile_size=124, tta=DIHEDRAL, channels_last=False).predict(image)
+    np.testing.assert_allclose(with_tta, np.mean(singles, axis=0), atol=1e-5)
+    assert np.abs(singles[0] - singles[5]).max() > 1e-4  # the transforms do change a random net's output
+
+
+def test_dihedral_group_inverses():
+    x = torch.arange(12.0).reshape(1, 3, 4)
+    for index in DIHEDRAL:
+        assert torch.equal(dihedral_inverse(dihedral(x, index), index), x)
+    assert len({dihedral(torch.arange(9.0).reshape(3, 3), i).flatten().tolist().__str__() for i in DIHEDRAL}) == 8
+
+
+def test_tile_geometry():
+    starts = tile_starts(300, 100, 48, 16)
+    assert starts[0] == 0 and starts[-1] + 100 >= 300 and all(s % 16 == 0 for s in starts)
+    assert all(b - a <= 48 for a, b in zip(starts, starts[1:], strict=False))
+    assert tile_starts(50, 100, 48, 16) == [0]
+    weights = gaussian_weights(64, 0.125)
+    assert weights.max() == pytest.approx(1.0) and weights.min() > 0 and weights[0, 0] < 0.01
+
+
+@pytest.mark.parametrize("kwargs", [{"overlap": 1.0}, {"tta": [9]}, {"batch_size": 0}, {"halo": 40}])
+def test_bad_settings_raise(kwargs):
+    with pytest.raises(ValueError):
+        TiledPredictor(_net("same"), tile_size=64, **kwargs)

@@ -1,0 +1,114 @@
+"""`python -m src.predict`: stacks of odd sizes and bit depths in, probability and cell stacks of their shape out."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from src.inference.stack_stream import StackReader, StackWriter
+from src.models.module import SegmentationModule
+from tests.conftest import run_cli
+
+NET = {"_target_": "src.models.unet.UNet", "depth": 3, "base_channels": 4, "padding": "valid"}
+ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A checkpoint as src.train saves it (hyperparameters + weights) of a small valid-padding U-Net."""
+    torch.manual_seed(0)
+    module = SegmentationModule(net=NET, optimizer=ADAM)
+    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "shape,dtype",
+    [((37, 45), np.uint16), ((2, 300, 211), np.float32), ((1, 600, 130), np.uint8)],
+)
+def test_outputs_have_the_input_shape(checkpoint, tmp_path, shape, dtype):
+    rng = np.random.default_rng(0)
+    stack = (rng.random(shape) * (255 if dtype != np.float32 else 1)).astype(dtype)
+    tifffile.imwrite(tmp_path / "in.tif", stack)
+    out = tmp_path / "out"
+    result = run_cli(
+        "src.predict",
+        f"ckpt_path={checkpoint}",
+        f"input={tmp_path / 'in.tif'}",
+        f"output={out}",
+        "tile_size=128",
+        "batch_size=4",
+        "progress=false",
+        f"paths.log_dir={tmp_path / 'logs'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    prob = tifffile.imread(out / "in_prob.tif").reshape(-1, *shape[-2:])
+    cells = tifffile.imread(out / "in_cells.tif").reshape(-1, *shape[-2:])
+    slices = 1 if len(shape) == 2 else shape[0]
+    assert prob.shape == cells.shape == (slices, *shape[-2:]) and summary["slices"] == slices
+    assert prob.dtype == np.float32 and prob.min() >= 0 and prob.max() <= 1
+    assert cells.dtype == np.uint32
+    assert sorted(p.name for p in out.iterdir()) == ["in_cells.tif", "in_prob.tif"]  # no temporary files left
+
+
+def test_uint8_output_tta_and_slices_match_the_python_api(checkpoint, tmp_path):
+    stack = (np.random.default_rng(1).random((4, 90, 70)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "s.tif", stack)
+    args = [f"ckpt_path={checkpoint}", f"input={tmp_path / 's.tif'}", "progress=false", f"paths.log_dir={tmp_path}"]
+    first = run_cli("src.predict", *args, f"output={tmp_path / 'a'}", "slices=1:3", "tta=[0,4]", "postprocess=none")
+    assert first.returncode == 0, first.stderr[-3000:]
+    prob = tifffile.imread(tmp_path / "a" / "s_prob.tif")
+    assert prob.shape == (2, 90, 70) and not (tmp_path / "a" / "s_cells.tif").exists()
+
+    from src.data.stack_io import normalize_slices
+    from src.inference.tiling import TiledPredictor
+    from src.models.checkpoint import load_module
+
+    predictor = TiledPredictor(load_module(checkpoint).net, tile_size=256, tta=(0, 4))
+    expected = predictor.predict(normalize_slices(stack[1:2])[0])
+    np.testing.assert_allclose(prob[0], expected, atol=1e-5)
+
+    small = run_cli("src.predict", *args, f"output={tmp_path / 'b'}", "prob_dtype=uint8", "slices=[1]")
+    assert small.returncode == 0, small.stderr[-3000:]
+    as_bytes = tifffile.imread(tmp_path / "b" / "s_prob.tif")
+    predicted = run_cli("src.predict", *args, f"output={tmp_path / 'c'}", "slices=[1]")
+    assert predicted.returncode == 0
+    assert as_bytes.dtype == np.uint8
+    as_float = tifffile.imread(tmp_path / "c" / "s_prob.tif")
+    assert np.abs(as_bytes / 255.0 - as_float).max() <= 0.5 / 255 + 1e-6
+
+
+def test_existing_outputs_are_never_replaced_and_bad_input_is_one_line(checkpoint, tmp_path):
+    tifffile.imwrite(tmp_path / "s.tif", np.zeros((40, 40), np.uint8))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "s_prob.tif").write_bytes(b"mine")
+    base = ["src.predict", f"ckpt_path={checkpoint}", f"output={out}", f"paths.log_dir={tmp_path / 'logs'}"]
+    for extra, words in (
+        ([f"input={tmp_path / 's.tif'}"], "exists"),
+        ([f"input={tmp_path / 'missing.tif'}", f"output={tmp_path / 'o2'}"], "not found"),
+        ([f"input={tmp_path / 's.tif'}", f"output={tmp_path / 'o3'}", "tta=[9]"], "tta"),
+        ([f"input={tmp_path / 's.tif'}", f"output={tmp_path / 'o4'}", "overlap=1.0"], "overlap"),
+    ):
+        result = run_cli(*base, *extra)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
+    assert (out / "s_prob.tif").read_bytes() == b"mine"
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*.tif"))
+
+
+def test_a_failed_write_leaves_no_finished_looking_file(tmp_path):
+    path = tmp_path / "stack.tif"
+    with pytest.raises(RuntimeError), StackWriter(path) as writer:
+        writer.write(np.zeros((4, 4), np.float32))
+        raise RuntimeError("crash in the middle")
+    assert list(tmp_path.iterdir()) == []
+    with StackWriter(path) as writer:
+        for i in range(3):
+            writer.write(np.full((4, 5), i, np.uint8))
+        writer.commit()
+    with StackReader(path) as reader:
+        assert reader.shape == (3, 4, 5) and reader.read(2).max() == 2
