@@ -61,3 +61,20 @@ def run_cli(module: str, *overrides: str, timeout: float = 600, env: dict | None
         timeout=timeout,
         env=full_env,
     )
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint as src.train saves it (hyperparameters + weights) of a small, untrained valid-padding U-Net."""
+    import torch
+
+    from src.models.module import SegmentationModule
+
+    torch.manual_seed(0)
+    module = SegmentationModule(
+        net={"_target_": "src.models.unet.UNet", "depth": 3, "base_channels": 4, "padding": "valid"},
+        optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01},
+    )
+    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
+    return path

@@ -5,38 +5,23 @@ import json
 import numpy as np
 import pytest
 import tifffile
-import torch
 
 from src.inference.stack_stream import StackReader, StackWriter
-from src.models.module import SegmentationModule
 from tests.conftest import run_cli
-
-NET = {"_target_": "src.models.unet.UNet", "depth": 3, "base_channels": 4, "padding": "valid"}
-ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A checkpoint as src.train saves it (hyperparameters + weights) of a small valid-padding U-Net."""
-    torch.manual_seed(0)
-    module = SegmentationModule(net=NET, optimizer=ADAM)
-    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
-    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
-    return path
 
 
 @pytest.mark.parametrize(
     "shape,dtype",
     [((37, 45), np.uint16), ((2, 300, 211), np.float32), ((1, 600, 130), np.uint8)],
 )
-def test_outputs_have_the_input_shape(checkpoint, tmp_path, shape, dtype):
+def test_outputs_have_the_input_shape(small_checkpoint, tmp_path, shape, dtype):
     rng = np.random.default_rng(0)
     stack = (rng.random(shape) * (255 if dtype != np.float32 else 1)).astype(dtype)
     tifffile.imwrite(tmp_path / "in.tif", stack)
     out = tmp_path / "out"
     result = run_cli(
         "src.predict",
-        f"ckpt_path={checkpoint}",
+        f"ckpt_path={small_checkpoint}",
         f"input={tmp_path / 'in.tif'}",
         f"output={out}",
         "tile_size=128",
@@ -55,10 +40,15 @@ def test_outputs_have_the_input_shape(checkpoint, tmp_path, shape, dtype):
     assert sorted(p.name for p in out.iterdir()) == ["in_cells.tif", "in_prob.tif"]  # no temporary files left
 
 
-def test_uint8_output_tta_and_slices_match_the_python_api(checkpoint, tmp_path):
+def test_uint8_output_tta_and_slices_match_the_python_api(small_checkpoint, tmp_path):
     stack = (np.random.default_rng(1).random((4, 90, 70)) * 255).astype(np.uint8)
     tifffile.imwrite(tmp_path / "s.tif", stack)
-    args = [f"ckpt_path={checkpoint}", f"input={tmp_path / 's.tif'}", "progress=false", f"paths.log_dir={tmp_path}"]
+    args = [
+        f"ckpt_path={small_checkpoint}",
+        f"input={tmp_path / 's.tif'}",
+        "progress=false",
+        f"paths.log_dir={tmp_path}",
+    ]
     first = run_cli("src.predict", *args, f"output={tmp_path / 'a'}", "slices=1:3", "tta=[0,4]", "postprocess=none")
     assert first.returncode == 0, first.stderr[-3000:]
     prob = tifffile.imread(tmp_path / "a" / "s_prob.tif")
@@ -68,7 +58,7 @@ def test_uint8_output_tta_and_slices_match_the_python_api(checkpoint, tmp_path):
     from src.inference.tiling import TiledPredictor
     from src.models.checkpoint import load_module
 
-    predictor = TiledPredictor(load_module(checkpoint).net, tile_size=256, tta=(0, 4))
+    predictor = TiledPredictor(load_module(small_checkpoint).net, tile_size=256, tta=(0, 4))
     expected = predictor.predict(normalize_slices(stack[1:2])[0])
     np.testing.assert_allclose(prob[0], expected, atol=1e-5)
 
@@ -82,12 +72,12 @@ def test_uint8_output_tta_and_slices_match_the_python_api(checkpoint, tmp_path):
     assert np.abs(as_bytes / 255.0 - as_float).max() <= 0.5 / 255 + 1e-6
 
 
-def test_existing_outputs_are_never_replaced_and_bad_input_is_one_line(checkpoint, tmp_path):
+def test_existing_outputs_are_never_replaced_and_bad_input_is_one_line(small_checkpoint, tmp_path):
     tifffile.imwrite(tmp_path / "s.tif", np.zeros((40, 40), np.uint8))
     out = tmp_path / "out"
     out.mkdir()
     (out / "s_prob.tif").write_bytes(b"mine")
-    base = ["src.predict", f"ckpt_path={checkpoint}", f"output={out}", f"paths.log_dir={tmp_path / 'logs'}"]
+    base = ["src.predict", f"ckpt_path={small_checkpoint}", f"output={out}", f"paths.log_dir={tmp_path / 'logs'}"]
     for extra, words in (
         ([f"input={tmp_path / 's.tif'}"], "exists"),
         ([f"input={tmp_path / 'missing.tif'}", f"output={tmp_path / 'o2'}"], "not found"),

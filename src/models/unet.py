@@ -73,10 +73,11 @@ class Up(nn.Module):
                 nn.Conv2d(in_channels, out_channels, kernel_size=1),
             )
         self.conv = DoubleConv(2 * out_channels, out_channels, padding, norm)
+        self.crop_skip = padding == "valid"  # decided once, so exported graphs hold no shape-dependent branch
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.up(x)
-        if skip.shape[-2:] != x.shape[-2:]:
+        if self.crop_skip:
             skip = _center_crop(skip, x.shape[-2], x.shape[-1])
         return self.conv(torch.cat([skip, x], dim=1))
 

@@ -208,12 +208,26 @@ class PredictSchema:
     paths: Any = MISSING
 
 
+@dataclass
+class ExportSchema:
+    task_name: str = "export"
+    ckpt_path: str = MISSING
+    format: str = "onnx"
+    output: str | None = None
+    overwrite: bool = False
+    opset: int = 18
+    check_sides: list[int] = field(default_factory=lambda: [64, 160, 300])
+    tolerance: float = 1e-4
+    paths: Any = MISSING
+
+
 def register_schemas() -> None:
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainSchema)
     store.store(name="eval_schema", node=EvalSchema)
     store.store(name="score_schema", node=ScoreSchema)
     store.store(name="predict_schema", node=PredictSchema)
+    store.store(name="export_schema", node=ExportSchema)
     store.store(group="model", name="unet_schema", node=UNetSchema)
     store.store(group="data", name="data_schema", node=DataSchema)
     store.store(group="trainer", name="trainer_schema", node=TrainerSchema)

@@ -1,0 +1,54 @@
+"""`python -m src.export`: TorchScript and ONNX files that reproduce the checkpoint's probabilities."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from src.export import InteriorProbability
+from src.models.checkpoint import load_module
+from tests.conftest import run_cli
+
+
+def _expected(ckpt, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return InteriorProbability(load_module(ckpt).net).eval()(torch.from_numpy(x)).numpy()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_exported_model_matches_the_checkpoint(small_checkpoint, tmp_path, fmt):
+    out = tmp_path / f"model.{fmt}"
+    result = run_cli(
+        "src.export",
+        f"ckpt_path={small_checkpoint}",
+        f"format={fmt}",
+        f"output={out}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    assert summary["max_abs_diff"] < 1e-4 and len(summary["checked_sizes"]) == 3
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [out.name]
+    # An input size the export command did not check, batch of 3, rectangular.
+    x = np.random.default_rng(0).normal(size=(3, 1, 236, 204)).astype(np.float32)
+    if fmt == "onnx":
+        import onnxruntime
+
+        got = onnxruntime.InferenceSession(str(out)).run(None, {"image": x})[0]
+    else:
+        with torch.no_grad():
+            got = torch.jit.load(str(out))(torch.from_numpy(x)).numpy()
+    expected = _expected(small_checkpoint, x)
+    assert got.shape == expected.shape == (3, 1, 236 - 88, 204 - 88)  # valid padding, depth 3: 44 px each side
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_existing_file_and_bad_format_are_refused(small_checkpoint, tmp_path):
+    out = tmp_path / "model.onnx"
+    out.write_text("mine")
+    for extra, words in (([f"output={out}"], "exists"), (["format=tflite", f"output={tmp_path / 'x'}"], "format")):
+        result = run_cli("src.export", f"ckpt_path={small_checkpoint}", *extra, f"paths.log_dir={tmp_path / 'l'}")
+        assert result.returncode == 2 and words in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert out.read_text() == "mine"
