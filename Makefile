@@ -11,7 +11,7 @@ export ISBI2012_MIRROR ?= $(SHARED_ISBI)
 endif
 ARGS ?=
 
-.PHONY: install train test lint format clean
+.PHONY: install train test lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -28,12 +28,17 @@ test: install
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 format: install
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+# Benchmarks (not tests): tables in benchmarks/results/. MONAI is installed here only, never for the runtime.
+bench: install
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python benchmarks/predict_vs_monai.py $(ARGS)
 
 clean:
 	rm -rf logs .pytest_cache .ruff_cache

@@ -96,13 +96,12 @@ def build_predictor(cfg: DictConfig, device: torch.device) -> TiledPredictor:
     module = load_module(cfg.ckpt_path)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     net = module.net.eval().to(device=device, memory_format=memory_format)
+    compiled = None
     if cfg.compile:
         import torch._inductor.config as inductor_config
 
         inductor_config.freezing = True  # fold BatchNorm and pre-pack weights: inference only
-        net = torch.compile(net)
-        net.depth, net.padding = module.net.depth, module.net.padding
-        net.valid_input_size, net.output_size = module.net.valid_input_size, module.net.output_size
+        compiled = torch.compile(net, dynamic=False)
     try:
         return TiledPredictor(
             net,
@@ -115,6 +114,8 @@ def build_predictor(cfg: DictConfig, device: torch.device) -> TiledPredictor:
             autocast_dtype=resolve_precision(cfg.precision, device),
             channels_last=cfg.channels_last,
             device=device,
+            pad_batches=cfg.compile,
+            compiled=compiled,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None
@@ -148,9 +149,8 @@ def predict(cfg: DictConfig) -> dict:
             with _progress(cfg.progress) as bar:
                 slices = bar.add_task("slices", total=len(ids))
                 tiles = bar.add_task("tiles", total=len(ids) * predictor.tiles_per_slice(height, width))
-                for index in ids:
-                    image = reader.read(index)
-                    prob = predictor.predict(normalize_slices(image[None])[0], lambda n: bar.advance(tiles, n))
+                normalised = (normalize_slices(reader.read(index)[None])[0] for index in ids)
+                for prob in predictor.predict_many(normalised, lambda n: bar.advance(tiles, n)):
                     if cfg.prob_dtype == "uint8":
                         writers["prob"].write(np.round(prob * 255).astype(np.uint8))
                     else:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -67,6 +68,8 @@ class TiledPredictor:
         tta: dihedral transforms averaged (indices 0..7, 0 = identity).
         autocast_dtype: ``torch.bfloat16`` / ``torch.float16`` for mixed precision, None for float32.
         channels_last: feed tiles in channels-last memory format.
+        pad_batches: fill the last, partial batch up to ``batch_size`` (a compiled network then sees one shape).
+        compiled: a compiled version of ``net`` to run instead of it (``net`` still gives the tile geometry).
     """
 
     def __init__(
@@ -81,6 +84,8 @@ class TiledPredictor:
         autocast_dtype: torch.dtype | None = None,
         channels_last: bool = True,
         device: torch.device | str = "cpu",
+        pad_batches: bool = False,
+        compiled: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"overlap={overlap} must be in [0, 1)")
@@ -90,8 +95,10 @@ class TiledPredictor:
         if bad or not tta:
             raise ValueError(f"tta={list(tta)} must list dihedral transforms 0..7 (0 = identity)")
         self.net = net
+        self.run_net = compiled if compiled is not None else net
         self.device = torch.device(device)
         self.batch_size = batch_size
+        self.pad_batches = pad_batches
         self.tta = tuple(tta)
         self.autocast_dtype = autocast_dtype
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -127,7 +134,7 @@ class TiledPredictor:
         for index in self.tta:
             x = dihedral(batch, index).contiguous(memory_format=self.memory_format)
             with self._autocast():
-                logits = self.net(x)
+                logits = self.run_net(x)
             prob = logits.float().softmax(dim=1)[:, 1]
             if self.crop:
                 prob = prob[:, self.crop : -self.crop, self.crop : -self.crop]
@@ -137,6 +144,34 @@ class TiledPredictor:
 
     def predict(self, image: np.ndarray, on_tiles: Callable[[int], None] | None = None) -> np.ndarray:
         """Interior probability ``(H, W)`` float32 of a normalised slice; ``on_tiles(n)`` reports progress."""
+        return next(self.predict_many([image], on_tiles))
+
+    def predict_many(
+        self, images: Iterable[np.ndarray], on_tiles: Callable[[int], None] | None = None
+    ) -> Iterator[np.ndarray]:
+        """Probabilities of a stream of slices, in order; tiles are batched across slice boundaries.
+
+        Slices are read from ``images`` only as tiles are needed, and each result is yielded as soon as its
+        last tile is done, so memory holds the one or two slices in flight, not the stack.
+        """
+        in_flight: deque[_Slice] = deque()
+        pending: list[tuple[_Slice, int, int]] = []
+        for image in images:
+            state = self._start(image)
+            in_flight.append(state)
+            for origin in state.origins:
+                pending.append((state, *origin))
+                if len(pending) == self.batch_size:
+                    self._run(pending, on_tiles)
+                    pending = []
+                    while in_flight and in_flight[0].remaining == 0:
+                        yield in_flight.popleft().result()
+        if pending:
+            self._run(pending, on_tiles)
+        while in_flight:
+            yield in_flight.popleft().result()
+
+    def _start(self, image: np.ndarray) -> _Slice:
         height, width = image.shape
         rows = tile_starts(height, self.tile_out, self.step, self.align)
         cols = tile_starts(width, self.tile_out, self.step, self.align)
@@ -144,23 +179,38 @@ class TiledPredictor:
         c = self.context
         x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
         padded = _mirror_pad(x, (c, extent_x - width + c, c, extent_y - height + c)).to(self.device)
-        acc = torch.zeros((extent_y, extent_x), dtype=torch.float32)
-        norm = torch.zeros((extent_y, extent_x), dtype=torch.float32)
-        for origins in _batches([(r, q) for r in rows for q in cols], self.batch_size):
-            batch = torch.cat([padded[..., r : r + self.tile_in, q : q + self.tile_in] for r, q in origins])
-            probs = self._forward(batch).cpu()
-            for (r, q), prob in zip(origins, probs, strict=True):
-                acc[r : r + self.tile_out, q : q + self.tile_out] += prob * self.weights
-                norm[r : r + self.tile_out, q : q + self.tile_out] += self.weights
-            if on_tiles is not None:
-                on_tiles(len(origins))
-        return (acc / norm)[:height, :width].numpy()
+        origins = [(r, q) for r in rows for q in cols]
+        return _Slice(padded, (height, width), (extent_y, extent_x), origins)
+
+    def _run(self, tiles: list[tuple[_Slice, int, int]], on_tiles: Callable[[int], None] | None) -> None:
+        batch = torch.cat([state.padded[..., r : r + self.tile_in, q : q + self.tile_in] for state, r, q in tiles])
+        count = len(tiles)
+        if self.pad_batches and count < self.batch_size:  # a compiled network keeps one input shape
+            batch = torch.cat([batch, batch[-1:].expand(self.batch_size - count, -1, -1, -1)])
+        probs = self._forward(batch)[:count].cpu()
+        for (state, r, q), prob in zip(tiles, probs, strict=True):
+            state.acc[r : r + self.tile_out, q : q + self.tile_out] += prob * self.weights
+            state.norm[r : r + self.tile_out, q : q + self.tile_out] += self.weights
+            state.remaining -= 1
+        if on_tiles is not None:
+            on_tiles(count)
+
+
+class _Slice:
+    """One slice in flight: its padded input, the weighted sums of tile outputs, the tiles still to run."""
+
+    def __init__(self, padded: torch.Tensor, shape: tuple[int, int], extent: tuple[int, int], origins: list) -> None:
+        self.padded = padded
+        self.shape = shape
+        self.origins = origins
+        self.remaining = len(origins)
+        self.acc = torch.zeros(extent, dtype=torch.float32)
+        self.norm = torch.zeros(extent, dtype=torch.float32)
+
+    def result(self) -> np.ndarray:
+        height, width = self.shape
+        return (self.acc / self.norm)[:height, :width].numpy()
 
 
 def _round_up(value: int, multiple: int) -> int:
     return max(multiple, math.ceil(value / multiple) * multiple)
-
-
-def _batches(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
