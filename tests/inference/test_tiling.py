@@ -80,3 +80,18 @@ def test_tile_geometry():
 def test_bad_settings_raise(kwargs):
     with pytest.raises(ValueError):
         TiledPredictor(_net("same"), tile_size=64, **kwargs)
+
+
+@pytest.mark.parametrize("pad_batches", [False, True])
+def test_tiles_batched_across_slices_give_each_slice_its_own_result(pad_batches):
+    net = _net("valid")
+    rng = np.random.default_rng(5)
+    images = [rng.normal(size=size).astype(np.float32) for size in ((150, 140), (60, 200), (150, 140))]
+    per_slice = TiledPredictor(net, tile_size=120, batch_size=1, channels_last=False)
+    batched = TiledPredictor(net, tile_size=120, batch_size=5, channels_last=False, pad_batches=pad_batches)
+    seen = []
+    results = list(batched.predict_many(iter(images), on_tiles=seen.append))
+    assert [r.shape for r in results] == [i.shape for i in images]
+    assert sum(seen) == sum(batched.tiles_per_slice(*i.shape) for i in images) and max(seen) <= 5
+    for image, result in zip(images, results, strict=True):
+        np.testing.assert_allclose(result, per_slice.predict(image), atol=1e-5)
