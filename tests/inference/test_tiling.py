@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from src.inference.tiling import DIHEDRAL, TiledPredictor, dihedral, dihedral_inverse, gaussian_weights, tile_starts
+from src.inference.tiling import (
+    DIHEDRAL,
+    TiledPredictor,
+    dihedral,
+    dihedral_inverse,
+    fold_batchnorm,
+    gaussian_weights,
+    tile_starts,
+)
 from src.inference.whole import predict_logits
 from src.models.unet import UNet
 
@@ -95,3 +103,19 @@ def test_tiles_batched_across_slices_give_each_slice_its_own_result(pad_batches)
     assert sum(seen) == sum(batched.tiles_per_slice(*i.shape) for i in images) and max(seen) <= 5
     for image, result in zip(images, results, strict=True):
         np.testing.assert_allclose(result, per_slice.predict(image), atol=1e-5)
+
+
+def test_folding_batchnorm_keeps_the_output():
+    net = _net("same")
+    for module in net.modules():  # give the norms non-trivial statistics
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) > 0  # the original is untouched
+    x = torch.randn(2, 1, 64, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), net(x), atol=1e-4, rtol=1e-4)
