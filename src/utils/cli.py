@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import shutil
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,11 +15,13 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, InstantiationException
+from hydra.types import RunMode
 from omegaconf.errors import OmegaConfBaseException
 
 from src.utils.config import PROJECT_ROOT, setup
 from src.utils.errors import UserError
 
+log = logging.getLogger(__name__)
 USER_ERRORS = (UserError, HydraException, OmegaConfBaseException)
 _NOISE = ("full_key:", "object_type=", "reference_type=", "Set the environment variable HYDRA_FULL_ERROR")
 
@@ -62,6 +66,26 @@ def fail(exc: BaseException, task_name: str | None = None) -> None:
     sys.exit(2)
 
 
+def _in_multirun() -> bool:
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except Exception:
+        return False
+
+
+def _record_failure(exc: BaseException, task_name: str | None) -> float:
+    """In a sweep, a failed job is logged and recorded in its folder; the sweep goes on with the next job."""
+    message = one_line(exc) if is_user_error(exc) else f"{type(exc).__name__}: {exc}"
+    log.error("job failed: %s", message, exc_info=not is_user_error(exc))
+    try:
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        (run_dir / "FAILED").write_text(message + "\n" + ("" if is_user_error(exc) else traceback.format_exc()))
+    except Exception:
+        pass
+    print(f"error: {message} (job {task_name or ''} failed; the sweep goes on)", file=sys.stderr)
+    return float("nan")  # an Optuna trial that returns NaN is marked failed
+
+
 def run_task(task: Callable[[Any], Any], config_name: str) -> Any:
     """Compose ``conf/<config_name>.yaml`` with the command line and call ``task(cfg)``."""
     setup()
@@ -73,6 +97,8 @@ def run_task(task: Callable[[Any], Any], config_name: str) -> Any:
         try:
             return task(cfg)
         except Exception as exc:
+            if _in_multirun():
+                return _record_failure(exc, cfg.get("task_name"))
             if not is_user_error(exc):
                 raise
             fail(exc, cfg.get("task_name"))
