@@ -39,3 +39,47 @@ def test_two_fold_sweep_with_a_failing_job_ends_with_its_summary(tmp_path):
     assert summary["stats"]["test/vrand"]["std"] == pytest.approx(np.std(vrands))
     table = (sweep / "summary.md").read_text()
     assert "2 of 4 jobs finished; 2 failed" in table and f"{np.mean(vrands):.4f} ±" in table
+
+
+TINY = ["data=synthetic", "model.base_channels=4", "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1"]
+
+
+@pytest.mark.slow
+def test_two_trial_optuna_search_reports_its_best_val_vrand(tmp_path):
+    result = run_cli(
+        "src.train",
+        "hparams_search=isbi2012_optuna",
+        "hydra.sweeper.n_trials=2",
+        *TINY,
+        "logger=csv",
+        f"paths.log_dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = (tmp_path / "train" / "multiruns").iterdir()
+    import yaml
+
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    values = [json.loads((sweep / str(i) / "metrics.json").read_text())["optimized_value"] for i in (0, 1)]
+    assert best["best_value"] == pytest.approx(max(values))
+    assert set(best["best_params"]) >= {"optimizer.lr", "model.depth"}
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_each_job_in_its_own_process(tmp_path):
+    result = run_cli(
+        "src.train",
+        "-m",
+        "hydra/launcher=submitit_local",
+        *TINY,
+        "model.depth=2,3",
+        "logger=csv",
+        f"paths.log_dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = (tmp_path / "train" / "multiruns").iterdir()
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert summary["finished"] == 2 and [job["overrides"] for job in summary["jobs"]] == [
+        "model.depth=2",
+        "model.depth=3",
+    ]
+    assert list(sweep.glob(".submitit/*/*_log.out")), "submitit keeps each job's log"
