@@ -42,14 +42,9 @@ class InteriorProbability(nn.Module):
 
 
 def check_sizes(net: UNet, sides: list[int]) -> list[int]:
-    """The smallest accepted input size at or above each requested side."""
-    return sorted(
-        {net.valid_input_size(side) if net.padding == "valid" else _round_up(side, 2**net.depth) for side in sides}
-    )
-
-
-def _round_up(value: int, multiple: int) -> int:
-    return max(multiple, -(-value // multiple) * multiple)
+    """Per requested side, the smallest input whose output is at least that side (same padding: a multiple of
+    ``2**depth`` at or above it)."""
+    return sorted({net.valid_input_size(side) for side in sides})
 
 
 def _write_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:

@@ -1,29 +1,27 @@
 """Multiruns: a failing job does not stop the sweep, and the sweep ends with a cross-validation summary."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import run_cli
 
+TINY = ["data=synthetic", "model.base_channels=4", "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1"]
+
+
+def _sweep(tmp_path: Path, *overrides: str) -> Path:
+    """Run a ``src.train`` multirun with CSV logging into ``tmp_path``; it must succeed. Its sweep folder."""
+    result = run_cli("src.train", *overrides, "logger=csv", f"paths.log_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = (tmp_path / "train" / "multiruns").iterdir()
+    return sweep
+
 
 @pytest.mark.slow
 def test_two_fold_sweep_with_a_failing_job_ends_with_its_summary(tmp_path):
-    result = run_cli(
-        "src.train",
-        "-m",
-        "data=synthetic",
-        "model.base_channels=4",
-        "model.depth=3,0",
-        "data.fold=3,4",
-        "trainer.max_epochs=1",
-        "trainer.check_val_every_n_epoch=1",
-        "logger=csv",
-        f"paths.log_dir={tmp_path}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (sweep,) = (tmp_path / "train" / "multiruns").iterdir()
+    sweep = _sweep(tmp_path, "-m", *TINY, "model.depth=3,0", "data.fold=3,4")
     summary = json.loads((sweep / "summary.json").read_text())
     assert summary["finished"] == 2 and summary["failed"] == 2
     failed = [job for job in summary["jobs"] if job["state"] == "failed"]
@@ -41,21 +39,9 @@ def test_two_fold_sweep_with_a_failing_job_ends_with_its_summary(tmp_path):
     assert "2 of 4 jobs finished; 2 failed" in table and f"{np.mean(vrands):.4f} ±" in table
 
 
-TINY = ["data=synthetic", "model.base_channels=4", "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1"]
-
-
 @pytest.mark.slow
 def test_two_trial_optuna_search_reports_its_best_val_vrand(tmp_path):
-    result = run_cli(
-        "src.train",
-        "hparams_search=isbi2012_optuna",
-        "hydra.sweeper.n_trials=2",
-        *TINY,
-        "logger=csv",
-        f"paths.log_dir={tmp_path}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (sweep,) = (tmp_path / "train" / "multiruns").iterdir()
+    sweep = _sweep(tmp_path, "hparams_search=isbi2012_optuna", "hydra.sweeper.n_trials=2", *TINY)
     import yaml
 
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
@@ -66,17 +52,7 @@ def test_two_trial_optuna_search_reports_its_best_val_vrand(tmp_path):
 
 @pytest.mark.slow
 def test_submitit_local_launcher_runs_each_job_in_its_own_process(tmp_path):
-    result = run_cli(
-        "src.train",
-        "-m",
-        "hydra/launcher=submitit_local",
-        *TINY,
-        "model.depth=2,3",
-        "logger=csv",
-        f"paths.log_dir={tmp_path}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (sweep,) = (tmp_path / "train" / "multiruns").iterdir()
+    sweep = _sweep(tmp_path, "-m", "hydra/launcher=submitit_local", *TINY, "model.depth=2,3")
     summary = json.loads((sweep / "summary.json").read_text())
     assert summary["finished"] == 2 and [job["overrides"] for job in summary["jobs"]] == [
         "model.depth=2",

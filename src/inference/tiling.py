@@ -106,7 +106,7 @@ class TiledPredictor:
         self.autocast_dtype = autocast_dtype
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.align = 2**net.depth
-        self.tile_in = net.valid_input_size(tile_size) if net.padding == "valid" else _round_up(tile_size, self.align)
+        self.tile_in = net.valid_input_size(tile_size)  # same padding: the next multiple of 2**depth
         if net.padding == "valid":
             self.tile_out = net.output_size(self.tile_in)
             self.context = (self.tile_in - self.tile_out) // 2
@@ -213,10 +213,6 @@ class _Slice:
     def result(self) -> np.ndarray:
         height, width = self.shape
         return (self.acc / self.norm)[:height, :width].numpy()
-
-
-def _round_up(value: int, multiple: int) -> int:
-    return max(multiple, math.ceil(value / multiple) * multiple)
 
 
 def fold_batchnorm(net: nn.Module) -> nn.Module:
