@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig
 
 from src.utils.cli import run_task
+from src.utils.figures import augmentation_figure
 from src.utils.instantiate import build_module, build_trainer, instantiate_group
 from src.utils.run_dir import print_config_tree, save_run_record, write_json_atomic
 
@@ -67,6 +68,13 @@ def train(cfg: DictConfig) -> float | None:
         for logger in trainer.loggers:
             logger.log_hyperparams(dict(cfg=cfg_to_dict(cfg)))
 
+    if cfg.train and trainer.is_global_zero and cfg.get("augmentation_preview", 0) > 0:
+        datamodule.setup("fit")
+        figure = augmentation_figure(
+            datamodule.train_dataloader().dataset, output_dir / "figures" / "augmented_crops.png",
+            cfg.augmentation_preview,
+        )
+        log.info("augmented training crops: %s", figure)
     if cfg.train:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         validate_final_weights(trainer, module, datamodule)

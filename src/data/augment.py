@@ -1,26 +1,87 @@
-"""Training-time augmentation with albumentations, applied jointly to image and label."""
+"""Training-time augmentation with albumentations, applied jointly to image, label and weight map.
+
+Geometric transforms move the label and the border weight map with the image, with nearest-neighbour
+interpolation for both (labels stay binary, weights stay the precomputed values). Intensity transforms touch
+the image only. Images arrive scaled to [0, 1] (albumentations clips float images to that range); the
+dataset standardises them afterwards.
+
+The probabilities and strengths live in ``conf/data/augmentation/*.yaml``.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import albumentations as A
 import cv2
+import numpy as np
+
+
+class CoarseGridElastic(A.DualTransform):
+    """The U-Net paper's elastic deformation: random displacements on a coarse grid, smoothly interpolated.
+
+    Displacement vectors are drawn from a normal distribution with standard deviation ``std`` pixels on a
+    ``grid`` x ``grid`` lattice spanning the crop, interpolated to every pixel with bicubic interpolation (as
+    in the paper: 3 x 3 grid, 10 px), and applied with ``cv2.remap``: bilinear for the image, nearest for
+    masks, mirrored at the borders.
+    """
+
+    def __init__(self, grid: int = 3, std: float = 10.0, p: float = 0.5) -> None:
+        super().__init__(p=p)
+        if grid < 2:
+            raise ValueError(f"elastic grid={grid} must be at least 2 points per side")
+        if std < 0:
+            raise ValueError(f"elastic std={std} must not be negative")
+        self.grid = grid
+        self.std = std
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        height, width = params["shape"][:2]
+        coarse = self.random_generator.normal(0.0, self.std, size=(2, self.grid, self.grid)).astype(np.float32)
+        dy, dx = (cv2.resize(c, (width, height), interpolation=cv2.INTER_CUBIC) for c in coarse)
+        rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+        return {"map_x": cols + dx, "map_y": rows + dy}
+
+    def _remap(self, array: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, interpolation: int) -> np.ndarray:
+        return cv2.remap(array, map_x, map_y, interpolation=interpolation, borderMode=cv2.BORDER_REFLECT_101)
+
+    def apply(self, img: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, **params: Any) -> np.ndarray:
+        return self._remap(img, map_x, map_y, cv2.INTER_LINEAR)
+
+    def apply_to_mask(self, mask: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, **params: Any) -> np.ndarray:
+        return self._remap(mask, map_x, map_y, cv2.INTER_NEAREST)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("grid", "std")
 
 
 def build_train_transform(
     crop_size: int,
     flip_rotate_p: float = 1.0,
+    elastic_p: float = 0.0,
+    elastic_grid: int = 3,
+    elastic_std: float = 10.0,
     brightness_contrast_p: float = 0.0,
     brightness_limit: float = 0.1,
     contrast_limit: float = 0.1,
+    gamma_p: float = 0.0,
+    gamma_limit: tuple[float, float] = (80, 120),
+    blur_p: float = 0.0,
+    blur_sigma: tuple[float, float] = (0.5, 1.0),
+    noise_p: float = 0.0,
+    noise_std: tuple[float, float] = (0.02, 0.06),
 ) -> A.Compose:
-    """Random crop (mirror-padded when the slice is smaller), the 8 flips/rotations, intensity jitter.
+    """Random crop (mirror-padded when the slice is smaller), elastic deformation, the 8 flips/rotations,
+    then brightness/contrast, gamma, blur and noise, each with its own probability (0 leaves it out).
 
-    Labels are masks, so geometric transforms use nearest-neighbour interpolation for them.
+    The weight map, when given, is passed as the additional target ``weight`` and moves like the label.
     """
     steps: list[A.BasicTransform] = [
         A.PadIfNeeded(crop_size, crop_size, border_mode=cv2.BORDER_REFLECT_101),
         A.RandomCrop(crop_size, crop_size),
     ]
+    if elastic_p > 0:
+        steps.append(CoarseGridElastic(grid=elastic_grid, std=elastic_std, p=elastic_p))
     if flip_rotate_p > 0:
         steps.append(A.D4(p=flip_rotate_p))
     if brightness_contrast_p > 0:
@@ -29,4 +90,10 @@ def build_train_transform(
                 brightness_limit=brightness_limit, contrast_limit=contrast_limit, p=brightness_contrast_p
             )
         )
-    return A.Compose(steps)
+    if gamma_p > 0:
+        steps.append(A.RandomGamma(gamma_limit=tuple(gamma_limit), p=gamma_p))
+    if blur_p > 0:
+        steps.append(A.GaussianBlur(blur_limit=0, sigma_limit=tuple(blur_sigma), p=blur_p))
+    if noise_p > 0:
+        steps.append(A.GaussNoise(std_range=tuple(noise_std), p=noise_p))
+    return A.Compose(steps, additional_targets={"weight": "mask"})

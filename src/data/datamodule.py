@@ -2,7 +2,8 @@
 
 The stack is cut into ``num_folds`` blocks of consecutive slices (ISBI 2012: 5 blocks of 6); block ``fold``
 is held out for validation and testing (fold 4 = slices 24-29 by default), the rest is used for training
-with random crops. ``val_fold`` can name a different block for validation, which is then not trained on.
+with random crops. With ``weight_map`` set (``loss=weighted_ce``), the U-Net paper's border weight map of each
+training slice is computed once in ``setup`` and cropped and deformed with the label. ``val_fold`` can name a different block for validation, which is then not trained on.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader
 from src.data.augment import build_train_transform
 from src.data.datasets import RandomCropDataset, SliceDataset
 from src.data.stack_io import normalize_slices
+from src.data.weight_map import border_weight_maps
 from src.utils.errors import UserError
 
 
@@ -46,6 +48,7 @@ class EMDataModule(L.LightningDataModule):
         persistent_workers: bool = True,
         pin_memory: bool = False,
         augmentation: dict | None = None,
+        weight_map: dict | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or val_batch_size < 1:
@@ -66,6 +69,8 @@ class EMDataModule(L.LightningDataModule):
         self.persistent_workers = persistent_workers and num_workers > 0
         self.pin_memory = pin_memory
         self.augmentation = dict(augmentation or {})
+        self.weight_map = dict(weight_map) if weight_map else None
+        self.weights: np.ndarray | None = None
         self.splits: dict[str, list[int]] = {}
         self._loaded = False
 
@@ -88,6 +93,10 @@ class EMDataModule(L.LightningDataModule):
         self.splits = {"train": train, "val": val, "test": test}
         self.images = normalize_slices(images)
         self.labels = labels
+        if self.weight_map is not None:
+            # Once per slice, before training: every crop then cuts its weights from these maps.
+            self.weights = np.zeros(labels.shape, np.float32)
+            self.weights[train] = border_weight_maps(labels[train], **self.weight_map)
         self._loaded = True
 
     def _subset(self, split: str) -> SliceDataset:
@@ -97,7 +106,8 @@ class EMDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         ids = self.splits["train"]
         transform = build_train_transform(self.crop_size, **self.augmentation)
-        dataset = RandomCropDataset(self.images[ids], self.labels[ids], transform, self.train_samples)
+        weights = self.weights[ids] if self.weights is not None else None
+        dataset = RandomCropDataset(self.images[ids], self.labels[ids], transform, self.train_samples, weights)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

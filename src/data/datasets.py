@@ -11,14 +11,27 @@ from torch.utils.data import Dataset
 class RandomCropDataset(Dataset):
     """``length`` random crops, cycling over the slices so each slice is drawn equally often.
 
-    ``images`` are normalised float32 ``(N, H, W)``; ``labels`` uint8 interior masks ``(N, H, W)``.
+    ``images`` are standardised float32 ``(N, H, W)``; ``labels`` uint8 interior masks ``(N, H, W)``;
+    ``weights`` optional float32 border weight maps ``(N, H, W)``, cropped and deformed with the label.
+    Each slice is handed to the transform scaled to [0, 1] (the range albumentations' intensity transforms
+    assume) and mapped back to its standardised range afterwards.
     Randomness comes from the albumentations pipeline, seeded from torch's per-worker seed, so runs with the
     same seed draw the same crops.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: A.Compose, length: int) -> None:
-        self.images = images
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        transform: A.Compose,
+        length: int,
+        weights: np.ndarray | None = None,
+    ) -> None:
+        self.low = images.min(axis=(1, 2))
+        self.span = np.maximum(images.max(axis=(1, 2)) - self.low, 1e-6)
+        self.unit_images = ((images - self.low[:, None, None]) / self.span[:, None, None]).astype(np.float32)
         self.labels = labels
+        self.weights = weights
         self.transform = transform
         self.length = length
         self._seeded_with: int | None = None
@@ -31,11 +44,19 @@ class RandomCropDataset(Dataset):
         if self._seeded_with != seed:
             self.transform.set_random_seed(seed)
             self._seeded_with = seed
-        slice_index = index % len(self.images)
-        out = self.transform(image=self.images[slice_index], mask=self.labels[slice_index])
-        image = np.ascontiguousarray(out["image"])
-        label = np.ascontiguousarray(out["mask"])
-        return {"image": torch.from_numpy(image)[None], "label": torch.from_numpy(label).long()}
+        i = index % len(self.unit_images)
+        targets = {"image": self.unit_images[i], "mask": self.labels[i]}
+        if self.weights is not None:
+            targets["weight"] = self.weights[i]
+        out = self.transform(**targets)
+        image = out["image"] * self.span[i] + self.low[i]
+        item = {
+            "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None],
+            "label": torch.from_numpy(np.ascontiguousarray(out["mask"])).long(),
+        }
+        if self.weights is not None:
+            item["weight"] = torch.from_numpy(np.ascontiguousarray(out["weight"], dtype=np.float32))
+        return item
 
 
 class SliceDataset(Dataset):

@@ -24,6 +24,7 @@ def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> Segmentatio
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not hparams or "net" not in hparams or "state_dict" not in checkpoint:
         raise UserError(f"checkpoint {path} was not written by src.train (no network config or weights in it)")
+    hparams = {key: value for key, value in hparams.items() if key != "class_weights"}  # pre-`loss` checkpoints
     module = SegmentationModule(**hparams)
     try:
         module.load_state_dict(checkpoint["state_dict"])

@@ -10,7 +10,6 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Timer
 from torchmetrics import MetricCollection
@@ -18,7 +17,9 @@ from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryJac
 
 from src.inference.whole import predict_logits
 from src.metrics.torchmetrics_isbi import ISBIScores
+from src.models.losses import CrossEntropy
 from src.models.unet import UNet
+from src.utils.errors import UserError
 
 
 def _center_crop_to(label: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -28,7 +29,7 @@ def _center_crop_to(label: torch.Tensor, height: int, width: int) -> torch.Tenso
 
 
 class SegmentationModule(L.LightningModule):
-    """U-Net + cross-entropy, with per-stage pixel metrics and the ISBI scores on whole held-out slices.
+    """U-Net + a configurable loss, with per-stage pixel metrics and the ISBI scores on whole held-out slices.
 
     Args:
         net: config of the network (``_target_: src.models.unet.UNet`` and its arguments).
@@ -36,6 +37,7 @@ class SegmentationModule(L.LightningModule):
         scheduler: partial config of a schedule from :mod:`src.models.schedules` (stepped per batch), or None.
         channels_last: run convolutions in channels-last memory format (faster on CPUs and recent GPUs).
         figure_slices: how many validation slices to keep for the results figure.
+        loss: config of a loss from :mod:`src.models.losses` (default: plain cross-entropy).
     """
 
     def __init__(
@@ -45,16 +47,14 @@ class SegmentationModule(L.LightningModule):
         scheduler: dict | None = None,
         channels_last: bool = True,
         figure_slices: int = 3,
-        class_weights: list[float] | None = None,
+        loss: dict | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net: UNet = instantiate(net)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
-        self.register_buffer(
-            "class_weights", torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
-        )
+        self.loss = instantiate(loss) if loss else CrossEntropy()
         pixel = MetricCollection({"accuracy": BinaryAccuracy(), "dice": BinaryF1Score(), "iou": BinaryJaccardIndex()})
         self.train_pixel = pixel.clone(prefix="train/")
         self.val_pixel = pixel.clone(prefix="val/")
@@ -71,15 +71,20 @@ class SegmentationModule(L.LightningModule):
     def interior_probability(self, image: torch.Tensor) -> torch.Tensor:
         return self(image).float().softmax(dim=1)[:, 1]
 
-    def _loss(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), label, weight=self.class_weights)
-
     # ----- steps -------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         image = batch["image"].contiguous(memory_format=self.memory_format)
         logits = self.net(image)
         label = _center_crop_to(batch["label"], *logits.shape[-2:])
-        loss = self._loss(logits, label)
+        weight = batch.get("weight")
+        if weight is None and getattr(self.loss, "needs_weight_map", False):
+            raise UserError(
+                f"{type(self.loss).__name__}(weighted=True) needs border weight maps, but the data module gives "
+                "none; set data.weight_map (loss=weighted_ce sets it) or choose an unweighted loss"
+            )
+        if weight is not None:
+            weight = _center_crop_to(weight, *logits.shape[-2:])
+        loss = self.loss(logits, label, weight)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"the training loss became {loss.item()} at global step {self.global_step} (epoch "
@@ -96,7 +101,7 @@ class SegmentationModule(L.LightningModule):
     def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         logits = self(batch["image"])
         label = batch["label"]
-        loss = self._loss(logits, label)
+        loss = self.loss(logits, label)  # whole slices carry no weight map: the unweighted loss
         prob = logits.float().softmax(dim=1)[:, 1]
         getattr(self, f"{stage}_pixel").update(prob, label)
         getattr(self, f"{stage}_isbi").update(prob, label, batch["slice"])

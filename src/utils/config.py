@@ -75,9 +75,25 @@ class UNetSchema:
 @dataclass
 class AugmentationSchema:
     flip_rotate_p: float = 1.0
+    elastic_p: float = 0.0
+    elastic_grid: int = 3
+    elastic_std: float = 10.0
     brightness_contrast_p: float = 0.0
     brightness_limit: float = 0.1
     contrast_limit: float = 0.1
+    gamma_p: float = 0.0
+    gamma_limit: list[float] = field(default_factory=lambda: [80.0, 120.0])
+    blur_p: float = 0.0
+    blur_sigma: list[float] = field(default_factory=lambda: [0.5, 1.0])
+    noise_p: float = 0.0
+    noise_std: list[float] = field(default_factory=lambda: [0.02, 0.06])
+
+
+@dataclass
+class WeightMapSchema:
+    w0: float = 10.0
+    sigma: float = 5.0
+    class_balance: bool = True
 
 
 @dataclass
@@ -95,6 +111,7 @@ class DataSchema:
     persistent_workers: bool = True
     pin_memory: bool = False
     augmentation: AugmentationSchema = field(default_factory=AugmentationSchema)
+    weight_map: WeightMapSchema | None = None
 
 
 @dataclass
@@ -142,11 +159,13 @@ class TrainSchema:
     channels_last: bool = True
     compile: bool = False
     figure_slices: int = 3
+    augmentation_preview: int = 8
     optimized_metric: str = "val/vrand"
     data: Any = MISSING
     model: Any = MISSING
     optimizer: Any = MISSING
     scheduler: Any = None
+    loss: Any = None
     trainer: Any = MISSING
     logger: Any = None
     callbacks: Any = None

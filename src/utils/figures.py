@@ -91,3 +91,34 @@ class ResultsFigure(L.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="val/results", images=[str(path)], step=trainer.global_step)
+
+
+def augmentation_figure(dataset, path: str | Path, count: int = 8) -> Path:
+    """Save ``count`` augmented training crops as they reach the network: the image with the label's membrane
+    outline (top row) and, when the dataset has border weight maps, the weights (bottom row)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    items = [dataset[i] for i in range(count)]
+    has_weights = "weight" in items[0]
+    rows = 2 if has_weights else 1
+    fig, axes = plt.subplots(rows, count, figsize=(2.2 * count, 2.3 * rows), squeeze=False)
+    for column, item in enumerate(items):
+        image = item["image"][0].numpy()
+        label = item["label"].numpy()
+        axes[0, column].imshow(image, cmap="gray")
+        axes[0, column].contour(label, levels=[0.5], colors=[MERGE_COLOUR], linewidths=0.4)
+        if has_weights:
+            shown = axes[1, column].imshow(item["weight"].numpy(), cmap="magma")
+            if column == count - 1:
+                fig.colorbar(shown, ax=axes[1, column], fraction=0.046)
+    axes[0, 0].set_ylabel("crop + membrane outline", fontsize=8)
+    if has_weights:
+        axes[1, 0].set_ylabel("border weight map", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("augmented training crops", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -26,6 +26,7 @@ def build_module(cfg: DictConfig) -> SegmentationModule:
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None,
         channels_last=cfg.channels_last,
         figure_slices=cfg.figure_slices,
+        loss=OmegaConf.to_container(cfg.loss, resolve=True) if cfg.get("loss") else None,
     )
     crop = cfg.data.crop_size
     try:
