@@ -2,8 +2,9 @@
 
 The stack is cut into ``num_folds`` blocks of consecutive slices (ISBI 2012: 5 blocks of 6); block ``fold``
 is held out for validation and testing (fold 4 = slices 24-29 by default), the rest is used for training
-with random crops. With ``weight_map`` set (``loss=weighted_ce``), the U-Net paper's border weight map of each
-training slice is computed once in ``setup`` and cropped and deformed with the label. ``val_fold`` can name a different block for validation, which is then not trained on.
+with random crops. ``val_fold`` can name a different block for validation, which is then not trained on.
+With ``weight_map`` set (``loss=weighted_ce``), the U-Net paper's border weight map of each training slice
+is computed once in ``setup`` and cropped and deformed with the label.
 """
 
 from __future__ import annotations
