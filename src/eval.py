@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -17,7 +18,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.metrics.isbi import score_segmentations
+from src.inference.stack_stream import StackWriter
+from src.inference.tiling import dihedral, dihedral_inverse, tta_transforms
+from src.metrics.isbi import score_probabilities, score_segmentations
 from src.models.checkpoint import load_module
 from src.models.module import SegmentationModule
 from src.postprocess.instances import postprocess_stack
@@ -33,14 +36,23 @@ PROTOCOL = ("vrand", "vinfo", "threshold", "vinfo_threshold", "pixel_error", "pe
 PIXEL_METRICS = ("dice", "iou", "accuracy", "loss")
 
 
-def predict_slices(module: SegmentationModule, dataset, trainer: L.Trainer) -> list[dict[str, np.ndarray]]:
-    """Interior probability of every slice of ``dataset``, at the trainer's precision."""
+def predict_slices(
+    module: SegmentationModule, dataset, trainer: L.Trainer, tta: Sequence[int] = (0,)
+) -> list[dict[str, np.ndarray]]:
+    """Interior probability of every slice of ``dataset``, at the trainer's precision.
+
+    ``tta`` lists the dihedral transforms (0 = identity, 0..7 all flips/rotations) whose probabilities are
+    averaged, each mapped back to the slice's orientation.
+    """
     device = next(module.parameters()).device
     module.eval()
     outputs = []
     with torch.inference_mode(), trainer.precision_plugin.forward_context():
         for item in dataset:
-            prob = module.interior_probability(item["image"][None].to(device))[0]
+            image = item["image"][None].to(device)
+            prob = sum(dihedral_inverse(module.interior_probability(dihedral(image, t)), t).float() for t in tta)[
+                0
+            ] / len(tta)
             outputs.append(
                 {
                     "image": item["image"][0].numpy(),
@@ -68,6 +80,62 @@ def score_postprocessing(cfg: DictConfig, outputs: list[dict[str, np.ndarray]]) 
     return results
 
 
+def write_held_out(output_dir: Path, outputs: list[dict[str, np.ndarray]], cells: np.ndarray | None) -> dict:
+    """Write the held-out slices' interior probability, labelled cells and ground truth as TIFF stacks.
+
+    Files go to ``output_dir/predictions/`` (``test_probability.tif`` float32, ``test_cells.tif`` uint32 with
+    0 = border, ``test_labels.tif`` uint8 0 = membrane / 255 = interior), each through a temporary name, so a
+    file that exists is complete. Returns their paths relative to ``output_dir``.
+    """
+    folder = output_dir / "predictions"
+    folder.mkdir(parents=True, exist_ok=True)
+    stacks = {
+        "test_probability.tif": np.stack([o["prob"] for o in outputs]).astype(np.float32),
+        "test_labels.tif": (np.stack([o["label"] for o in outputs]) > 0).astype(np.uint8) * 255,
+    }
+    if cells is not None:
+        stacks["test_cells.tif"] = cells.astype(np.uint32)
+    written = {}
+    for name, stack in stacks.items():
+        with StackWriter(folder / name) as writer:
+            for page in stack:
+                writer.write(page)
+            written[name] = str(writer.commit().relative_to(output_dir))
+    return written
+
+
+def held_out_evaluation(
+    module: SegmentationModule,
+    datamodule: L.LightningDataModule,
+    trainer: L.Trainer,
+    postprocess: DictConfig | None,
+    tta: Sequence[int],
+    output_dir: Path,
+) -> dict:
+    """Predict the test slices (with ``tta``), post-process them, score both and write them (see write_held_out).
+
+    Returns the threshold sweep's scores, the post-processed cells' scores and the files written.
+    """
+    outputs = predict_slices(module, datamodule._subset("test"), trainer, tta)
+    probs = np.stack([o["prob"] for o in outputs])
+    labels = np.stack([o["label"] for o in outputs])
+    ids = [o["slice"] for o in outputs]
+    sweep = score_probabilities(probs, labels, slice_ids=ids, workers=0)
+    result = {"tta": list(tta), "threshold": {k: sweep[k] for k in ("vrand", "vinfo", "threshold", "vinfo_threshold")}}
+    cells = None
+    if postprocess:
+        cells = postprocess_stack(instantiate(postprocess), probs)
+        scores = score_segmentations(cells, labels, ids, workers=0)
+        result["postprocess"] = {
+            "method": postprocess["_target_"].rsplit(".", 1)[-1],
+            "vrand": scores["vrand"],
+            "vinfo": scores["vinfo"],
+            "per_slice": scores["per_slice"],
+        }
+    result["files"] = write_held_out(output_dir, outputs, cells)
+    return result
+
+
 def evaluate(cfg: DictConfig) -> dict:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -87,7 +155,17 @@ def evaluate(cfg: DictConfig) -> dict:
     result.update({key: logged[f"test/{key}"] for key in PIXEL_METRICS if f"test/{key}" in logged})
     result.update(checkpoint=str(Path(cfg.ckpt_path).resolve()), slices=datamodule.splits["test"])
 
-    outputs = predict_slices(module, datamodule._subset("test"), trainer)
+    tta = tta_transforms(cfg.tta)
+    outputs = predict_slices(module, datamodule._subset("test"), trainer, tta)
+    if tta != (0,):  # the protocol's sweep is rescored on the test-time-augmented probabilities
+        sweep = score_probabilities(
+            np.stack([o["prob"] for o in outputs]),
+            np.stack([o["label"] for o in outputs]),
+            slice_ids=[o["slice"] for o in outputs],
+            workers=0,
+        )
+        result.update({key: sweep[key] for key in PROTOCOL})
+    result["tta"] = list(tta)
     result["postprocess"] = score_postprocessing(cfg, outputs)
     candidates = {"threshold": result["vrand"], **{k: v["vrand"] for k, v in result["postprocess"].items()}}
     result["best_method"] = max(candidates, key=candidates.get)

@@ -12,17 +12,16 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from src.data.stack_io import normalize_slices
 from src.inference.stack_stream import StackReader, StackWriter
-from src.inference.tiling import DIHEDRAL, TiledPredictor
+from src.inference.tiling import TiledPredictor, tta_transforms
 from src.models.checkpoint import load_module
 from src.score import parse_slices
 from src.utils.cli import run_task
@@ -67,17 +66,6 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     return dtype
 
 
-def resolve_tta(value: Any) -> tuple[int, ...]:
-    """``false`` -> identity only, ``true`` -> all 8 flips/rotations, or a list of indices 0..7."""
-    if value is None or value is False:
-        return (0,)
-    if value is True:
-        return DIHEDRAL
-    if isinstance(value, list | tuple | ListConfig) and value and all(int(v) in DIHEDRAL for v in value):
-        return tuple(int(v) for v in value)
-    raise UserError(f"tta={value} must be true, false or a list of transforms 0..7 (0 = identity)")
-
-
 def output_paths(cfg: DictConfig) -> dict[str, Path]:
     out = Path(cfg.output)
     if out.exists() and not out.is_dir():
@@ -110,7 +98,7 @@ def build_predictor(cfg: DictConfig, device: torch.device) -> TiledPredictor:
             sigma_scale=cfg.sigma_scale,
             halo=cfg.halo,
             batch_size=cfg.batch_size,
-            tta=resolve_tta(cfg.tta),
+            tta=tta_transforms(cfg.tta),
             autocast_dtype=resolve_precision(cfg.precision, device),
             channels_last=cfg.channels_last,
             device=device,

@@ -13,6 +13,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig
 
+from src.eval import held_out_evaluation
+from src.inference.tiling import tta_transforms
 from src.utils.cli import run_task
 from src.utils.figures import augmentation_figure
 from src.utils.instantiate import build_module, build_trainer, instantiate_group
@@ -71,7 +73,8 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.train and trainer.is_global_zero and cfg.get("augmentation_preview", 0) > 0:
         datamodule.setup("fit")
         figure = augmentation_figure(
-            datamodule.train_dataloader().dataset, output_dir / "figures" / "augmented_crops.png",
+            datamodule.train_dataloader().dataset,
+            output_dir / "figures" / "augmented_crops.png",
             cfg.augmentation_preview,
         )
         log.info("augmented training crops: %s", figure)
@@ -86,6 +89,24 @@ def train(cfg: DictConfig) -> float | None:
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
         test_metrics = _scalar_metrics(trainer.callback_metrics)
 
+    held_out = None
+    if cfg.test and trainer.is_global_zero:
+        # trainer.test loaded the best weights into `module`.
+        held_out = held_out_evaluation(
+            module, datamodule, trainer, cfg.get("postprocess"), tta_transforms(cfg.test_tta), output_dir
+        )
+        log.info(
+            "held-out slices %s (TTA %s): threshold V_rand %.4f V_info %.4f%s; written to %s",
+            datamodule.splits["test"],
+            held_out["tta"],
+            held_out["threshold"]["vrand"],
+            held_out["threshold"]["vinfo"],
+            "; {method} V_rand {vrand:.4f} V_info {vinfo:.4f}".format(**held_out["postprocess"])
+            if "postprocess" in held_out
+            else "",
+            output_dir / "predictions",
+        )
+
     best_score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     value = float(best_score) if best_score is not None else fit_metrics.get(cfg.optimized_metric)
     if trainer.is_global_zero:
@@ -98,6 +119,8 @@ def train(cfg: DictConfig) -> float | None:
             "global_step": trainer.global_step,
             "world_size": trainer.world_size,
         }
+        if held_out is not None:
+            record["held_out"] = held_out
         if cfg.test:
             record["test_per_slice"] = getattr(module, "test_report", {}).get("per_slice", [])
         write_json_atomic(output_dir / "metrics.json", record)

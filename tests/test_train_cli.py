@@ -4,8 +4,11 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tifffile
 
+from src.metrics.isbi import score_probabilities, score_segmentations
 from tests.conftest import run_cli
 
 FAST = ["data=synthetic", "model.base_channels=4", "model.depth=3", "trainer.accelerator=cpu"]
@@ -53,6 +56,16 @@ def test_train_resume_and_eval(tmp_path):
     assert (run / "figures" / "val_epoch_001.png").stat().st_size > 1000
     assert list((run / "wandb").glob("offline-run-*/run-*.wandb")), "an offline W&B run must be left to sync"
     steps_per_epoch = metrics["global_step"] // 2
+    # The held-out prediction left by training: TTA probability, watershed cells and truth, rescored here.
+    held = metrics["held_out"]
+    assert held["tta"] == list(range(8))
+    prob, cells, truth = (
+        tifffile.imread(run / held["files"][f"test_{n}.tif"]) for n in ("probability", "cells", "labels")
+    )
+    assert prob.shape == cells.shape == truth.shape == (2, 96, 96)
+    assert prob.dtype == np.float32 and cells.dtype == np.uint32 and set(np.unique(truth)) <= {0, 255}
+    assert held["threshold"]["vrand"] == pytest.approx(score_probabilities(prob, truth > 0)["vrand"], abs=1e-9)
+    assert held["postprocess"]["vrand"] == pytest.approx(score_segmentations(cells, truth > 0)["vrand"], abs=1e-9)
 
     # 2) resume from last.ckpt for one more epoch: the step count goes on from where it stopped
     _, after = _train_run(

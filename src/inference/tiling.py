@@ -15,6 +15,7 @@ import copy
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from torch import nn
 
 from src.inference.whole import _mirror_pad
 from src.models.unet import UNet
+from src.utils.errors import UserError
 
 DIHEDRAL = tuple(range(8))  # k rotations by 90 degrees, then a flip for 4..7
 
@@ -36,6 +38,17 @@ def dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
 def dihedral_inverse(x: torch.Tensor, index: int) -> torch.Tensor:
     x = torch.rot90(x, -(index % 4), dims=(-2, -1))
     return x.flip(-1) if index >= 4 else x
+
+
+def tta_transforms(value: Any) -> tuple[int, ...]:
+    """A ``tta`` setting as transform indices: ``false`` -> identity, ``true`` -> all 8, or a list of 0..7."""
+    if value is None or value is False:
+        return (0,)
+    if value is True:
+        return DIHEDRAL
+    if isinstance(value, Sequence) and not isinstance(value, str) and value and all(v in DIHEDRAL for v in value):
+        return tuple(int(v) for v in value)
+    raise UserError(f"tta={value} must be true, false or a list of transforms 0..7 (0 = identity)")
 
 
 def gaussian_weights(size: int, sigma_scale: float) -> np.ndarray:

@@ -156,6 +156,7 @@ class TrainSchema:
     ckpt_path: str | None = None
     train: bool = True
     test: bool = True
+    test_tta: Any = True
     channels_last: bool = True
     compile: bool = False
     figure_slices: int = 3
@@ -166,6 +167,7 @@ class TrainSchema:
     optimizer: Any = MISSING
     scheduler: Any = None
     loss: Any = None
+    postprocess: Any = None
     trainer: Any = MISSING
     logger: Any = None
     callbacks: Any = None
@@ -179,6 +181,7 @@ class EvalSchema:
     seed: int | None = 12345
     ckpt_path: str = MISSING
     figure_slices: int = 3
+    tta: Any = False
     data: Any = MISSING
     trainer: Any = MISSING
     logger: Any = None

@@ -1,0 +1,54 @@
+"""Augmentation: geometry moves image, label and weight map together; intensity transforms keep the range."""
+
+from __future__ import annotations
+
+import albumentations as A
+import numpy as np
+import torch
+
+from src.data.augment import CoarseGridElastic, build_train_transform
+from src.data.datasets import RandomCropDataset
+
+
+def test_elastic_deformation_moves_label_and_weights_with_the_image():
+    rng = np.random.default_rng(0)
+    label = np.kron(rng.random((8, 8)) > 0.5, np.ones((8, 8))).astype(np.uint8)  # 8-pixel blocks
+    image = label.astype(np.float32)  # the image is the label: any misalignment would show
+    weight = label.astype(np.float32) * 7 + 1
+    transform = A.Compose([CoarseGridElastic(grid=3, std=10, p=1.0)], additional_targets={"weight": "mask"})
+    transform.set_random_seed(1)
+    out = transform(image=image, mask=label, weight=weight)
+    assert not np.array_equal(out["mask"], label)  # something moved
+    assert set(np.unique(out["mask"])) <= {0, 1}  # nearest interpolation keeps labels binary
+    assert set(np.unique(out["weight"])) <= {1.0, 8.0}
+    agree = (out["image"] > 0.5) == (out["mask"] == 1)
+    assert agree.mean() > 0.98  # bilinear image vs nearest label differ only along edges
+    assert np.array_equal(out["weight"] == 8.0, out["mask"] == 1)
+
+
+def test_elastic_displacements_have_the_requested_spread():
+    transform = CoarseGridElastic(grid=3, std=10, p=1.0)
+    transform.set_random_seed(2)
+    shifts = []
+    for _ in range(50):
+        params = transform.get_params_dependent_on_data({"shape": (96, 96)}, {})
+        rows, cols = np.mgrid[0:96, 0:96]
+        shifts.append((params["map_x"] - cols)[[0, 0, 95, 95], [0, 95, 0, 95]])  # corners = grid points
+    assert 7 < np.std(shifts) < 13
+
+
+def test_crop_dataset_keeps_standardised_intensities_and_aligned_weights(isbi_stack):
+    images = isbi_stack[0][:2].astype(np.float32)
+    images = (images - images.mean()) / images.std()
+    labels = (isbi_stack[1][:2] > 0).astype(np.uint8)
+    weights = labels.astype(np.float32) * 4 + 1
+    transform = build_train_transform(
+        128, elastic_p=1.0, brightness_contrast_p=1.0, gamma_p=1.0, blur_p=0.5, noise_p=0.5
+    )
+    dataset = RandomCropDataset(images, labels, transform, length=8, weights=weights)
+    for i in range(8):
+        item = dataset[i]
+        assert item["image"].shape == (1, 128, 128) and item["weight"].shape == (128, 128)
+        # Intensity transforms work on [0, 1]; the result is mapped back, not clipped to [0, 1].
+        assert item["image"].min() < -0.5 and item["image"].max() > 0.5
+        assert torch.equal(item["weight"] == 5, item["label"] == 1)

@@ -1,0 +1,61 @@
+"""Losses: values against hand computations, and the weight map's effect."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from src.models.losses import CrossEntropy, Dice, DiceCrossEntropy
+
+
+@pytest.fixture()
+def batch():
+    torch.manual_seed(0)
+    return torch.randn(2, 2, 8, 8), torch.randint(0, 2, (2, 8, 8))
+
+
+def test_unweighted_cross_entropy_is_the_plain_mean(batch):
+    logits, label = batch
+    assert torch.allclose(CrossEntropy()(logits, label), F.cross_entropy(logits, label))
+
+
+def test_weighted_cross_entropy_is_the_weight_normalised_sum(batch):
+    logits, label = batch
+    weight = torch.rand(2, 8, 8) * 10
+    per_pixel = F.cross_entropy(logits, label, reduction="none")
+    expected = (per_pixel * weight).sum() / weight.sum()
+    assert torch.allclose(CrossEntropy(weighted=True)(logits, label, weight), expected)
+    # Scaling every weight by a constant leaves the loss unchanged.
+    assert torch.allclose(CrossEntropy(weighted=True)(logits, label, 3 * weight), expected)
+    # Without a weight map (whole validation slices) the weighted loss is the plain mean.
+    assert torch.allclose(CrossEntropy(weighted=True)(logits, label), per_pixel.mean())
+
+
+def test_weight_map_pulls_the_gradient_to_weighted_pixels(batch):
+    logits, label = batch
+    logits.requires_grad_(True)
+    weight = torch.ones(2, 8, 8)
+    weight[0, 3, 3] = 100.0
+    CrossEntropy(weighted=True)(logits, label, weight).backward()
+    grad = logits.grad.abs().sum(dim=1)
+    assert grad[0, 3, 3] > 50 * grad[0, 0, 0]
+
+
+def test_dice_is_zero_for_a_perfect_prediction_and_matches_a_hand_value():
+    label = torch.zeros(1, 4, 4, dtype=torch.long)
+    label[0, :2] = 1
+    perfect = F.one_hot(label, 2).permute(0, 3, 1, 2).float() * 40 - 20
+    assert Dice(smooth=0)(perfect, label).item() == pytest.approx(0, abs=1e-6)
+    uniform = torch.zeros(1, 2, 4, 4)  # p = 0.5 everywhere: dice per class = 2*4 / (8 + 8) = 0.5
+    assert Dice(smooth=0)(uniform, label).item() == pytest.approx(0.5)
+
+
+def test_dice_cross_entropy_adds_its_parts(batch):
+    logits, label = batch
+    combined = DiceCrossEntropy(dice_weight=0.5, ce_weight=2.0)(logits, label)
+    expected = 0.5 * Dice()(logits, label) + 2.0 * F.cross_entropy(logits, label)
+    assert torch.allclose(combined, expected)
+    assert not math.isnan(combined.item())
