@@ -5,8 +5,10 @@
 Every variant is a real `python -m src.train experiment=isbi2012_cpu <overrides>` run (10 minutes of training
 each), one after the other so that no two share the CPU. The table reports, from each run's metrics.json, the
 held-out scores (fold 4, slices 24-29) of the prediction training leaves: the threshold sweep of its
-test-time-augmented probability and the watershed cells, plus the number of optimizer steps the budget
-bought. Results of finished runs are kept in a JSON file beside the table, so an interrupted ablation resumes.
+test-time-augmented probability, and its cells from connected components at 0.5 and from the seeded
+watershed (conf/postprocess defaults, chosen earlier on a cross-entropy model), plus the number of optimizer
+steps the budget bought. Results of finished runs are kept in a JSON file beside the table, so an
+interrupted ablation resumes; ``--adopt NAME=RUN_DIR`` takes a finished run of exactly that variant's config.
 """
 
 from __future__ import annotations
@@ -20,15 +22,29 @@ import sys
 import time
 from pathlib import Path
 
+import tifffile
+
+from src.metrics.isbi import score_segmentations
+from src.postprocess.instances import ConnectedComponents, SeededWatershed, postprocess_stack
 from src.utils.config import PROJECT_ROOT
+
+# Post-processing of each run's held-out probability, scored beside the threshold sweep (defaults of conf/postprocess).
+POSTPROCESS = {"components": ConnectedComponents(), "watershed": SeededWatershed()}
 
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "full": ("the CPU recipe as `make train` runs it", []),
     "no_weight_map": ("plain cross-entropy instead of the border-weighted one", ["loss=ce"]),
-    "no_elastic": ("no elastic deformation", ["data.augmentation.elastic_p=0"]),
+    "elastic": (
+        "adds the paper's elastic deformation to half of the crops",
+        ["data/augmentation=paper", "data.augmentation.elastic_p=0.5"],
+    ),
     "dice_ce": (
         "Dice + weighted cross-entropy",
         ["loss=dice_ce", "loss.weighted=true", "data.weight_map={w0:10,sigma:5,class_balance:true}"],
+    ),
+    "no_batchnorm": (
+        "no normalisation layers (1.5x the steps), learning rate 0.002",
+        ["model.norm=none", "optimizer.lr=0.002"],
     ),
     "valid_padding": (
         "valid (unpadded) convolutions: 444-pixel input crops, 260-pixel outputs, batch 2",
@@ -47,19 +63,31 @@ def run_variant(name: str, seed: int, log_dir: Path) -> dict:
     if result.returncode != 0:
         raise SystemExit(f"variant {name} (seed {seed}) failed:\n{result.stderr[-2000:]}")
     run = max((log_dir / "train" / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    return {**score_run(run, name, seed), "wall_s": round(time.time() - started)}
+
+
+def score_run(run: Path, name: str, seed: int) -> dict:
+    """A finished run's row: held-out scores of its prediction, sweep and post-processed."""
     metrics = json.loads((run / "metrics.json").read_text())
     held = metrics["held_out"]
+    prob = tifffile.imread(run / held["files"]["test_probability.tif"])
+    truth = tifffile.imread(run / held["files"]["test_labels.tif"]) > 0
+    cells = {
+        method_name: score_segmentations(postprocess_stack(method, prob), truth, workers=0)
+        for method_name, method in POSTPROCESS.items()
+    }
     return {
         "variant": name,
         "seed": seed,
         "run": str(run),
         "steps": metrics["global_step"],
-        "wall_s": round(time.time() - started),
         "vrand": held["threshold"]["vrand"],
         "vinfo": held["threshold"]["vinfo"],
-        "cells_vrand": held["postprocess"]["vrand"],
-        "cells_vinfo": held["postprocess"]["vinfo"],
+        **{f"{method}_{key}": scores[key] for method, scores in cells.items() for key in ("vrand", "vinfo")},
     }
+
+
+COLUMNS = ("vrand", "vinfo", "components_vrand", "components_vinfo", "watershed_vrand", "watershed_vinfo")
 
 
 def _cell(values: list[float]) -> str:
@@ -70,16 +98,16 @@ def _cell(values: list[float]) -> str:
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| variant | what changes | steps | V_rand (threshold) | V_info (threshold) | V_rand (watershed) "
-        "| V_info (watershed) | seeds |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| variant | what changes | steps | V_rand (sweep) | V_info (sweep) | V_rand (components 0.5) "
+        "| V_info (components 0.5) | V_rand (watershed) | V_info (watershed) | seeds |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, (description, overrides) in VARIANTS.items():
         rows = [r for r in results if r["variant"] == name]
         if not rows:
             continue
         change = description + (f" (`{' '.join(overrides)}`)" if overrides else "")
-        columns = [_cell([r[k] for r in rows]) for k in ("vrand", "vinfo", "cells_vrand", "cells_vinfo")]
+        columns = [_cell([r[k] for r in rows]) for k in COLUMNS]
         steps = round(statistics.mean(r["steps"] for r in rows))
         lines.append(f"| {name} | {change} | {steps} | " + " | ".join(columns) + f" | {len(rows)} |")
     return "\n".join(lines)
@@ -91,12 +119,18 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "ablation_results.md")
     parser.add_argument("--log-dir", type=Path, default=PROJECT_ROOT / "logs" / "ablation")
+    parser.add_argument("--adopt", action="append", default=[], metavar="NAME=RUN_DIR")
     args = parser.parse_args()
     unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
     store = args.out.with_suffix(".json")
     results = json.loads(store.read_text()) if store.exists() else []
+    for adopted in args.adopt:
+        name, run = adopted.split("=", 1)
+        seed = json.loads((Path(run) / "metrics.json").read_text()).get("seed") or int(args.seeds.split(",")[0])
+        results = [r for r in results if not (r["variant"] == name and r["seed"] == seed)]
+        results.append({**score_run(Path(run), name, seed), "adopted": True})
     for seed in (int(s) for s in args.seeds.split(",")):
         for name in args.variants.split(","):
             if any(r["variant"] == name and r["seed"] == seed for r in results):

@@ -42,6 +42,7 @@ def test_fast_dev_run_through_the_cli(tmp_path):
     assert 0.0 <= metrics["metrics"]["test/vrand"] <= 1.0
     assert _slices(metrics) == [8]  # fast_dev_run tests one batch: the first held-out slice
     assert (run / "config.yaml").is_file() and (run / "run_info.json").is_file()
+    assert (run / "figures" / "augmented_crops.png").stat().st_size > 1000
 
 
 @pytest.mark.slow

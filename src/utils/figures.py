@@ -101,7 +101,7 @@ def augmentation_figure(dataset, path: str | Path, count: int = 8) -> Path:
     items = [dataset[i] for i in range(count)]
     has_weights = "weight" in items[0]
     rows = 2 if has_weights else 1
-    fig, axes = plt.subplots(rows, count, figsize=(2.2 * count, 2.3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, count, figsize=(2.2 * count, 2.3 * rows), squeeze=False, layout="constrained")
     for column, item in enumerate(items):
         image = item["image"][0].numpy()
         label = item["label"].numpy()
@@ -109,8 +109,8 @@ def augmentation_figure(dataset, path: str | Path, count: int = 8) -> Path:
         axes[0, column].contour(label, levels=[0.5], colors=[MERGE_COLOUR], linewidths=0.4)
         if has_weights:
             shown = axes[1, column].imshow(item["weight"].numpy(), cmap="magma")
-            if column == count - 1:
-                fig.colorbar(shown, ax=axes[1, column], fraction=0.046)
+    if has_weights:
+        fig.colorbar(shown, ax=list(axes[1]), fraction=0.01, pad=0.01)
     axes[0, 0].set_ylabel("crop + membrane outline", fontsize=8)
     if has_weights:
         axes[1, 0].set_ylabel("border weight map", fontsize=8)
@@ -118,7 +118,6 @@ def augmentation_figure(dataset, path: str | Path, count: int = 8) -> Path:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("augmented training crops", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
