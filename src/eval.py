@@ -50,9 +50,8 @@ def predict_slices(
     with torch.inference_mode(), trainer.precision_plugin.forward_context():
         for item in dataset:
             image = item["image"][None].to(device)
-            prob = sum(dihedral_inverse(module.interior_probability(dihedral(image, t)), t).float() for t in tta)[
-                0
-            ] / len(tta)
+            views = [dihedral_inverse(module.interior_probability(dihedral(image, t)), t).float() for t in tta]
+            prob = torch.stack(views).mean(dim=0)[0]
             outputs.append(
                 {
                     "image": item["image"][0].numpy(),
@@ -64,13 +63,20 @@ def predict_slices(
     return outputs
 
 
+def stacked(outputs: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The probability stack, label stack and slice indices of :func:`predict_slices`' outputs."""
+    return (
+        np.stack([o["prob"] for o in outputs]),
+        np.stack([o["label"] for o in outputs]),
+        [o["slice"] for o in outputs],
+    )
+
+
 def score_postprocessing(cfg: DictConfig, outputs: list[dict[str, np.ndarray]]) -> dict[str, dict]:
     """Each configured post-processing method's labelled cells, scored by the ISBI protocol."""
     if not cfg.get("postprocess"):
         return {}
-    probs = np.stack([o["prob"] for o in outputs])
-    labels = np.stack([o["label"] for o in outputs])
-    ids = [o["slice"] for o in outputs]
+    probs, labels, ids = stacked(outputs)
     results = {}
     for name, node in cfg.postprocess.items():
         params = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "_target_"}
@@ -80,7 +86,7 @@ def score_postprocessing(cfg: DictConfig, outputs: list[dict[str, np.ndarray]]) 
     return results
 
 
-def write_held_out(output_dir: Path, outputs: list[dict[str, np.ndarray]], cells: np.ndarray | None) -> dict:
+def write_held_out(output_dir: Path, probs: np.ndarray, labels: np.ndarray, cells: np.ndarray | None) -> dict:
     """Write the held-out slices' interior probability, labelled cells and ground truth as TIFF stacks.
 
     Files go to ``output_dir/predictions/`` (``test_probability.tif`` float32, ``test_cells.tif`` uint32 with
@@ -90,8 +96,8 @@ def write_held_out(output_dir: Path, outputs: list[dict[str, np.ndarray]], cells
     folder = output_dir / "predictions"
     folder.mkdir(parents=True, exist_ok=True)
     stacks = {
-        "test_probability.tif": np.stack([o["prob"] for o in outputs]).astype(np.float32),
-        "test_labels.tif": (np.stack([o["label"] for o in outputs]) > 0).astype(np.uint8) * 255,
+        "test_probability.tif": probs.astype(np.float32),
+        "test_labels.tif": (labels > 0).astype(np.uint8) * 255,
     }
     if cells is not None:
         stacks["test_cells.tif"] = cells.astype(np.uint32)
@@ -117,9 +123,7 @@ def held_out_evaluation(
     Returns the threshold sweep's scores, the post-processed cells' scores and the files written.
     """
     outputs = predict_slices(module, datamodule._subset("test"), trainer, tta)
-    probs = np.stack([o["prob"] for o in outputs])
-    labels = np.stack([o["label"] for o in outputs])
-    ids = [o["slice"] for o in outputs]
+    probs, labels, ids = stacked(outputs)
     sweep = score_probabilities(probs, labels, slice_ids=ids, workers=0)
     result = {"tta": list(tta), "threshold": {k: sweep[k] for k in ("vrand", "vinfo", "threshold", "vinfo_threshold")}}
     cells = None
@@ -132,7 +136,7 @@ def held_out_evaluation(
             "vinfo": scores["vinfo"],
             "per_slice": scores["per_slice"],
         }
-    result["files"] = write_held_out(output_dir, outputs, cells)
+    result["files"] = write_held_out(output_dir, probs, labels, cells)
     return result
 
 
@@ -158,12 +162,8 @@ def evaluate(cfg: DictConfig) -> dict:
     tta = tta_transforms(cfg.tta)
     outputs = predict_slices(module, datamodule._subset("test"), trainer, tta)
     if tta != (0,):  # the protocol's sweep is rescored on the test-time-augmented probabilities
-        sweep = score_probabilities(
-            np.stack([o["prob"] for o in outputs]),
-            np.stack([o["label"] for o in outputs]),
-            slice_ids=[o["slice"] for o in outputs],
-            workers=0,
-        )
+        probs, labels, ids = stacked(outputs)
+        sweep = score_probabilities(probs, labels, slice_ids=ids, workers=0)
         result.update({key: sweep[key] for key in PROTOCOL})
     result["tta"] = list(tta)
     result["postprocess"] = score_postprocessing(cfg, outputs)
