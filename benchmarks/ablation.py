@@ -39,8 +39,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         ["data/augmentation=paper", "data.augmentation.elastic_p=0.5"],
     ),
     "dice_ce": (
-        "Dice + weighted cross-entropy",
-        ["loss=dice_ce", "loss.weighted=true", "data.weight_map={w0:10,sigma:5,class_balance:true}"],
+        "Dice + the border-weighted cross-entropy",
+        ["loss=dice_weighted_ce"],
     ),
     "no_batchnorm": (
         "no normalisation layers (1.5x the steps), learning rate 0.002",

@@ -1,4 +1,4 @@
-"""Training losses, chosen with the ``loss=`` config group: ce, weighted_ce, dice, dice_ce.
+"""Training losses, chosen with the ``loss=`` config group: ce, weighted_ce, dice, dice_ce, dice_weighted_ce.
 
 Every loss is called as ``loss(logits, label, weight=None)`` with logits ``(B, C, H, W)``, integer labels
 ``(B, H, W)`` and an optional per-pixel weight map ``(B, H, W)`` (the paper's border weights, cropped and

@@ -59,3 +59,25 @@ def test_dice_cross_entropy_adds_its_parts(batch):
     expected = 0.5 * Dice()(logits, label) + 2.0 * F.cross_entropy(logits, label)
     assert torch.allclose(combined, expected)
     assert not math.isnan(combined.item())
+
+
+@pytest.mark.parametrize(
+    ("option", "loss_class", "uses_weight_map"),
+    [
+        ("ce", CrossEntropy, False),
+        ("weighted_ce", CrossEntropy, True),
+        ("dice", Dice, False),
+        ("dice_ce", DiceCrossEntropy, False),
+        ("dice_weighted_ce", DiceCrossEntropy, True),
+    ],
+)
+def test_every_loss_option_composes_and_asks_for_the_weight_map_it_needs(option, loss_class, uses_weight_map):
+    from hydra.utils import instantiate
+
+    from tests.conftest import compose_config
+
+    cfg = compose_config("train", [f"loss={option}"])
+    loss = instantiate(cfg.loss)
+    assert isinstance(loss, loss_class)
+    assert (cfg.data.weight_map is not None) == uses_weight_map
+    assert getattr(loss, "needs_weight_map", False) == uses_weight_map
