@@ -49,13 +49,34 @@ def is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, USER_ERRORS)
 
 
+# What a run writes before it does any work: Hydra's record, the log, the resolved config, the run record, the
+# loggers' first files and the augmentation preview. A failed run holding only these is removed.
+BOOKKEEPING_FILES = (
+    "{task}.log",
+    "config.yaml",
+    "run_info.json",
+    "csv/hparams.yaml",
+    "csv/metrics.csv",
+    "figures/augmented_crops.png",
+)
+BOOKKEEPING_FOLDERS = (".hydra/", "wandb/")
+
+
 def _remove_if_empty_run_dir(task_name: str) -> None:
-    """A run that failed before doing anything leaves no folder behind (only Hydra's own files are in it)."""
+    """A run that failed before producing anything (no checkpoint, metrics or prediction) leaves no folder.
+
+    Only a folder whose every file is bookkeeping of the run is removed, so a folder that holds anything else
+    (a user's ``hydra.run.dir`` pointing at their own files, a checkpoint) is never touched.
+    """
     try:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
     except Exception:
         return
-    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", f"{task_name}.log"}:
+    if not run_dir.is_dir():
+        return
+    names = {name.format(task=task_name) for name in BOOKKEEPING_FILES}
+    files = [p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if not p.is_dir()]
+    if all(f in names or f.startswith(BOOKKEEPING_FOLDERS) for f in files):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

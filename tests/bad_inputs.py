@@ -1,0 +1,419 @@
+"""The catalogue of bad inputs a new user may give the command-line tasks, run as that user would.
+
+Each case builds its files in a fresh folder, runs ``python -m src.<task> ...`` there and records the exit
+status and the last line of the error output. The reliability tests (tests/test_bad_inputs.py) require, for
+every bad case: a non-zero exit, one short line without a traceback naming what is wrong, and no new or
+changed file anywhere in the folder. Cases marked ``accepted`` are inputs the tasks take on purpose (16-bit
+and float stacks, normalised per slice); a control case with good inputs must succeed, so the failures
+come from the one thing each case changes.
+
+    python -m tests.bad_inputs --write docs/bad_inputs.md   # run every case, write the table
+
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SLICES, SIDE = 10, 64
+
+# A tiny but complete training run on the user's own stacks: one optimizer step, no loggers beyond CSV.
+TINY_TRAIN = [
+    "data=tiff",
+    "data.crop_size=32",
+    "data.batch_size=2",
+    "data.train_samples=2",
+    "data.num_workers=0",
+    "model.depth=3",
+    "model.base_channels=4",
+    "trainer.accelerator=cpu",
+    "trainer.max_steps=1",
+    "logger=csv",
+    "augmentation_preview=0",
+    "test=false",
+]
+
+
+def em_like(slices: int = SLICES, side: int = SIDE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """An 8-bit image stack and its 0/255 labels: dark membranes on a grid, textured interiors."""
+    rng = np.random.default_rng(seed)
+    labels = np.full((slices, side, side), 255, np.uint8)
+    labels[:, ::16, :] = 0
+    labels[:, :, ::16] = 0
+    images = np.where(labels > 0, 170, 60) + rng.normal(0, 20, labels.shape)
+    return np.clip(images, 0, 255).astype(np.uint8), labels
+
+
+def write_stacks(folder: Path, images: np.ndarray | None = None, labels: np.ndarray | None = None) -> list[str]:
+    """Write ``images.tif`` and ``labels.tif`` into ``folder``; the train overrides that point at them."""
+    good_images, good_labels = em_like()
+    tifffile.imwrite(folder / "images.tif", good_images if images is None else images)
+    tifffile.imwrite(folder / "labels.tif", good_labels if labels is None else labels)
+    return [f"data.source.images={folder / 'images.tif'}", f"data.source.labels={folder / 'labels.tif'}"]
+
+
+def train(folder: Path, *extra: str, images=None, labels=None) -> list[str]:
+    return ["src.train", *TINY_TRAIN, *write_stacks(folder, images, labels), f"paths.log_dir={folder / 'logs'}", *extra]
+
+
+def small_checkpoint(path: Path, depth: int = 3) -> Path:
+    """A checkpoint as src.train saves it (hyperparameters + weights) of a small untrained U-Net."""
+    import torch
+
+    from src.models.module import SegmentationModule
+
+    torch.manual_seed(0)
+    module = SegmentationModule(
+        net={"_target_": "src.models.unet.UNet", "depth": depth, "base_channels": 4, "padding": "same"},
+        optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01},
+    )
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
+    return path
+
+
+def predict(folder: Path, *extra: str, ckpt: Path | None = None, stack: np.ndarray | None = None) -> list[str]:
+    ckpt = ckpt or small_checkpoint(folder / "model.ckpt")
+    tifffile.imwrite(folder / "stack.tif", em_like()[0] if stack is None else stack)
+    return [
+        "src.predict",
+        f"ckpt_path={ckpt}",
+        f"input={folder / 'stack.tif'}",
+        f"output={folder / 'out'}",
+        "postprocess=none",
+        f"paths.log_dir={folder / 'logs'}",
+        *extra,
+    ]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    group: str  # data | config | checkpoint | output
+    what: str  # the bad input, in a user's words
+    build: Callable[[Path], list[str]]  # makes the case's files in a folder; returns [module, *overrides]
+    expect: str  # a fragment the one-line message must hold (what it names)
+    accepted: bool = False  # the task takes this input on purpose and must succeed
+
+
+def _text_file(folder: Path) -> list[str]:
+    args = train(folder)
+    (folder / "images.tif").write_text("this is a CSV export, not an image\n1,2,3\n")
+    return args
+
+
+def _truncated(folder: Path) -> list[str]:
+    args = train(folder)
+    data = (folder / "images.tif").read_bytes()
+    (folder / "images.tif").write_bytes(data[: len(data) // 3])
+    return args
+
+
+def _empty(folder: Path) -> list[str]:
+    args = train(folder)
+    tifffile.imwrite(folder / "images.tif", np.zeros((0, SIDE, SIDE), np.uint8))
+    return args
+
+
+def _corrupt_checkpoint(folder: Path) -> list[str]:
+    args = predict(folder)
+    (folder / "model.ckpt").write_bytes(os.urandom(4096))
+    return args
+
+
+def _other_architecture(folder: Path) -> list[str]:
+    ckpt = small_checkpoint(folder / "depth2.ckpt", depth=2)
+    return train(folder, f"ckpt_path={ckpt}")
+
+
+def _existing_output(folder: Path) -> list[str]:
+    args = predict(folder)
+    (folder / "out").mkdir()
+    (folder / "out" / "stack_prob.tif").write_bytes(b"a result the user wants to keep")
+    return args
+
+
+def _unwritable_output(folder: Path) -> list[str]:
+    (folder / "results").write_text("a file where the output folder's parent should be\n")
+    return [
+        *predict(folder)[:-3],
+        f"output={folder / 'results' / 'out'}",
+        "postprocess=none",
+        f"paths.log_dir={folder / 'logs'}",
+    ]
+
+
+def _score_existing(folder: Path) -> list[str]:
+    images, labels = em_like()
+    tifffile.imwrite(folder / "pred.tif", (labels > 0).astype(np.float32))
+    tifffile.imwrite(folder / "labels.tif", labels)
+    (folder / "scores.json").write_text('{"kept": true}\n')
+    return [
+        "src.score",
+        f"prediction={folder / 'pred.tif'}",
+        f"labels={folder / 'labels.tif'}",
+        f"output={folder / 'scores.json'}",
+    ]
+
+
+def _mirror_with_bad_file(folder: Path) -> list[str]:
+    """A mirror folder whose ISBI files do not match the recorded sha256: refused, kept aside, never used."""
+    mirror = folder / "mirror"
+    mirror.mkdir()
+    images, labels = em_like()
+    tifffile.imwrite(mirror / "train-volume.tif", images)
+    tifffile.imwrite(mirror / "train-labels.tif", labels)
+    return [
+        "src.train",
+        "data=isbi2012",
+        f"data.source.mirror={mirror}",
+        f"data.source.root={folder / 'data'}",
+        *TINY_TRAIN[1:],
+        f"paths.log_dir={folder / 'logs'}",
+    ]
+
+
+_, _LABELS = em_like()
+_GREY = np.clip(_LABELS.astype(int) + np.random.default_rng(1).integers(-3, 4, _LABELS.shape), 0, 255).astype(np.uint8)
+_NAN = em_like()[0].astype(np.float32)
+_NAN[3, 10, 10] = np.nan
+_INF = em_like()[0].astype(np.float32)
+_INF[2, 5, 5] = np.inf
+
+CASES: list[Case] = [
+    Case(
+        "good_inputs", "control", "good 8-bit stacks (the control: must train)", lambda f: train(f), "", accepted=True
+    ),
+    Case(
+        "uint16_images",
+        "data",
+        "16-bit images",
+        lambda f: train(f, images=em_like()[0].astype(np.uint16) * 257),
+        "",
+        accepted=True,
+    ),
+    Case(
+        "float_images",
+        "data",
+        "float32 images in [0, 1]",
+        lambda f: train(f, images=em_like()[0] / np.float32(255)),
+        "",
+        accepted=True,
+    ),
+    Case(
+        "labels_0_1",
+        "data",
+        "labels 0/1 instead of 0/255",
+        lambda f: train(f, labels=(_LABELS > 0).astype(np.uint8)),
+        "",
+        accepted=True,
+    ),
+    Case("not_a_tiff", "data", "an image file that is not a TIFF", _text_file, "could not be read as a TIFF"),
+    Case("truncated_tiff", "data", "a truncated TIFF", _truncated, "images.tif"),
+    Case("empty_stack", "data", "an empty stack (0 slices)", _empty, "empty"),
+    Case(
+        "missing_file",
+        "data",
+        "an image path that does not exist",
+        lambda f: train(f, f"data.source.images={f / 'nope.tif'}"),
+        "not found",
+    ),
+    Case(
+        "folder_not_file",
+        "data",
+        "a folder given as the image stack",
+        lambda f: train(f, f"data.source.images={f}"),
+        "is a folder",
+    ),
+    Case(
+        "slice_count_mismatch", "data", "9 label slices for 10 images", lambda f: train(f, labels=_LABELS[:9]), "slices"
+    ),
+    Case(
+        "size_mismatch",
+        "data",
+        "labels of 64x60 for images of 64x64",
+        lambda f: train(f, labels=_LABELS[:, :, :60]),
+        "64",
+    ),
+    Case(
+        "labels_three_values",
+        "data",
+        "labels with values 0/1/2",
+        lambda f: train(f, labels=(_LABELS > 0) + (_LABELS[:, ::-1] > 0).astype(np.uint8)),
+        "label",
+    ),
+    Case("labels_grey", "data", "labels with grey values (lossy saving)", lambda f: train(f, labels=_GREY), "label"),
+    Case(
+        "rgb_images",
+        "data",
+        "RGB images (N, H, W, 3)",
+        lambda f: train(f, images=np.repeat(em_like()[0][..., None], 3, -1)),
+        "RGB",
+    ),
+    Case("nan_images", "data", "a NaN pixel in a float stack", lambda f: train(f, images=_NAN), "NaN"),
+    Case("inf_images", "data", "an infinite pixel in a float stack", lambda f: train(f, images=_INF), "infinite"),
+    Case(
+        "crop_larger_than_slices",
+        "data",
+        "64x64 slices, crops of 128",
+        lambda f: train(f, "data.crop_size=128"),
+        "crop",
+    ),
+    Case("sha256_mismatch", "data", "an ISBI mirror whose file fails its sha256", _mirror_with_bad_file, "sha256"),
+    Case("unknown_key", "config", "a misspelt key (model.dept=5)", lambda f: train(f, "model.dept=5"), "model.dept"),
+    Case(
+        "wrong_type",
+        "config",
+        "a value of the wrong type (model.depth=four)",
+        lambda f: train(f, "model.depth=four"),
+        "model.depth",
+    ),
+    Case("depth_zero", "config", "model.depth=0", lambda f: train(f, "model.depth=0"), "model.depth"),
+    Case("depth_too_large", "config", "model.depth=6 for 32-pixel crops", lambda f: train(f, "model.depth=6"), "depth"),
+    Case(
+        "crop_not_divisible",
+        "config",
+        "data.crop_size=36 with model.depth=3",
+        lambda f: train(f, "data.crop_size=36"),
+        "crop_size",
+    ),
+    Case("negative_lr", "config", "optimizer.lr=-0.001", lambda f: train(f, "optimizer.lr=-0.001"), "lr"),
+    Case("negative_batch", "config", "data.batch_size=-2", lambda f: train(f, "data.batch_size=-2"), "batch_size"),
+    Case("fold_out_of_range", "config", "data.fold=7 of 5 folds", lambda f: train(f, "data.fold=7"), "fold"),
+    Case(
+        "too_many_devices",
+        "config",
+        "trainer.devices=64 on a 2-core machine",
+        lambda f: train(f, "trainer.devices=64"),
+        "devices",
+    ),
+    Case(
+        "fp16_on_cpu",
+        "config",
+        "trainer.precision=16-mixed on a CPU",
+        lambda f: train(f, "trainer.precision=16-mixed"),
+        "16-mixed",
+    ),
+    Case(
+        "missing_checkpoint",
+        "checkpoint",
+        "a checkpoint path that does not exist",
+        lambda f: predict(f, ckpt=f / "gone.ckpt"),
+        "gone.ckpt",
+    ),
+    Case("corrupt_checkpoint", "checkpoint", "a checkpoint of random bytes", _corrupt_checkpoint, "model.ckpt"),
+    Case(
+        "other_architecture",
+        "checkpoint",
+        "resuming a depth-2 checkpoint with a depth-3 model",
+        _other_architecture,
+        "depth",
+    ),
+    Case("existing_prediction", "output", "src.predict into an output that exists", _existing_output, "overwrite=true"),
+    Case("existing_scores", "output", "src.score output=scores.json that exists", _score_existing, "overwrite=true"),
+    Case(
+        "unwritable_output",
+        "output",
+        "an output folder that cannot be made (its parent is a file)",
+        _unwritable_output,
+        "results",
+    ),
+]
+
+
+@dataclass
+class Outcome:
+    case: Case
+    returncode: int
+    message: str  # the last non-empty line of stderr
+    traceback: bool
+    changed: list[str]  # files new, changed or removed in the case's folder
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def run_case(case: Case, folder: Path) -> Outcome:
+    module, *overrides = case.build(folder)
+    before = snapshot(folder)
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", module, *overrides],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    after = snapshot(folder)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    return Outcome(
+        case, result.returncode, lines[-1] if lines else "", "Traceback" in result.stderr + result.stdout, changed
+    )
+
+
+def table(outcomes: list[Outcome]) -> str:
+    rows = [
+        "| group | input | exit | what the user sees (last line of stderr) | files changed |",
+        "| --- | --- | ---: | --- | --- |",
+    ]
+    for o in outcomes:
+        seen = "runs to the end" if o.case.accepted and o.returncode == 0 else o.message.replace("|", "\\|")
+        changed = "none" if not o.changed else ("a new run folder" if o.case.accepted else ", ".join(o.changed))
+        rows.append(f"| {o.case.group} | {o.case.what} | {o.returncode} | {seen} | {changed} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run every bad-input case and write the table.")
+    parser.add_argument("--write", type=Path, help="markdown file for the table")
+    parser.add_argument("--only", help="comma-separated case names")
+    args = parser.parse_args()
+    cases = [c for c in CASES if not args.only or c.name in args.only.split(",")]
+    outcomes = []
+    for case in cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            outcome = run_case(case, Path(tmp))
+        outcomes.append(outcome)
+        print(
+            json.dumps(
+                {
+                    "case": case.name,
+                    "rc": outcome.returncode,
+                    "message": outcome.message,
+                    "traceback": outcome.traceback,
+                    "changed": outcome.changed[:5],
+                }
+            ),
+            flush=True,
+        )
+    if args.write:
+        header = (
+            "# Bad inputs and what the user sees\n\n"
+            "Every case of `tests/bad_inputs.py`, run from the command line as a new user would "
+            "(`python -m tests.bad_inputs --write docs/bad_inputs.md`); `tests/test_bad_inputs.py` runs the same "
+            "cases and requires a non-zero exit, one line without a traceback and no changed file.\n\n"
+        )
+        args.write.write_text(header + table(outcomes) + "\n")
+
+
+if __name__ == "__main__":
+    main()
