@@ -130,7 +130,12 @@ def predict(cfg: DictConfig) -> dict:
         ids = parse_slices(cfg.slices, len(reader), "slices")
         predictor = build_predictor(cfg, device)
         height, width = reader.shape[1:]
-        Path(cfg.output).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(cfg.output).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(
+                f"output folder {cfg.output} cannot be made ({exc.strerror}); choose a writable output=..."
+            ) from None
         writers = {key: StackWriter(path) for key, path in paths.items()}
         started = time.perf_counter()
         try:

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from src.eval import held_out_evaluation
 from src.inference.tiling import tta_transforms
+from src.models.checkpoint import check_resumable
 from src.utils.cli import run_task
 from src.utils.figures import augmentation_figure
 from src.utils.instantiate import build_module, build_trainer, instantiate_group
@@ -79,6 +80,8 @@ def train(cfg: DictConfig) -> float | None:
         )
         log.info("augmented training crops: %s", figure)
     if cfg.train:
+        if cfg.get("ckpt_path"):
+            check_resumable(cfg.ckpt_path, dict(module.hparams["net"]))
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         validate_final_weights(trainer, module, datamodule)
     fit_metrics = _scalar_metrics(trainer.callback_metrics)

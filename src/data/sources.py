@@ -95,6 +95,8 @@ class TiffSource:
 
     def prepare(self) -> None:
         for path in (self.images, self.labels):
+            if path.is_dir():
+                raise UserError(f"{path} is a folder; set data.source.images and data.source.labels to TIFF files")
             if not path.is_file():
                 raise UserError(f"{path} not found; set data.source.images and data.source.labels to TIFF files")
 

@@ -10,17 +10,39 @@ from src.models.module import SegmentationModule
 from src.utils.errors import UserError
 
 
-def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> SegmentationModule:
-    """The module saved in ``ckpt_path`` (loaded with ``weights_only=True``: no code runs from the file)."""
+def check_resumable(ckpt_path: str | Path, net: dict) -> None:
+    """Before resuming a run, refuse a checkpoint whose network differs from ``net``, naming both."""
+    if str(ckpt_path) in ("last", "best", "hpc", "registry"):
+        return  # Lightning's own names; it finds the file
     path = Path(ckpt_path)
+    checkpoint = _read(path)
+    saved = (checkpoint.get("hyper_parameters") or {}).get("net") if isinstance(checkpoint, dict) else None
+    if not isinstance(saved, dict):
+        raise UserError(f"checkpoint {path} was not written by src.train (no network config in it)")
+    differ = sorted(key for key in saved.keys() | net.keys() if saved.get(key) != net.get(key))
+    if differ:
+        describe = lambda config: ", ".join(f"{key}={config.get(key)}" for key in differ)  # noqa: E731
+        raise UserError(
+            f"checkpoint {path} holds a network with {describe(saved)} but the config asks for {describe(net)}; "
+            "resume with the checkpoint's model settings, or drop ckpt_path to start a new run"
+        )
+
+
+def _read(path: Path, map_location: str = "cpu") -> dict:
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path} (give ckpt_path=<run dir>/checkpoints/<name>.ckpt)")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         raise UserError(
             f"checkpoint {path} could not be read ({type(exc).__name__}); is it a complete .ckpt?"
         ) from None
+
+
+def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> SegmentationModule:
+    """The module saved in ``ckpt_path`` (loaded with ``weights_only=True``: no code runs from the file)."""
+    path = Path(ckpt_path)
+    checkpoint = _read(path, map_location)
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not hparams or "net" not in hparams or "state_dict" not in checkpoint:
         raise UserError(f"checkpoint {path} was not written by src.train (no network config or weights in it)")

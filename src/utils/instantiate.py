@@ -20,6 +20,9 @@ def instantiate_group(node: DictConfig | None) -> list[Any]:
 
 
 def build_module(cfg: DictConfig) -> SegmentationModule:
+    lr = cfg.optimizer.get("lr")
+    if lr is not None and not lr > 0:
+        raise UserError(f"optimizer.lr={lr} must be positive (e.g. optimizer.lr=0.001)")
     module = SegmentationModule(
         net=OmegaConf.to_container(cfg.model, resolve=True),
         optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
@@ -43,7 +46,29 @@ def build_trainer(cfg: DictConfig, **extra: Any) -> L.Trainer:
     accelerator = cfg.trainer.get("accelerator")
     if precision in ("16-mixed", "16", "16-true") and _runs_on_cpu(accelerator):
         raise UserError(f"trainer.precision={precision} needs a GPU; on a CPU use trainer.precision=bf16-mixed or 32")
+    _check_devices(cfg.trainer.get("devices"), accelerator)
     return instantiate(cfg.trainer, **extra)
+
+
+def _check_devices(devices: Any, accelerator: str | None) -> None:
+    """A device count larger than the machine has fails here, before any process is started."""
+    import os
+
+    import torch
+
+    if not isinstance(devices, int) or devices < 1:
+        return  # "auto", -1, or a list of device ids: Lightning checks those
+    if _runs_on_cpu(accelerator):
+        cores = os.cpu_count() or 1
+        if devices > cores:
+            raise UserError(
+                f"trainer.devices={devices} CPU processes but this machine has {cores} cores; "
+                f"use trainer.devices={cores} or fewer"
+            )
+    elif devices > torch.cuda.device_count():
+        raise UserError(
+            f"trainer.devices={devices} but {torch.cuda.device_count()} GPUs are visible; lower trainer.devices"
+        )
 
 
 def _runs_on_cpu(accelerator: str | None) -> bool:
