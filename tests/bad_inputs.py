@@ -243,7 +243,11 @@ CASES: list[Case] = [
         "is a folder",
     ),
     Case(
-        "slice_count_mismatch", "data", "9 label slices for 10 images", lambda f: train(f, labels=_LABELS[:9]), "slices"
+        "slice_count_mismatch",
+        "data",
+        "9 label slices for 10 images",
+        lambda f: train(f, labels=_LABELS[:9]),
+        "slice for slice",
     ),
     Case(
         "size_mismatch",
