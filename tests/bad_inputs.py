@@ -17,8 +17,6 @@ import argparse
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,8 +25,10 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import run_cli, write_small_checkpoint
+
 SLICES, SIDE = 10, 64
+OFFLINE = {"WANDB_MODE": "offline"}  # no run may reach out, whatever its logger
 
 # A tiny but complete training run on the user's own stacks: one optimizer step, no loggers beyond CSV.
 TINY_TRAIN = [
@@ -70,18 +70,8 @@ def train(folder: Path, *extra: str, images=None, labels=None) -> list[str]:
 
 
 def small_checkpoint(path: Path, depth: int = 3) -> Path:
-    """A checkpoint as src.train saves it (hyperparameters + weights) of a small untrained U-Net."""
-    import torch
-
-    from src.models.module import SegmentationModule
-
-    torch.manual_seed(0)
-    module = SegmentationModule(
-        net={"_target_": "src.models.unet.UNet", "depth": depth, "base_channels": 4, "padding": "same"},
-        optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01},
-    )
-    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
-    return path
+    """A small untrained same-padding U-Net's checkpoint, as src.train saves it."""
+    return write_small_checkpoint(path, depth, padding="same")
 
 
 def predict(folder: Path, *extra: str, ckpt: Path | None = None, stack: np.ndarray | None = None) -> list[str]:
@@ -137,8 +127,9 @@ def _other_architecture(folder: Path) -> list[str]:
     """Resume, with a depth-2 model, the last checkpoint of a real depth-3 training run."""
     first = folder / "first"
     first.mkdir()
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    subprocess.run([sys.executable, "-m", *train(first)], cwd=PROJECT_ROOT, capture_output=True, env=env, check=True)
+    first_run = run_cli(*train(first), env=OFFLINE)
+    if first_run.returncode != 0:
+        raise RuntimeError(f"the depth-3 run to resume failed:\n{first_run.stderr[-2000:]}")
     (last,) = first.glob("logs/train/runs/*/checkpoints/last.ckpt")
     return train(folder, f"ckpt_path={last}", "model.depth=2")
 
@@ -363,15 +354,7 @@ def snapshot(folder: Path) -> dict[str, str]:
 def run_case(case: Case, folder: Path) -> Outcome:
     module, *overrides = case.build(folder)
     before = snapshot(folder)
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", module, *overrides],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    result = run_cli(module, *overrides, env=OFFLINE)
     after = snapshot(folder)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -63,18 +63,22 @@ def run_cli(module: str, *overrides: str, timeout: float = 600, env: dict | None
     )
 
 
-@pytest.fixture(scope="session")
-def small_checkpoint(tmp_path_factory) -> Path:
-    """A checkpoint as src.train saves it (hyperparameters + weights) of a small, untrained valid-padding U-Net."""
+def write_small_checkpoint(path: Path, depth: int = 3, padding: str = "valid") -> Path:
+    """Write a checkpoint as src.train saves it (hyperparameters + weights) of a small, untrained U-Net."""
     import torch
 
     from src.models.module import SegmentationModule
 
     torch.manual_seed(0)
     module = SegmentationModule(
-        net={"_target_": "src.models.unet.UNet", "depth": 3, "base_channels": 4, "padding": "valid"},
+        net={"_target_": "src.models.unet.UNet", "depth": depth, "base_channels": 4, "padding": padding},
         optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01},
     )
-    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint of a small, untrained valid-padding U-Net."""
+    return write_small_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.ckpt")

@@ -15,9 +15,9 @@ from src.utils.config import PROJECT_ROOT
 from tests.conftest import compose_config
 
 TASKS = {"train", "eval", "predict", "export", "score"}
-# Placeholders the README writes in angle brackets, replaced by plausible values.
 # The README's example of a misspelt key, shown with the error it gives.
 MISSPELT = "python -m src.train model.dept=5"
+# Placeholders the README writes in angle brackets, replaced by plausible values.
 PLACEHOLDERS = {"<time>": "2026-01-01_00-00-00", "<best>": "best", "<p>": "gpu"}
 
 

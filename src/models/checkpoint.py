@@ -21,7 +21,10 @@ def check_resumable(ckpt_path: str | Path, net: dict) -> None:
         raise UserError(f"checkpoint {path} was not written by src.train (no network config in it)")
     differ = sorted(key for key in saved.keys() | net.keys() if saved.get(key) != net.get(key))
     if differ:
-        describe = lambda config: ", ".join(f"{key}={config.get(key)}" for key in differ)  # noqa: E731
+
+        def describe(config: dict) -> str:
+            return ", ".join(f"{key}={config.get(key)}" for key in differ)
+
         raise UserError(
             f"checkpoint {path} holds a network with {describe(saved)} but the config asks for {describe(net)}; "
             "resume with the checkpoint's model settings, or drop ckpt_path to start a new run"

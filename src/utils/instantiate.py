@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import lightning as L
@@ -52,8 +53,6 @@ def build_trainer(cfg: DictConfig, **extra: Any) -> L.Trainer:
 
 def _check_devices(devices: Any, accelerator: str | None) -> None:
     """A device count larger than the machine has fails here, before any process is started."""
-    import os
-
     import torch
 
     if not isinstance(devices, int) or devices < 1:
