@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from src.eval import held_out_evaluation
 from src.inference.tiling import tta_transforms
-from src.models.checkpoint import check_resumable
+from src.models.checkpoint import check_resumable, find_last_checkpoint
 from src.utils.cli import run_task
 from src.utils.figures import augmentation_figure
 from src.utils.instantiate import build_module, build_trainer, instantiate_group
@@ -52,6 +52,14 @@ def validate_final_weights(trainer: L.Trainer, module: L.LightningModule, datamo
         rank_zero_info("final weights are the best on %s (%.5f); saved %s", checkpoint.monitor, score, path)
 
 
+def resume_path(cfg: DictConfig) -> str | None:
+    """``cfg.ckpt_path``, with ``last`` meaning the newest ``last.ckpt`` of the earlier runs of this task."""
+    ckpt_path = cfg.get("ckpt_path")
+    if str(ckpt_path) == "last":
+        return str(find_last_checkpoint(Path(cfg.paths.log_dir) / cfg.task_name, cfg.paths.output_dir))
+    return str(ckpt_path) if ckpt_path else None
+
+
 def train(cfg: DictConfig) -> float | None:
     from hydra.utils import instantiate
 
@@ -79,10 +87,12 @@ def train(cfg: DictConfig) -> float | None:
             cfg.augmentation_preview,
         )
         log.info("augmented training crops: %s", figure)
+    resume_from = resume_path(cfg) if cfg.train else None
     if cfg.train:
-        if cfg.get("ckpt_path"):
-            check_resumable(cfg.ckpt_path, dict(module.hparams["net"]))
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        if resume_from:
+            check_resumable(resume_from, dict(module.hparams["net"]))
+            rank_zero_info("resuming from %s", resume_from)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         validate_final_weights(trainer, module, datamodule)
     fit_metrics = _scalar_metrics(trainer.callback_metrics)
 
@@ -121,6 +131,7 @@ def train(cfg: DictConfig) -> float | None:
             "epochs": trainer.current_epoch,
             "global_step": trainer.global_step,
             "world_size": trainer.world_size,
+            "resumed_from": str(resume_from) if resume_from else None,
         }
         if held_out is not None:
             record["held_out"] = held_out

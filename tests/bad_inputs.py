@@ -314,6 +314,13 @@ CASES: list[Case] = [
         lambda f: predict(f, ckpt=f / "gone.ckpt"),
         "gone.ckpt",
     ),
+    Case(
+        "resume_last_without_runs",
+        "checkpoint",
+        "ckpt_path=last before any run saved a checkpoint",
+        lambda f: train(f, "ckpt_path=last"),
+        "ckpt_path=last",
+    ),
     Case("corrupt_checkpoint", "checkpoint", "a checkpoint of random bytes", _corrupt_checkpoint, "model.ckpt"),
     Case(
         "other_architecture",

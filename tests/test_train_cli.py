@@ -162,3 +162,82 @@ def test_weights_training_ends_with_are_validated(tmp_path):
     # one validation after epoch 2 (16 steps), one of the final weights (24 steps)
     assert len(validated_steps) == 2 and validated_steps[-1] >= metrics["global_step"] - 1 > validated_steps[0] + 1
     assert metrics["optimized_value"] == pytest.approx(max(v for _, v in validated), abs=1e-6)
+
+
+# Small enough to run in seconds, long enough per epoch (24 steps) that a kill lands inside one.
+DETERMINISTIC = [
+    "data=synthetic",
+    "data.train_samples=96",
+    "model.base_channels=8",
+    "model.depth=3",
+    "trainer.accelerator=cpu",
+    "trainer.deterministic=true",
+    "trainer.max_epochs=3",
+    "trainer.check_val_every_n_epoch=1",
+    "logger=csv",
+    "test_tta=false",
+    "augmentation_preview=0",
+]
+
+
+def _saved_epoch(checkpoint: Path) -> int | None:
+    """The epoch a checkpoint was saved at, or None while it is not there (Lightning writes it atomically)."""
+    import torch
+
+    if not checkpoint.is_file():
+        return None
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]
+
+
+def _kill_after_first_epoch(tmp_path: Path, *overrides: str) -> Path:
+    """Start a run, SIGKILL it inside its second epoch, and return its run folder."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    before = set(_runs(tmp_path))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "src.train", *overrides, f"paths.log_dir={tmp_path}"],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and process.poll() is None:
+            new = [r for r in _runs(tmp_path) if r not in before]
+            if new and _saved_epoch(new[0] / "checkpoints" / "last.ckpt") == 0:
+                break
+            time.sleep(0.1)
+        time.sleep(1.5)  # about a third of an epoch
+        assert process.poll() is None, "the run ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    (run,) = new
+    return run
+
+
+@pytest.mark.slow
+def test_same_seed_reproduces_and_a_killed_run_resumes_to_the_same_result(tmp_path):
+    first, reference = _train_run(tmp_path / "a", *DETERMINISTIC)
+    second, again = _train_run(tmp_path / "b", *DETERMINISTIC)
+    # Two runs of one seed and config: identical validation and test metrics, bit for bit.
+    assert again["metrics"] == reference["metrics"]
+    assert again["held_out"]["threshold"] == reference["held_out"]["threshold"]
+    assert _csv_series(second, "val/vrand") == _csv_series(first, "val/vrand")
+    assert len(_csv_series(first, "val/vrand")) == 3
+
+    killed = _kill_after_first_epoch(tmp_path / "c", *DETERMINISTIC)
+    last = killed / "checkpoints" / "last.ckpt"
+    assert _saved_epoch(last) == 0 and not (killed / "metrics.json").exists()
+    # ckpt_path=last finds the killed run's last.ckpt; the resumed run ends where the uninterrupted one did.
+    resumed_run, resumed = _train_run(tmp_path / "c", *DETERMINISTIC, "ckpt_path=last")
+    assert resumed["resumed_from"] == str(last)
+    assert (resumed["epochs"], resumed["global_step"]) == (reference["epochs"], reference["global_step"])
+    assert resumed["metrics"] == reference["metrics"]
+    assert resumed["held_out"]["threshold"] == reference["held_out"]["threshold"]
+    assert _csv_series(resumed_run, "val/vrand") == _csv_series(first, "val/vrand")[1:]
+    assert last.is_file()  # the killed run's files are kept

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from src.data.augment import build_train_transform
 from src.data.datasets import RandomCropDataset, SliceDataset
+from src.data.sampling import EpochSeededSampler, draw_seed
 from src.data.stack_io import normalize_slices
 from src.data.weight_map import border_weight_maps
 from src.utils.errors import UserError
@@ -50,6 +51,7 @@ class EMDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         augmentation: dict | None = None,
         weight_map: dict | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or val_batch_size < 1:
@@ -71,6 +73,7 @@ class EMDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.augmentation = dict(augmentation or {})
         self.weight_map = dict(weight_map) if weight_map else None
+        self.seed = draw_seed() if seed is None else seed
         self.weights: np.ndarray | None = None
         self.splits: dict[str, list[int]] = {}
         self._loaded = False
@@ -112,7 +115,7 @@ class EMDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=True,
+            sampler=EpochSeededSampler(len(dataset), self.seed),
             drop_last=len(dataset) >= self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.persistent_workers,

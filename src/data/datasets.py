@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import albumentations as A
 import numpy as np
 import torch
@@ -15,8 +17,9 @@ class RandomCropDataset(Dataset):
     ``weights`` optional float32 border weight maps ``(N, H, W)``, cropped and deformed with the label.
     Each slice is handed to the transform scaled to [0, 1] (the range albumentations' intensity transforms
     assume) and mapped back to its standardised range afterwards.
-    Randomness comes from the albumentations pipeline, seeded from torch's per-worker seed, so runs with the
-    same seed draw the same crops.
+    An item is asked for as ``(index, sample_seed)`` (see :class:`src.data.sampling.EpochSeededSampler`): the
+    crop and every random transform of that item draw from one generator seeded with ``sample_seed``, so an item
+    is the same in any process, worker or run. A plain ``index`` uses the index as its seed.
     """
 
     def __init__(
@@ -34,16 +37,13 @@ class RandomCropDataset(Dataset):
         self.weights = weights
         self.transform = transform
         self.length = length
-        self._seeded_with: int | None = None
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        seed = torch.initial_seed() % 2**32
-        if self._seeded_with != seed:
-            self.transform.set_random_seed(seed)
-            self._seeded_with = seed
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, seed = key if isinstance(key, tuple) else (key, key)
+        self.transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
         i = index % len(self.unit_images)
         targets = {"image": self.unit_images[i], "mask": self.labels[i]}
         if self.weights is not None:

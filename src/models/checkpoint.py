@@ -10,9 +10,29 @@ from src.models.module import SegmentationModule
 from src.utils.errors import UserError
 
 
+def find_last_checkpoint(task_log_dir: str | Path, current_run: str | Path) -> Path:
+    """The newest ``checkpoints/last.ckpt`` of the earlier runs and multirun jobs under ``task_log_dir``.
+
+    What ``ckpt_path=last`` means: every run writes to a new folder, so Lightning's own ``"last"`` (the newest
+    checkpoint in *this* run's folder) would find nothing and silently start from scratch.
+    """
+    current = Path(current_run).resolve()
+    found = [
+        path
+        for path in Path(task_log_dir).glob("**/checkpoints/last.ckpt")
+        if current not in path.resolve().parents and path.is_file()
+    ]
+    if not found:
+        raise UserError(
+            f"ckpt_path=last: no earlier run under {task_log_dir} has checkpoints/last.ckpt; "
+            "give the checkpoint's path instead (ckpt_path=<run dir>/checkpoints/last.ckpt)"
+        )
+    return max(found, key=lambda path: path.stat().st_mtime)
+
+
 def check_resumable(ckpt_path: str | Path, net: dict) -> None:
     """Before resuming a run, refuse a checkpoint whose network differs from ``net``, naming both."""
-    if str(ckpt_path) in ("last", "best", "hpc", "registry"):
+    if str(ckpt_path) in ("best", "hpc", "registry"):
         return  # Lightning's own names; it finds the file
     path = Path(ckpt_path)
     checkpoint = _read(path)

@@ -112,6 +112,7 @@ class DataSchema:
     pin_memory: bool = False
     augmentation: AugmentationSchema = field(default_factory=AugmentationSchema)
     weight_map: WeightMapSchema | None = None
+    seed: int | None = None
 
 
 @dataclass

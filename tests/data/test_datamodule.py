@@ -50,15 +50,38 @@ def test_real_isbi_images_and_labels_stay_aligned(isbi_module, isbi_stack):
         assert image[label == 1].mean() > image[label == 0].mean()
 
 
-def test_crops_are_reproducible_with_the_seed():
-    def first_batch(seed):
-        torch.manual_seed(seed)
-        module = EMDataModule(SyntheticSource(num_slices=10, size=64), crop_size=32, train_samples=8, num_workers=0)
-        module.setup("fit")
-        return next(iter(module.train_dataloader()))["image"]
+def _epoch_batches(seed: int, epochs: list[int], num_workers: int = 0) -> list[torch.Tensor]:
+    """Every training image of each epoch in ``epochs``, taken in that order from one data module."""
+    module = EMDataModule(
+        SyntheticSource(num_slices=10, size=64),
+        crop_size=32,
+        batch_size=4,
+        train_samples=8,
+        num_workers=num_workers,
+        seed=seed,
+    )
+    module.setup("fit")
+    loader = module.train_dataloader()
+    images = []
+    for epoch in epochs:
+        loader.sampler.set_epoch(epoch)  # as Lightning does at each epoch start
+        images.append(torch.cat([batch["image"] for batch in loader]))
+    return images
 
-    assert torch.equal(first_batch(1), first_batch(1))
-    assert not torch.equal(first_batch(1), first_batch(2))
+
+def test_crops_depend_only_on_seed_and_epoch():
+    first, second, third = _epoch_batches(1, [0, 1, 2])
+    assert torch.equal(first, _epoch_batches(1, [0])[0])
+    assert not torch.equal(first, _epoch_batches(2, [0])[0])
+    assert not torch.equal(first, second)
+    # Epoch 2 straight away (a run resumed there) sees what epoch 2 saw after epochs 0 and 1,
+    (resumed,) = _epoch_batches(1, [2])
+    assert torch.equal(resumed, third)
+    # and two persistent workers hand out the same crops as the main process.
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(_epoch_batches(1, [0, 1, 2], num_workers=2), [first, second, third], strict=True)
+    )
 
 
 def test_val_fold_is_kept_out_of_training():

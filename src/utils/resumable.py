@@ -1,0 +1,47 @@
+"""Callbacks that make a resumed run continue exactly as the uninterrupted one would have.
+
+Resuming from ``last.ckpt`` restores weights, optimizer, scheduler and loop counters (Lightning). Two things
+Lightning does not carry over are handled here:
+
+- :class:`SeedEachEpoch`: the global random generators (dropout, anything outside the data pipeline) are
+  reseeded at the start of every training epoch from ``(seed, epoch)``, so their draws do not depend on what
+  ran before in this process. The data pipeline is seeded the same way (:mod:`src.data.sampling`).
+- :class:`ResumableCheckpoint`: a resumed run writes to a new run folder; Lightning's ``ModelCheckpoint`` then
+  forgets which checkpoint was best so far and would call the first validation after resuming the best.
+  This subclass keeps the best-so-far record of the run it resumes. Files of the earlier run are referred to,
+  never deleted (Lightning removes only files inside the current ``dirpath``).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from src.data.sampling import draw_seed
+
+
+class SeedEachEpoch(Callback):
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = draw_seed() if seed is None else int(seed)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch_seed = int(np.random.SeedSequence([self.seed, trainer.current_epoch]).generate_state(1)[0])
+        torch.manual_seed(epoch_seed)
+        np.random.seed(epoch_seed)
+        random.seed(epoch_seed)
+
+
+class ResumableCheckpoint(ModelCheckpoint):
+    @property
+    def state_key(self) -> str:
+        # Lightning's own key, so that checkpoints written with ModelCheckpoint resume into this class too.
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Present the saved state as if it came from this dirpath: the parent then restores all of it.
+        super().load_state_dict({**state_dict, "dirpath": self.dirpath})
