@@ -92,14 +92,15 @@ def train(cfg: DictConfig) -> float | None:
         if resume_from:
             check_resumable(resume_from, dict(module.hparams["net"]))
             rank_zero_info("resuming from %s", resume_from)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+        # weights_only: resuming runs no code from the checkpoint file either.
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
         validate_final_weights(trainer, module, datamodule)
     fit_metrics = _scalar_metrics(trainer.callback_metrics)
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     test_metrics: dict[str, float] = {}
     if cfg.test:
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         test_metrics = _scalar_metrics(trainer.callback_metrics)
 
     held_out = None

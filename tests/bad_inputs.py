@@ -134,6 +134,26 @@ def _other_architecture(folder: Path) -> list[str]:
     return train(folder, f"ckpt_path={last}", "model.depth=2")
 
 
+class _OpensAFile:
+    """Unpickling this calls ``open(path, "w")``: a stand-in for code hidden in a checkpoint."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def _code_in_checkpoint(folder: Path) -> list[str]:
+    import torch
+
+    args = predict(folder)
+    checkpoint = torch.load(folder / "model.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["payload"] = _OpensAFile(folder / "code_ran.txt")
+    torch.save(checkpoint, folder / "model.ckpt")
+    return args
+
+
 def _existing_output(folder: Path) -> list[str]:
     args = predict(folder)
     (folder / "out").mkdir()
@@ -322,6 +342,13 @@ CASES: list[Case] = [
         "ckpt_path=last",
     ),
     Case("corrupt_checkpoint", "checkpoint", "a checkpoint of random bytes", _corrupt_checkpoint, "model.ckpt"),
+    Case(
+        "code_in_checkpoint",
+        "checkpoint",
+        "a checkpoint with a pickled object that would run code (it would create code_ran.txt)",
+        _code_in_checkpoint,
+        "untrusted",
+    ),
     Case(
         "other_architecture",
         "checkpoint",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -56,6 +57,13 @@ def _read(path: Path, map_location: str = "cpu") -> dict:
         raise UserError(f"checkpoint not found: {path} (give ckpt_path=<run dir>/checkpoints/<name>.ckpt)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):
+            raise UserError(f"checkpoint {path} could not be read (UnpicklingError); is it a complete .ckpt?") from None
+        raise UserError(
+            f"checkpoint {path} holds objects other than tensors and plain values, which could run code when "
+            "loaded; refused (src.train never writes such files: do not load checkpoints from untrusted sources)"
+        ) from None
     except Exception as exc:
         raise UserError(
             f"checkpoint {path} could not be read ({type(exc).__name__}); is it a complete .ckpt?"

@@ -6,10 +6,13 @@ Lightning does not carry over are handled here:
 - :class:`SeedEachEpoch`: the global random generators (dropout, anything outside the data pipeline) are
   reseeded at the start of every training epoch from ``(seed, epoch)``, so their draws do not depend on what
   ran before in this process. The data pipeline is seeded the same way (:mod:`src.data.sampling`).
-- :class:`ResumableCheckpoint`: a resumed run writes to a new run folder; Lightning's ``ModelCheckpoint`` then
-  forgets which checkpoint was best so far and would call the first validation after resuming the best.
-  This subclass keeps the best-so-far record of the run it resumes. Files of the earlier run are referred to,
-  never deleted (Lightning removes only files inside the current ``dirpath``).
+- :class:`ResumableCheckpoint`, Lightning's ``ModelCheckpoint`` with two changes:
+  - ``last.ckpt`` is written at the end of every training epoch, also when no validation ran (Lightning writes
+    it only with a validation, every ``check_val_every_n_epoch`` epochs), so a fault loses at most one epoch;
+  - a resumed run writes to a new run folder, and Lightning's class then forgets which checkpoint was best so
+    far and would call the first validation after resuming the best. This one keeps the best-so-far record of
+    the run it resumes. Files of the earlier run are referred to, never deleted (Lightning removes only files
+    inside the current ``dirpath``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ class ResumableCheckpoint(ModelCheckpoint):
     def state_key(self) -> str:
         # Lightning's own key, so that checkpoints written with ModelCheckpoint resume into this class too.
         return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        # Skipped when this step is saved already (by a validation at this epoch's end).
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Present the saved state as if it came from this dirpath: the parent then restores all of it.
