@@ -282,6 +282,20 @@ CASES: list[Case] = [
         lambda f: train(f, images=np.repeat(em_like()[0][..., None], 3, -1)),
         "RGB",
     ),
+    Case(
+        "two_channel_images",
+        "data",
+        "two-channel images (N, 2, H, W)",
+        lambda f: train(f, images=np.stack([em_like()[0]] * 2, axis=1)),
+        "channel",
+    ),
+    Case(
+        "missing_folder",
+        "data",
+        "a stack to segment in a folder that does not exist",
+        lambda f: [*predict(f)[:2], f"input={f / 'no_such_folder' / 'stack.tif'}", *predict(f)[3:]],
+        "not found",
+    ),
     Case("nan_images", "data", "a NaN pixel in a float stack", lambda f: train(f, images=_NAN), "NaN"),
     Case("inf_images", "data", "an infinite pixel in a float stack", lambda f: train(f, images=_INF), "infinite"),
     Case(

@@ -62,11 +62,7 @@ def results_figure(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return _save(fig, path)
 
 
 class ResultsFigure(L.Callback):
@@ -118,6 +114,13 @@ def augmentation_figure(dataset, path: str | Path, count: int = 8) -> Path:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("augmented training crops", fontsize=10)
-    fig.savefig(path, dpi=80)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    """Save and close ``fig`` through a hidden temporary file renamed to ``path``: never a half-written PNG."""
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=80)
     plt.close(fig)
+    tmp.replace(path)
     return path

@@ -17,6 +17,8 @@ import numpy as np
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from src.utils.run_dir import write_text_atomic
+
 log = logging.getLogger(__name__)
 
 COLUMNS = (("test/vrand", "test V_rand"), ("test/vinfo", "test V_info"), ("test/pixel_error", "test pixel error"))
@@ -56,8 +58,8 @@ def summarise(sweep_dir: str | Path) -> dict[str, Any]:
         if values:
             stats[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
     summary = {"jobs": rows, "finished": len(done), "failed": len(rows) - len(done), "stats": stats}
-    (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (sweep_dir / "summary.md").write_text(_markdown(summary))
+    write_text_atomic(sweep_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(sweep_dir / "summary.md", _markdown(summary))
     return summary
 
 
