@@ -10,6 +10,8 @@ ifneq ($(wildcard $(SHARED_ISBI)/train-volume.tif),)
 export ISBI2012_MIRROR ?= $(SHARED_ISBI)
 endif
 ARGS ?=
+BENCH_TRAIN_ARGS ?=
+BENCH_PREDICT_ARGS ?=
 
 .PHONY: install train test lint format bench clean
 
@@ -35,10 +37,12 @@ format: install
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-# Benchmarks (not tests): tables in benchmarks/results/. MONAI is installed here only, never for the runtime.
+# Benchmarks (not tests): tables in benchmarks/results/ (docs/benchmarks.md reads them). MONAI is installed here
+# only, never for the runtime. Options: BENCH_TRAIN_ARGS="--compile false", BENCH_PREDICT_ARGS="--slices 4".
 bench: install
 	$(BIN)/pip install --quiet -e ".[bench]"
-	$(BIN)/python benchmarks/predict_vs_monai.py $(ARGS)
+	$(BIN)/python benchmarks/train_throughput.py $(BENCH_TRAIN_ARGS)
+	$(BIN)/python benchmarks/predict_vs_monai.py $(BENCH_PREDICT_ARGS)
 
 clean:
 	rm -rf logs .pytest_cache .ruff_cache

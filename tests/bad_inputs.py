@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -399,16 +400,28 @@ def snapshot(folder: Path) -> dict[str, str]:
     }
 
 
-def run_case(case: Case, folder: Path) -> Outcome:
+def run_case(case: Case, folder: Path, threads: int | None = None) -> Outcome:
     module, *overrides = case.build(folder)
     before = snapshot(folder)
-    result = run_cli(module, *overrides, env=OFFLINE)
+    result = run_cli(module, *overrides, env={**OFFLINE, **({"OMP_NUM_THREADS": str(threads)} if threads else {})})
     after = snapshot(folder)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     return Outcome(
         case, result.returncode, lines[-1] if lines else "", "Traceback" in result.stderr + result.stdout, changed
     )
+
+
+def run_cases(cases: list[Case], root: Path, workers: int = 2) -> dict[str, Outcome]:
+    """Run ``cases``, each in its own folder under ``root``, ``workers`` at a time (one thread each)."""
+
+    def run(case: Case) -> Outcome:
+        folder = root / case.name
+        folder.mkdir(parents=True)
+        return run_case(case, folder, threads=max(1, (os.cpu_count() or 1) // workers))
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return {outcome.case.name: outcome for outcome in pool.map(run, cases)}
 
 
 def table(outcomes: list[Outcome]) -> str:
@@ -429,15 +442,13 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated case names")
     args = parser.parse_args()
     cases = [c for c in CASES if not args.only or c.name in args.only.split(",")]
-    outcomes = []
-    for case in cases:
-        with tempfile.TemporaryDirectory() as tmp:
-            outcome = run_case(case, Path(tmp))
-        outcomes.append(outcome)
+    with tempfile.TemporaryDirectory() as tmp:
+        outcomes = list(run_cases(cases, Path(tmp)).values())
+    for outcome in outcomes:
         print(
             json.dumps(
                 {
-                    "case": case.name,
+                    "case": outcome.case.name,
                     "rc": outcome.returncode,
                     "message": outcome.message,
                     "traceback": outcome.traceback,

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bad_inputs import CASES, run_case
+from tests.bad_inputs import CASES, run_cases
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    """Every case, run two at a time (each a separate process as a user would start it)."""
+    return run_cases(CASES, tmp_path_factory.mktemp("bad_inputs"))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
-def test_bad_input_gets_one_clear_line_and_changes_nothing(case, tmp_path):
-    outcome = run_case(case, tmp_path)
+def test_bad_input_gets_one_clear_line_and_changes_nothing(case, outcomes):
+    outcome = outcomes[case.name]
     if case.accepted:
         assert outcome.returncode == 0, outcome.message
         assert any(path.endswith(".ckpt") for path in outcome.changed)

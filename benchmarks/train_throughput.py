@@ -1,0 +1,307 @@
+"""Training throughput of the real ``src.train`` loop against a plain PyTorch loop and the machine's ceiling.
+
+    python benchmarks/train_throughput.py [--steps 10] [--warmup 3] [--precisions 32,bf16-mixed]
+        [--channels-last true,false] [--compile false,true] [--no-paper] [--out FILE]
+
+For each model, precision, memory format and compile setting, in the same session:
+
+- **framework**: ``python -m src.train`` itself (the CPU recipe's config: real data module, random crops and
+  augmentation in a worker process, border-weighted loss, logging, progress bar, checkpointing), timed by
+  :class:`benchmarks.step_timer.StepTimer` between the ends of consecutive training batches;
+- **plain**: the same network, loss, optimizer, batch, precision, memory format and compile setting, built
+  from the same composed config, stepped in a bare ``for`` loop over one batch already in memory;
+- the ratio framework / plain, and the plain loop's GFLOP/s (counted with ``torch.utils.flop_counter`` on one
+  forward and backward pass) against matrix-product GFLOP/s measured in this run (fp32 and bf16);
+- peak resident memory of each process (``os.wait4``), and of ``src.predict`` on a large generated stack.
+
+Throughput is the batch size over the median step time after ``--warmup`` steps. Each measurement runs in its own
+process, one at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from src.utils.config import PROJECT_ROOT, cpu_has_native_bf16
+
+# The CPU recipe's network, loss and batch; the paper-size network with one 512x512 slice per step.
+MODELS = {
+    "recipe": ["experiment=isbi2012_cpu"],
+    "paper-size": [
+        "experiment=isbi2012_cpu",
+        "model.depth=4",
+        "model.base_channels=64",
+        "data.batch_size=1",
+        "data.crop_size=512",
+    ],
+}
+# One short epoch, no time budget, no test afterwards.
+COMMON = ["trainer.max_time=null", "trainer.max_epochs=1", "test=false", "logger=csv", "augmentation_preview=0"]
+
+
+# ----- measurements, each run in its own process ---------------------------------------------------------
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 3.0) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
+
+
+def _compose(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    from src.utils.config import setup
+
+    setup()
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def plain_loop(overrides: list[str], steps: int, warmup: int) -> dict:
+    """The network, loss and optimizer of the composed config, stepped over one batch held in memory."""
+    from hydra.utils import instantiate
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from src.utils.instantiate import build_module
+
+    cfg = _compose(overrides)
+    torch.manual_seed(0)
+    module = build_module(cfg)  # applies channels_last and compile as src.train does
+    net, loss_fn = module.net, module.loss
+    optimizer = instantiate(cfg.optimizer)(net.parameters())
+    batch, crop = cfg.data.batch_size, cfg.data.crop_size
+    out = net.output_size(crop) if hasattr(net, "output_size") else crop
+    image = torch.randn(batch, 1, crop, crop).contiguous(memory_format=module.memory_format)
+    label = torch.randint(0, 2, (batch, out, out))
+    weight = torch.rand(batch, out, out) + 0.5
+    bf16 = str(cfg.trainer.precision).startswith("bf16")
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    ends = []
+    net.train()
+    for _ in range(warmup + steps + 1):
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = loss_fn(net(image), label, weight)
+        loss.backward()
+        optimizer.step()
+        ends.append(time.perf_counter())
+    intervals = [b - a for a, b in zip(ends[warmup:], ends[warmup + 1 :], strict=False)]
+
+    counted = instantiate(cfg.model)  # an uncompiled copy: the count does not depend on the settings
+    with FlopCounterMode(display=False) as counter:
+        counted(torch.randn(batch, 1, crop, crop)).float().sum().backward()
+    return {"intervals": intervals, "batch_size": batch, "flops": counter.get_total_flops()}
+
+
+def _run_measured(command: list[str]) -> float:
+    """Run ``command`` to its end; its peak resident memory in GiB (of its largest process)."""
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            errors.seek(0)
+            raise RuntimeError(f"{' '.join(command[:4])} ... failed:\n{errors.read().decode()[-3000:]}")
+    return usage.ru_maxrss / 2**20
+
+
+def measure_plain(overrides: list[str], args, scratch: Path) -> dict:
+    result = scratch / "plain.json"
+    command = [sys.executable, __file__, "--worker", json.dumps(overrides), "--result", str(result)]
+    peak = _run_measured([*command, "--steps", str(args.steps), "--warmup", str(args.warmup)])
+    return {**json.loads(result.read_text()), "peak_gib": peak}
+
+
+def measure_framework(overrides: list[str], args, scratch: Path) -> dict:
+    result = scratch / "framework.json"
+    batches = args.warmup + args.steps + 1
+    peak = _run_measured(
+        [
+            sys.executable,
+            "-m",
+            "src.train",
+            *overrides,
+            f"trainer.limit_train_batches={batches}",
+            f"paths.log_dir={scratch / 'logs'}",
+            "+callbacks.step_timer._target_=benchmarks.step_timer.StepTimer",
+            f"+callbacks.step_timer.output={result}",
+            f"+callbacks.step_timer.warmup={args.warmup}",
+        ]
+    )
+    return {**json.loads(result.read_text()), "peak_gib": peak}
+
+
+def measure_prediction(args, scratch: Path) -> dict:
+    """``src.predict`` (the recipe's network, untrained) over a generated stack larger than the training data."""
+    import tifffile
+
+    from src.data.synthetic import synthetic_stack
+    from src.models.module import SegmentationModule
+
+    cfg = _compose(MODELS["recipe"])
+    net = OmegaConf.to_container(cfg.model, resolve=True)
+    module = SegmentationModule(net=net, optimizer={"_target_": "torch.optim.AdamW", "_partial_": True})
+    ckpt = scratch / "recipe.ckpt"
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, ckpt)
+    (one,), _ = synthetic_stack(num_slices=1, size=args.predict_size, num_cells=400, seed=0)
+    images = np.stack([np.roll(one, 97 * k, axis=1) for k in range(args.predict_slices)])  # shifted copies
+    stack = scratch / "large.tif"
+    tifffile.imwrite(stack, images)
+    start = time.perf_counter()
+    peak = _run_measured(
+        [
+            sys.executable,
+            "-m",
+            "src.predict",
+            f"ckpt_path={ckpt}",
+            f"input={stack}",
+            f"output={scratch / 'predicted'}",
+            "postprocess=none",
+            "progress=false",
+            f"paths.log_dir={scratch / 'logs'}",
+        ]
+    )
+    seconds = time.perf_counter() - start
+    return {
+        "megapixels": images.size / 1e6,
+        "seconds": seconds,
+        "peak_gib": peak,
+        "probability_gib": images.size * 4 / 2**30,
+    }
+
+
+# ----- the table -----------------------------------------------------------------------------------------
+def images_per_second(result: dict) -> float:
+    return result["batch_size"] / statistics.median(result["intervals"])
+
+
+def _grid(args) -> list[tuple[str, str, str, str]]:
+    grid = [
+        ("recipe", precision, channels_last, compiled)
+        for precision in args.precisions.split(",")
+        for channels_last in args.channels_last.split(",")
+        for compiled in args.compile.split(",")
+    ]
+    if not args.no_paper:
+        grid.append(("paper-size", "32" if not cpu_has_native_bf16() else "bf16-mixed", "true", "false"))
+    return grid
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=10, help="timed steps after the warm-up")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--precisions", default="32,bf16-mixed")
+    parser.add_argument("--channels-last", default="true,false")
+    parser.add_argument("--compile", default="false,true")
+    parser.add_argument("--no-paper", action="store_true", help="leave out the paper-size network")
+    parser.add_argument("--predict-slices", type=int, default=8)
+    parser.add_argument("--predict-size", type=int, default=2048)
+    parser.add_argument("--out", default=str(PROJECT_ROOT / "benchmarks" / "results" / "train_throughput.md"))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one plain loop
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        Path(args.result).write_text(json.dumps(plain_loop(json.loads(args.worker), args.steps, args.warmup)))
+        return
+
+    ceilings = {"32": matmul_gflops(torch.float32), "bf16-mixed": matmul_gflops(torch.bfloat16)}
+    print(f"matrix product: fp32 {ceilings['32']:.1f} GFLOP/s, bf16 {ceilings['bf16-mixed']:.1f} GFLOP/s", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model, precision, channels_last, compiled in _grid(args):
+            overrides = [
+                *MODELS[model],
+                *COMMON,
+                f"trainer.precision={precision}",
+                f"channels_last={channels_last}",
+                f"compile={compiled}",
+            ]
+            scratch = Path(tempfile.mkdtemp(dir=tmp))
+            plain = measure_plain(overrides, args, scratch)
+            framework = measure_framework(overrides, args, scratch)
+            row = {
+                "model": model,
+                "precision": precision,
+                "channels_last": channels_last,
+                "compile": compiled,
+                "plain": images_per_second(plain),
+                "framework": images_per_second(framework),
+                "gflops": images_per_second(plain) / plain["batch_size"] * plain["flops"] / 1e9,
+                "ceiling": ceilings[precision],
+                "plain_gib": plain["peak_gib"],
+                "framework_gib": framework["peak_gib"],
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        prediction = measure_prediction(args, Path(tmp))
+    write_table(rows, ceilings, prediction, args)
+
+
+def write_table(rows: list[dict], ceilings: dict, prediction: dict, args) -> None:
+    command = (
+        f"python benchmarks/train_throughput.py --steps {args.steps} --warmup {args.warmup} "
+        f"--precisions {args.precisions} --channels-last {args.channels_last} --compile {args.compile}"
+        + (" --no-paper" if args.no_paper else "")
+    )
+    lines = [
+        "# Training throughput: `src.train` against a plain PyTorch loop and the matrix-product ceiling",
+        "",
+        f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} torch threads; native bf16: {'yes' if cpu_has_native_bf16() else 'no'}",
+        f"- torch {torch.__version__}; measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"- matrix product (2048x2048, measured in this run): fp32 {ceilings['32']:.1f} GFLOP/s, "
+        f"bf16 {ceilings['bf16-mixed']:.1f} GFLOP/s",
+        "- recipe: `experiment=isbi2012_cpu` (depth 5, 8 base channels, 4 crops of 256, border-weighted CE, AdamW); "
+        "paper-size: depth 4, 64 base channels, one 512x512 slice a step",
+        f"- images/s = batch / median step time over {args.steps} steps after {args.warmup} warm-up steps; "
+        "GFLOP/s of the plain loop from `torch.utils.flop_counter` (forward + backward)",
+        f"- command: `{command}` (`make bench` runs it)",
+        "",
+        "| model | precision | channels-last | compile | plain img/s | `src.train` img/s | `src.train` / plain "
+        "| plain GFLOP/s | of the ceiling | peak GiB plain / `src.train` |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['precision']} | {r['channels_last']} | {r['compile']} | {r['plain']:.2f} "
+            f"| {r['framework']:.2f} | {r['framework'] / r['plain']:.2f} | {r['gflops']:.0f} "
+            f"| {r['gflops'] / r['ceiling']:.0%} | {r['plain_gib']:.2f} / {r['framework_gib']:.2f} |"
+        )
+    p = prediction
+    lines += [
+        "",
+        f"Prediction on a large stack: `src.predict` (recipe network, tiles of 256, no TTA) over {args.predict_slices} "
+        f"generated slices of {args.predict_size}x{args.predict_size} ({p['megapixels']:.1f} Mpx): "
+        f"{p['seconds']:.1f} s including start-up ({p['megapixels'] / p['seconds']:.2f} Mpx/s), "
+        f"peak memory {p['peak_gib']:.2f} GiB; the stack's probabilities alone would take "
+        f"{p['probability_gib']:.2f} GiB (they are streamed to disk slice by slice).",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
