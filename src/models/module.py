@@ -19,7 +19,7 @@ from src.inference.whole import predict_logits
 from src.metrics.torchmetrics_isbi import ISBIScores
 from src.models.losses import CrossEntropy
 from src.models.unet import UNet
-from src.utils.errors import UserError
+from src.utils.errors import NonFiniteLossError, UserError
 
 
 def _center_crop_to(label: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -86,7 +86,7 @@ class SegmentationModule(L.LightningModule):
             weight = _center_crop_to(weight, *logits.shape[-2:])
         loss = self.loss(logits, label, weight)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise NonFiniteLossError(
                 f"the training loss became {loss.item()} at global step {self.global_step} (epoch "
                 f"{self.current_epoch}, batch {batch_idx}); lower the learning rate or check the input data"
             )

@@ -3,3 +3,7 @@
 
 class UserError(Exception):
     """A problem with the user's input or config; its message says what, where, and how to fix it."""
+
+
+class NonFiniteLossError(UserError, FloatingPointError):
+    """The training loss became NaN or infinite; the message names the step. Checkpoints written so far stay."""

@@ -5,6 +5,7 @@ from src.data.stack_io import normalize_slices
 from src.data.synthetic import synthetic_stack
 from src.models.module import SegmentationModule
 from src.models.schedules import poly, warmup_cosine
+from src.utils.errors import UserError
 
 NET = {"_target_": "src.models.unet.UNet", "depth": 2, "base_channels": 8}
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
@@ -54,8 +55,9 @@ def test_non_finite_loss_stops_with_the_step():
     module.log = lambda *a, **k: None
     batch = _batch(n=2)
     batch["image"][0, 0, 0, 0] = float("nan")
-    with pytest.raises(FloatingPointError, match="global step 0"):
+    with pytest.raises(FloatingPointError, match="global step 0") as raised:
         module.training_step(batch, 0)
+    assert isinstance(raised.value, UserError)  # the command line prints it as one line, without a traceback
 
 
 @pytest.mark.parametrize("schedule", [warmup_cosine, poly])
