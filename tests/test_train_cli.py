@@ -2,13 +2,20 @@
 
 import csv
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import lightning
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 from src.metrics.isbi import score_probabilities, score_segmentations
+from src.utils.config import PROJECT_ROOT
 from tests.conftest import run_cli
 
 FAST = ["data=synthetic", "model.base_channels=4", "model.depth=3", "trainer.accelerator=cpu"]
@@ -41,8 +48,14 @@ def test_fast_dev_run_through_the_cli(tmp_path):
     run, metrics = _train_run(tmp_path, *FAST, "debug=fast", "logger=csv")
     assert 0.0 <= metrics["metrics"]["test/vrand"] <= 1.0
     assert _slices(metrics) == [8]  # fast_dev_run tests one batch: the first held-out slice
-    assert (run / "config.yaml").is_file() and (run / "run_info.json").is_file()
     assert (run / "figures" / "augmented_crops.png").stat().st_size > 1000
+    # Provenance: the resolved config, the commit and the package versions the run used.
+    resolved = (run / "config.yaml").read_text()
+    assert "base_channels: 4" in resolved and "fast_dev_run: true" in resolved
+    info = json.loads((run / "run_info.json").read_text())
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert info["git_commit"].removesuffix("-dirty") == head.stdout.strip()
+    assert info["packages"]["torch"] == torch.__version__ and info["packages"]["lightning"] == lightning.__version__
 
 
 @pytest.mark.slow
@@ -182,8 +195,6 @@ DETERMINISTIC = [
 
 def _saved_epoch(checkpoint: Path) -> int | None:
     """The epoch a checkpoint was saved at, or None while it is not there (Lightning writes it atomically)."""
-    import torch
-
     if not checkpoint.is_file():
         return None
     return torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]
@@ -191,15 +202,10 @@ def _saved_epoch(checkpoint: Path) -> int | None:
 
 def _kill_after_first_epoch(tmp_path: Path, *overrides: str) -> Path:
     """Start a run, SIGKILL it inside its second epoch, and return its run folder."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
     before = set(_runs(tmp_path))
     process = subprocess.Popen(
         [sys.executable, "-m", "src.train", *overrides, f"paths.log_dir={tmp_path}"],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=PROJECT_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
