@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import tifffile
@@ -26,6 +25,7 @@ from src.inference.tiling import DIHEDRAL, TiledPredictor, dihedral, dihedral_in
 from src.inference.whole import predict_logits
 from src.models.unet import UNet
 from src.utils.config import PROJECT_ROOT, cpu_has_native_bf16
+from src.utils.run_dir import write_text_atomic
 
 
 def _autocast(dtype: torch.dtype | None, device: torch.device):
@@ -182,9 +182,7 @@ def main() -> None:
         )
     text = "\n".join(lines) + "\n"
     print(text)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    write_text_atomic(args.out, text)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ import torch
 from omegaconf import OmegaConf
 
 from src.utils.config import PROJECT_ROOT, cpu_has_native_bf16
+from src.utils.run_dir import write_text_atomic
 
 # The CPU recipe's network, loss and batch; the paper-size network with one 512x512 slice per step.
 MODELS = {
@@ -317,11 +318,9 @@ def write_table(rows: list[dict], ceilings: dict, prediction: dict, args) -> Non
         "streamed to disk slice by slice).",
         "",
     ]
-    text = "\n".join(lines)
+    text = "\n".join(lines) + "\n"
     print(text)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    write_text_atomic(args.out, text)
 
 
 if __name__ == "__main__":
