@@ -59,3 +59,25 @@ def test_submitit_local_launcher_runs_each_job_in_its_own_process(tmp_path):
         "model.depth=3",
     ]
     assert list(sweep.glob(".submitit/*/*_log.out")), "submitit keeps each job's log"
+
+
+@pytest.mark.slow
+def test_ddp_jobs_in_a_multirun_each_write_into_their_own_folder(tmp_path):
+    # Lightning restarts `python -m src.train <command line>` for rank 1; inside a multirun that command line
+    # holds the sweep. Each job must still run once, on 2 ranks, in its own folder, and the next job must start
+    # its own 2 processes.
+    from tests.test_train_cli import RANK_PROBE, rank_records
+
+    sweep = _sweep(tmp_path, "-m", *TINY, "model.depth=3", "trainer.devices=2", "seed=1,2", RANK_PROBE)
+    assert [p.name for p in (tmp_path / "train").iterdir()] == ["multiruns"]  # no stray run or second sweep
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert summary["finished"] == 2 and [job["overrides"] for job in summary["jobs"]] == ["seed=1", "seed=2"]
+    checksums = []
+    for job in (0, 1):
+        metrics = json.loads((sweep / str(job) / "metrics.json").read_text())
+        zero, one = rank_records(sweep / str(job))
+        assert metrics["world_size"] == zero["world_size"] == one["world_size"] == 2
+        assert zero["metrics"] == one["metrics"] and zero["weights_checksum"] == one["weights_checksum"]
+        assert metrics["metrics"]["test/vrand"] == pytest.approx(zero["metrics"]["test/vrand"], abs=1e-6)
+        checksums.append(zero["weights_checksum"])
+    assert checksums[0] != checksums[1]  # the two jobs trained with their own seeds

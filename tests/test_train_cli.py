@@ -131,22 +131,39 @@ def test_bad_value_exits_with_one_line_and_no_run_dir(tmp_path):
     assert _runs(tmp_path) == []
 
 
+RANK_PROBE = "+callbacks.rank_metrics._target_=tests.rank_metrics.RankMetrics"
+
+
+def rank_records(run: Path) -> list[dict]:
+    """What each rank of a DDP run computed (written by tests/rank_metrics.py), rank 0 first."""
+    return [json.loads(p.read_text()) for p in sorted((run / "rank_metrics").glob("rank*.json"))]
+
+
 @pytest.mark.slow
 def test_ddp_with_two_cpu_processes_writes_one_run(tmp_path):
     run, metrics = _train_run(
         tmp_path,
         *FAST,
         "model.depth=4",
-        "trainer.devices=2",
-        "trainer.strategy=ddp",
+        "trainer=ddp",  # 2 processes
+        "trainer.accelerator=cpu",
         "trainer.max_epochs=1",
         "trainer.check_val_every_n_epoch=1",
         "logger=csv",
+        RANK_PROBE,
     )
-    assert metrics["world_size"] == 2
+    assert metrics["world_size"] == 2 and _runs(tmp_path) == [run]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_000.ckpt", "last.ckpt"]
     # Both ranks' validation slices are gathered: the per-slice table covers the whole held-out block.
     assert _slices(metrics) == [8, 9]
+    # Each rank computed the same metrics (V_rand, V_info and pixel error reduced across processes) and ended
+    # with the same weights. (Batch norm is not synchronised on CPUs: torch's SyncBatchNorm is CUDA-only.)
+    zero, one = rank_records(run)
+    assert zero["world_size"] == one["world_size"] == 2 and not zero["sync_batchnorm"]
+    assert {"val/vrand", "val/vinfo", "test/vrand", "test/vinfo", "test/pixel_error"} <= set(zero["metrics"])
+    assert zero["metrics"] == one["metrics"]
+    assert zero["weights_checksum"] == one["weights_checksum"]
+    assert metrics["metrics"]["test/vrand"] == pytest.approx(zero["metrics"]["test/vrand"], abs=1e-6)
 
 
 def test_paper_experiment_runs_a_few_steps_on_cpu(tmp_path):

@@ -19,6 +19,7 @@ from hydra.types import RunMode
 from omegaconf.errors import OmegaConfBaseException
 
 from src.utils.config import PROJECT_ROOT, setup
+from src.utils.ddp_jobs import child_command_line, is_rank_zero_process, job_scope
 from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def _remove_if_empty_run_dir(task_name: str) -> None:
 
 def fail(exc: BaseException, task_name: str | None = None) -> None:
     print(f"error: {one_line(exc)}", file=sys.stderr)
-    if task_name:
+    if task_name and is_rank_zero_process():  # the folder is rank zero's; a DDP child never removes it
         _remove_if_empty_run_dir(task_name)
     sys.exit(2)
 
@@ -112,11 +113,15 @@ def run_task(task: Callable[[Any], Any], config_name: str) -> Any:
     setup()
     # Let exceptions reach us instead of Hydra's multi-line report, so user errors print as one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    # A DDP child that Lightning started for one job of a multirun reruns that job alone (src/utils/ddp_jobs.py).
+    sys.argv = child_command_line(sys.argv)
 
     @functools.wraps(task)
     def guarded(cfg: Any) -> Any:
+        job = HydraConfig.get()
         try:
-            return task(cfg)
+            with job_scope(list(job.overrides.task), job.runtime.output_dir, job.job.name):
+                return task(cfg)
         except Exception as exc:
             if _in_multirun():
                 return _record_failure(exc, cfg.get("task_name"))

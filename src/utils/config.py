@@ -66,6 +66,7 @@ def register_resolvers() -> None:
         "project_root": lambda: str(PROJECT_ROOT),
         "default_precision": default_precision,
         "default_workers": default_workers,
+        "cuda_available": lambda: __import__("torch").cuda.is_available(),
         "wandb_offline": wandb_offline,
     }.items():
         if not OmegaConf.has_resolver(name):

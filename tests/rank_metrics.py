@@ -1,0 +1,38 @@
+"""A test probe for DDP runs: every rank writes what it computed, so a test can compare the ranks.
+
+Added to a run with ``+callbacks.rank_metrics._target_=tests.rank_metrics.RankMetrics``; each rank writes
+``rank_metrics/rank<N>.json`` in the run folder: its validation and test metrics, a checksum of its final
+weights (parameters), and whether its batch norms were synchronised during training.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import torch
+
+
+class RankMetrics(L.Callback):
+    def __init__(self) -> None:
+        self.record: dict = {"metrics": {}}
+
+    def _keep(self, trainer: L.Trainer, prefix: str) -> None:
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith(prefix):
+                self.record["metrics"][key] = float(value)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.record["sync_batchnorm"] = any(isinstance(m, torch.nn.SyncBatchNorm) for m in pl_module.modules())
+        self.record["weights_checksum"] = float(sum(p.detach().double().sum() for p in pl_module.parameters()))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._keep(trainer, "val/")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._keep(trainer, "test/")
+        self.record["world_size"] = trainer.world_size
+        folder = Path(trainer.default_root_dir) / "rank_metrics"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.record, indent=1))
