@@ -36,3 +36,14 @@ class RankMetrics(L.Callback):
         folder = Path(trainer.default_root_dir) / "rank_metrics"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.record, indent=1))
+
+
+class FailOnRank(L.Callback):
+    """Raises on one rank only, at one training step: a fault the other ranks learn of only through DDP."""
+
+    def __init__(self, rank: int, step: int = 1) -> None:
+        self.rank, self.step = rank, step
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args, **kwargs) -> None:
+        if trainer.global_rank == self.rank and trainer.global_step == self.step:
+            raise RuntimeError(f"a fault injected on rank {self.rank} at step {self.step}")

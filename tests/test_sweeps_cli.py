@@ -65,15 +65,34 @@ def test_submitit_local_launcher_runs_each_job_in_its_own_process(tmp_path):
 def test_ddp_jobs_in_a_multirun_each_write_into_their_own_folder(tmp_path):
     # Lightning restarts `python -m src.train <command line>` for rank 1; inside a multirun that command line
     # holds the sweep. Each job must still run once, on 2 ranks, in its own folder, and the next job must start
-    # its own 2 processes.
+    # its own 2 processes. A job whose rank 1 fails (fail.rank=1) is recorded as failed and the sweep goes on.
     from tests.test_train_cli import RANK_PROBE, rank_records
 
-    sweep = _sweep(tmp_path, "-m", *TINY, "model.depth=3", "trainer.devices=2", "seed=1,2", RANK_PROBE)
+    fault = "+callbacks.fail._target_=tests.rank_metrics.FailOnRank"
+    sweep = _sweep(
+        tmp_path,
+        "-m",
+        *TINY,
+        "model.depth=3",
+        "trainer.devices=2",
+        RANK_PROBE,
+        fault,
+        "+callbacks.fail.rank=1,-1",
+        "seed=1,2",
+    )
     assert [p.name for p in (tmp_path / "train").iterdir()] == ["multiruns"]  # no stray run or second sweep
     summary = json.loads((sweep / "summary.json").read_text())
-    assert summary["finished"] == 2 and [job["overrides"] for job in summary["jobs"]] == ["seed=1", "seed=2"]
+    assert [(job["overrides"], job["state"]) for job in summary["jobs"]] == [
+        ("+callbacks.fail.rank=1 seed=1", "failed"),
+        ("+callbacks.fail.rank=1 seed=2", "failed"),
+        ("+callbacks.fail.rank=-1 seed=1", "ok"),
+        ("+callbacks.fail.rank=-1 seed=2", "ok"),
+    ]
+    for job in (0, 1):  # the job's process saw its peer go; the rank that failed wrote why
+        assert "a fault injected on rank 1" in (sweep / str(job) / "FAILED.rank1").read_text()
+        assert (sweep / str(job) / "FAILED").is_file() and not (sweep / str(job) / "metrics.json").exists()
     checksums = []
-    for job in (0, 1):
+    for job in (2, 3):
         metrics = json.loads((sweep / str(job) / "metrics.json").read_text())
         zero, one = rank_records(sweep / str(job))
         assert metrics["world_size"] == zero["world_size"] == one["world_size"] == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -19,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf.errors import OmegaConfBaseException
 
 from src.utils.config import PROJECT_ROOT, setup
-from src.utils.ddp_jobs import child_command_line, is_rank_zero_process, job_scope
+from src.utils.ddp_jobs import child_command_line, is_rank_zero_process, job_scope, parent_job
 from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -95,9 +96,13 @@ def _in_multirun() -> bool:
         return False
 
 
+def _message(exc: BaseException) -> str:
+    return one_line(exc) if is_user_error(exc) else f"{type(exc).__name__}: {exc}"
+
+
 def _record_failure(exc: BaseException, task_name: str | None) -> float:
     """In a sweep, a failed job is logged and recorded in its folder; the sweep goes on with the next job."""
-    message = one_line(exc) if is_user_error(exc) else f"{type(exc).__name__}: {exc}"
+    message = _message(exc)
     log.error("job failed: %s", message, exc_info=not is_user_error(exc))
     try:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -114,15 +119,24 @@ def run_task(task: Callable[[Any], Any], config_name: str) -> Any:
     # Let exceptions reach us instead of Hydra's multi-line report, so user errors print as one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     # A DDP child that Lightning started for one job of a multirun reruns that job alone (src/utils/ddp_jobs.py).
-    sys.argv = child_command_line(sys.argv)
+    parent = parent_job()
+    sys.argv = child_command_line(sys.argv, parent)
 
     @functools.wraps(task)
     def guarded(cfg: Any) -> Any:
         job = HydraConfig.get()
         try:
-            with job_scope(list(job.overrides.task), job.runtime.output_dir, job.job.name):
+            with job_scope(list(job.overrides.task), job.runtime.output_dir, job.job.name, _in_multirun()):
                 return task(cfg)
         except Exception as exc:
+            if parent and parent["multirun"]:
+                # A rank of a sweep's job: the job's own process records the failure and the sweep goes on. A
+                # non-zero exit here would make Lightning's process observer kill that process, and the sweep.
+                rank = os.environ.get("LOCAL_RANK")
+                print(f"error: {_message(exc)} (rank {rank} of a sweep job)", file=sys.stderr)
+                with contextlib.suppress(OSError):  # beside the FAILED its job writes, the cause on this rank
+                    (Path(parent["run_dir"]) / f"FAILED.rank{rank}").write_text(_message(exc) + "\n")
+                sys.exit(0)
             if _in_multirun():
                 return _record_failure(exc, cfg.get("task_name"))
             if not is_user_error(exc):

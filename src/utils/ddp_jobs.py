@@ -33,17 +33,22 @@ def _hydra_string(value: str) -> str:
     return "'" + value.replace("'", "\\'") + "'"
 
 
-def child_command_line(argv: list[str]) -> list[str]:
-    """The command line a DDP child of a job should run: that job alone, in its run folder; else ``argv``.
+def parent_job() -> dict | None:
+    """The job this process is a DDP child of (started by that job's own process), else None.
 
-    Only a process whose parent is the job's own process (Lightning's launcher starts children with Popen)
-    takes the job's place; anything else, e.g. a run started from a shell inside a job, keeps its arguments.
+    Only a process whose parent is the job's process (Lightning's launcher starts children with Popen) takes
+    the job's place; anything else, e.g. a run started from a shell inside a job, keeps its own arguments.
     """
     raw = os.environ.get(JOB_ENV)
     if not raw or is_rank_zero_process():
-        return argv
+        return None
     job = json.loads(raw)
-    if job["pid"] != os.getppid():
+    return job if job["pid"] == os.getppid() else None
+
+
+def child_command_line(argv: list[str], job: dict | None) -> list[str]:
+    """The command line of a DDP child of ``job``: that job alone, in its run folder (``argv`` if no job)."""
+    if job is None:
         return argv
     return [
         argv[0],
@@ -56,10 +61,11 @@ def child_command_line(argv: list[str]) -> list[str]:
 
 
 @contextmanager
-def job_scope(overrides: list[str], run_dir: str, job_name: str) -> Iterator[None]:
+def job_scope(overrides: list[str], run_dir: str, job_name: str, multirun: bool) -> Iterator[None]:
     """Run one job: its DDP children rerun it in ``run_dir``; afterwards the process is ready for the next job."""
     saved = dict(os.environ)
-    os.environ[JOB_ENV] = json.dumps({"pid": os.getpid(), "overrides": overrides, "run_dir": run_dir, "name": job_name})
+    job = {"pid": os.getpid(), "overrides": overrides, "run_dir": run_dir, "name": job_name, "multirun": multirun}
+    os.environ[JOB_ENV] = json.dumps(job)
     try:
         yield
     finally:
