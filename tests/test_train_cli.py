@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -164,6 +165,50 @@ def test_ddp_with_two_cpu_processes_writes_one_run(tmp_path):
     assert zero["metrics"] == one["metrics"]
     assert zero["weights_checksum"] == one["weights_checksum"]
     assert metrics["metrics"]["test/vrand"] == pytest.approx(zero["metrics"]["test/vrand"], abs=1e-6)
+
+
+# srun as SLURM runs it on one node: the command once per task, each with the variables srun gives a task.
+SRUN_ON_THIS_MACHINE = """#!/bin/bash
+pids=()
+for ((rank = 0; rank < SLURM_NTASKS; rank++)); do
+  SLURM_PROCID=$rank SLURM_LOCALID=$rank SLURM_NODEID=0 "$@" &
+  pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+exit $status
+"""
+
+
+@pytest.mark.slow
+def test_slurm_batch_script_runs_its_tasks_into_one_run_folder(tmp_path):
+    # No cluster here: the batch script runs as sbatch would start it on one node with 2 tasks, and srun starts
+    # the tasks. Lightning must take rank and world size from SLURM's variables and start no process itself.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(SRUN_ON_THIS_MACHINE)
+    (bin_dir / "srun").chmod(0o755)
+    slurm = {"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_JOB_NUM_NODES": "1", "SLURM_NNODES": "1"}
+    slurm |= {"SLURM_JOB_ID": "73107", "SLURM_JOB_NAME": "unet-em", "SLURM_NODELIST": "127.0.0.1"}
+    env = {**os.environ, **slurm, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON": sys.executable}
+    overrides = [*FAST, "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1", "logger=csv", RANK_PROBE]
+    script = PROJECT_ROOT / "scripts" / "slurm" / "train_multinode.sbatch"
+    result = subprocess.run(
+        ["bash", str(script), *overrides, f"paths.log_dir={tmp_path}"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [run.name for run in _runs(tmp_path)] == ["slurm-73107"]
+    run = _runs(tmp_path)[0]
+    metrics = json.loads((run / "metrics.json").read_text())
+    zero, one = rank_records(run)
+    assert metrics["world_size"] == zero["world_size"] == one["world_size"] == 2
+    assert zero["metrics"] == one["metrics"] and zero["weights_checksum"] == one["weights_checksum"]
+    assert _slices(metrics) == [8, 9]
 
 
 def test_paper_experiment_runs_a_few_steps_on_cpu(tmp_path):

@@ -121,6 +121,8 @@ def run_task(task: Callable[[Any], Any], config_name: str) -> Any:
     # A DDP child that Lightning started for one job of a multirun reruns that job alone (src/utils/ddp_jobs.py).
     parent = parent_job()
     sys.argv = child_command_line(sys.argv, parent)
+    if parent is None and not is_rank_zero_process():  # a rank started by SLURM or torchrun: rank 0 keeps the record
+        sys.argv.append("hydra.output_subdir=null")
 
     @functools.wraps(task)
     def guarded(cfg: Any) -> Any:
