@@ -343,6 +343,13 @@ CASES: list[Case] = [
         "16-mixed",
     ),
     Case(
+        "sync_batchnorm_on_cpu",
+        "config",
+        "trainer=ddp trainer.sync_batchnorm=true on CPUs (torch's SyncBatchNorm is CUDA-only)",
+        lambda f: train(f, "trainer=ddp", "trainer.accelerator=cpu", "trainer.sync_batchnorm=true"),
+        "sync_batchnorm",
+    ),
+    Case(
         "missing_checkpoint",
         "checkpoint",
         "a checkpoint path that does not exist",

@@ -2,7 +2,7 @@
 
 Added to a run with ``+callbacks.rank_metrics._target_=tests.rank_metrics.RankMetrics``; each rank writes
 ``rank_metrics/rank<N>.json`` in the run folder: its validation and test metrics, a checksum of its final
-weights (parameters), and whether its batch norms were synchronised during training.
+weights (parameters), whether its batch norms were synchronised, and the dtype the network computed\nin during training.
 """
 
 from __future__ import annotations
@@ -22,6 +22,13 @@ class RankMetrics(L.Callback):
         for key, value in trainer.callback_metrics.items():
             if key.startswith(prefix):
                 self.record["metrics"][key] = float(value)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # the dtype the network computes its output in during training (bf16 under bf16-mixed autocast)
+        def note_dtype(_module, _inputs, output) -> None:  # returns None: the output stays as it is
+            self.record.setdefault("train_dtype", str(output.dtype))
+
+        pl_module.net.register_forward_hook(note_dtype)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.record["sync_batchnorm"] = any(isinstance(m, torch.nn.SyncBatchNorm) for m in pl_module.modules())

@@ -100,3 +100,18 @@ def test_ddp_jobs_in_a_multirun_each_write_into_their_own_folder(tmp_path):
         assert metrics["metrics"]["test/vrand"] == pytest.approx(zero["metrics"]["test/vrand"], abs=1e-6)
         checksums.append(zero["weights_checksum"])
     assert checksums[0] != checksums[1]  # the two jobs trained with their own seeds
+
+
+@pytest.mark.slow
+def test_joblib_launcher_runs_jobs_in_parallel_worker_processes(tmp_path):
+    sweep = _sweep(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY, "model.depth=2,3")
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert summary["finished"] == 2 and [job["overrides"] for job in summary["jobs"]] == [
+        "model.depth=2",
+        "model.depth=3",
+    ]
+    for job, depth in ((0, 2), (1, 3)):
+        assert f"depth: {depth}" in (sweep / str(job) / "config.yaml").read_text()
+        assert json.loads((sweep / str(job) / "metrics.json").read_text())["epochs"] == 1
+    launcher = (sweep / "multirun.yaml").read_text()
+    assert "JoblibLauncher" in launcher and "n_jobs: 2" in launcher

@@ -211,6 +211,16 @@ def test_slurm_batch_script_runs_its_tasks_into_one_run_folder(tmp_path):
     assert _slices(metrics) == [8, 9]
 
 
+def test_bf16_mixed_precision_trains_on_cpu(tmp_path):
+    run, metrics = _train_run(
+        tmp_path, *FAST, "trainer.precision=bf16-mixed", "trainer.max_epochs=1", "logger=csv", RANK_PROBE
+    )
+    (record,) = rank_records(run)
+    assert record["train_dtype"] == "torch.bfloat16"  # the network ran under bf16 autocast
+    assert all(np.isfinite(v) for v in record["metrics"].values()) and 0.0 <= metrics["metrics"]["test/vrand"] <= 1
+    assert "precision: bf16-mixed" in (run / "config.yaml").read_text()
+
+
 def test_paper_experiment_runs_a_few_steps_on_cpu(tmp_path):
     # The paper's structure (valid padding, SGD 0.99, batch 1, dropout) at a small width, on generated data.
     _, metrics = _train_run(
