@@ -139,7 +139,7 @@ def train(cfg: DictConfig) -> float | None:
         if cfg.test:
             record["test_per_slice"] = getattr(module, "test_report", {}).get("per_slice", [])
         write_json_atomic(output_dir / "metrics.json", record)
-        log.info("outputs in %s", output_dir)
+        log.info("world size %d; outputs in %s", trainer.world_size, output_dir)
     for logger in trainer.loggers:
         logger.finalize("success")
     return value

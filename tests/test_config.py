@@ -69,3 +69,29 @@ def test_typo_inside_a_yaml_file_fails(tmp_path: Path):
     ):
         compose(config_name="train")
     assert "base_chanels" in str(err.value) or "base_chanels" in str(err.value.__cause__)
+
+
+@pytest.mark.parametrize(("native_bf16", "expected"), [(True, "bf16-mixed"), (False, "32")])
+def test_precision_defaults_to_bf16_only_where_the_cpu_has_it(monkeypatch, native_bf16, expected):
+    import torch
+
+    from src.utils import config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(config, "cpu_has_native_bf16", lambda: native_bf16)
+    assert config.default_precision() == expected
+    assert compose_config("train", ["trainer.accelerator=cpu"]).trainer.precision == expected
+
+
+def test_cpu_bf16_support_is_read_from_the_cpu_flags(monkeypatch, tmp_path):
+    from src.utils import config
+
+    for flags, expected in (
+        ("fpu avx2 avx512f", False),
+        ("fpu avx512f avx512_bf16", True),
+        ("amx_bf16 amx_tile", True),
+    ):
+        cpuinfo = tmp_path / "cpuinfo"
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        monkeypatch.setattr(config, "CPUINFO", cpuinfo)
+        assert config.cpu_has_native_bf16() is expected

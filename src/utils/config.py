@@ -15,12 +15,13 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CPUINFO = Path("/proc/cpuinfo")
 
 
 # ----- resolvers ----------------------------------------------------------------------------------------
 def cpu_has_native_bf16() -> bool:
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        flags = CPUINFO.read_text()
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
