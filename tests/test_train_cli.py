@@ -69,7 +69,16 @@ def test_train_resume_and_eval(tmp_path):
     assert Path(metrics["best_checkpoint"]).is_file() and (run / "checkpoints" / "last.ckpt").is_file()
     assert metrics["optimized_value"] == pytest.approx(max(v for _, v in _csv_series(run, "val/vrand")), abs=1e-6)
     assert (run / "figures" / "val_epoch_001.png").stat().st_size > 1000
-    assert list((run / "wandb").glob("offline-run-*/run-*.wandb")), "an offline W&B run must be left to sync"
+    (offline,) = (run / "wandb").glob("offline-run-*/run-*.wandb")  # an offline W&B run, left to sync
+    # The README's `wandb sync <run>/wandb/offline-run-*`, short of uploading (no network here).
+    sync = subprocess.run(
+        [str(Path(sys.executable).parent / "wandb"), "sync", "--dry-run", str(offline.parent)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert sync.returncode == 0 and "Would sync 1 run(s)" in sync.stderr + sync.stdout, sync.stderr
+    assert offline.name in sync.stderr + sync.stdout
     steps_per_epoch = metrics["global_step"] // 2
     # The held-out prediction left by training: TTA probability, watershed cells and truth, rescored here.
     held = metrics["held_out"]
