@@ -21,6 +21,8 @@ from contextlib import contextmanager
 JOB_ENV = "SRC_DDP_PARENT_JOB"
 # Rank variables of the launchers we run under (Lightning, torchrun, SLURM): any of them non-zero = not rank 0.
 _RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+# What Lightning's DDP launcher sets in the process that starts the ranks (and our own): reset after each job.
+_JOB_VARIABLES = (JOB_ENV, "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 
 def is_rank_zero_process() -> bool:
@@ -63,15 +65,18 @@ def child_command_line(argv: list[str], job: dict | None) -> list[str]:
 @contextmanager
 def job_scope(overrides: list[str], run_dir: str, job_name: str, multirun: bool) -> Iterator[None]:
     """Run one job: its DDP children rerun it in ``run_dir``; afterwards the process is ready for the next job."""
-    saved = dict(os.environ)
+    saved = {name: os.environ.get(name) for name in _JOB_VARIABLES}
     job = {"pid": os.getpid(), "overrides": overrides, "run_dir": run_dir, "name": job_name, "multirun": multirun}
     os.environ[JOB_ENV] = json.dumps(job)
     try:
         yield
     finally:
         _destroy_process_group()
-        os.environ.clear()
-        os.environ.update(saved)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _destroy_process_group() -> None:
