@@ -45,8 +45,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "Dice + the border-weighted cross-entropy",
         ["loss=dice_weighted_ce", "model.depth=4"],
     ),
-    "dice_ce_depth5": ("Dice + the border-weighted cross-entropy, at the recipe's depth 5", ["loss=dice_weighted_ce"]),
-    "compiled": ("torch.compile of the network (more steps in the same time)", ["compile=true"]),
+    "weighted_ce_depth5": (
+        "the border-weighted cross-entropy alone, without Dice (the recipe before Dice was adopted)",
+        ["loss=weighted_ce"],
+    ),
+    "compiled": (
+        "torch.compile of the network (more steps in the same time), with the weighted CE alone",
+        ["compile=true", "loss=weighted_ce"],
+    ),
     "no_batchnorm": (
         "no normalisation layers (1.5x the steps), learning rate 0.002",
         ["model.norm=none", "optimizer.lr=0.002", "model.depth=4"],
