@@ -2,7 +2,8 @@
 
 Added to a run with ``+callbacks.rank_metrics._target_=tests.rank_metrics.RankMetrics``; each rank writes
 ``rank_metrics/rank<N>.json`` in the run folder: its validation and test metrics, a checksum of its final
-weights (parameters), whether its batch norms were synchronised, and the dtype the network computed\nin during training.
+weights (parameters), whether its batch norms were synchronised, and the dtype the network computed
+in during training.
 """
 
 from __future__ import annotations
@@ -12,6 +13,14 @@ from pathlib import Path
 
 import lightning as L
 import torch
+
+# The override that adds the probe to a run, and what it wrote.
+RANK_PROBE = "+callbacks.rank_metrics._target_=tests.rank_metrics.RankMetrics"
+
+
+def rank_records(run: Path) -> list[dict]:
+    """What each rank of a DDP run computed, rank 0 first."""
+    return [json.loads(p.read_text()) for p in sorted((run / "rank_metrics").glob("rank*.json"))]
 
 
 class RankMetrics(L.Callback):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
+from tests.rank_metrics import RANK_PROBE, rank_records
 
 TINY = ["data=synthetic", "model.base_channels=4", "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1"]
 
@@ -66,8 +67,6 @@ def test_ddp_jobs_in_a_multirun_each_write_into_their_own_folder(tmp_path):
     # Lightning restarts `python -m src.train <command line>` for rank 1; inside a multirun that command line
     # holds the sweep. Each job must still run once, on 2 ranks, in its own folder, and the next job must start
     # its own 2 processes. A job whose rank 1 fails (fail.rank=1) is recorded as failed and the sweep goes on.
-    from tests.test_train_cli import RANK_PROBE, rank_records
-
     fault = "+callbacks.fail._target_=tests.rank_metrics.FailOnRank"
     sweep = _sweep(
         tmp_path,

@@ -18,6 +18,7 @@ import torch
 from src.metrics.isbi import score_probabilities, score_segmentations
 from src.utils.config import PROJECT_ROOT
 from tests.conftest import run_cli
+from tests.rank_metrics import RANK_PROBE, rank_records
 
 FAST = ["data=synthetic", "model.base_channels=4", "model.depth=3", "trainer.accelerator=cpu"]
 
@@ -139,14 +140,6 @@ def test_bad_value_exits_with_one_line_and_no_run_dir(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "model.depth=0" in errors[0] and "Traceback" not in result.stderr
     assert _runs(tmp_path) == []
-
-
-RANK_PROBE = "+callbacks.rank_metrics._target_=tests.rank_metrics.RankMetrics"
-
-
-def rank_records(run: Path) -> list[dict]:
-    """What each rank of a DDP run computed (written by tests/rank_metrics.py), rank 0 first."""
-    return [json.loads(p.read_text()) for p in sorted((run / "rank_metrics").glob("rank*.json"))]
 
 
 @pytest.mark.slow

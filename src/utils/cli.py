@@ -134,10 +134,10 @@ def run_task(task: Callable[[Any], Any], config_name: str) -> Any:
             if parent and parent["multirun"]:
                 # A rank of a sweep's job: the job's own process records the failure and the sweep goes on. A
                 # non-zero exit here would make Lightning's process observer kill that process, and the sweep.
-                rank = os.environ.get("LOCAL_RANK")
-                print(f"error: {_message(exc)} (rank {rank} of a sweep job)", file=sys.stderr)
+                rank, message = os.environ.get("LOCAL_RANK"), _message(exc)
+                print(f"error: {message} (rank {rank} of a sweep job)", file=sys.stderr)
                 with contextlib.suppress(OSError):  # beside the FAILED its job writes, the cause on this rank
-                    (Path(parent["run_dir"]) / f"FAILED.rank{rank}").write_text(_message(exc) + "\n")
+                    (Path(parent["run_dir"]) / f"FAILED.rank{rank}").write_text(message + "\n")
                 sys.exit(0)
             if _in_multirun():
                 return _record_failure(exc, cfg.get("task_name"))

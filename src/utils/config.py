@@ -36,6 +36,12 @@ def default_precision() -> str:
     return "bf16-mixed" if cpu_has_native_bf16() else "32"
 
 
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def default_workers() -> int:
     """Data-loading processes: none when training runs on the CPU, up to 8 (one core kept free) beside a GPU.
 
@@ -67,7 +73,7 @@ def register_resolvers() -> None:
         "project_root": lambda: str(PROJECT_ROOT),
         "default_precision": default_precision,
         "default_workers": default_workers,
-        "cuda_available": lambda: __import__("torch").cuda.is_available(),
+        "cuda_available": cuda_available,
         "wandb_offline": wandb_offline,
     }.items():
         if not OmegaConf.has_resolver(name):

@@ -45,10 +45,11 @@ def build_module(cfg: DictConfig) -> SegmentationModule:
 def build_trainer(cfg: DictConfig, **extra: Any) -> L.Trainer:
     precision = str(cfg.trainer.get("precision"))
     accelerator = cfg.trainer.get("accelerator")
-    if precision in ("16-mixed", "16", "16-true") and _runs_on_cpu(accelerator):
+    on_cpu = _runs_on_cpu(accelerator)
+    if precision in ("16-mixed", "16", "16-true") and on_cpu:
         raise UserError(f"trainer.precision={precision} needs a GPU; on a CPU use trainer.precision=bf16-mixed or 32")
     _check_devices(cfg.trainer.get("devices"), accelerator)
-    if cfg.trainer.get("sync_batchnorm") and cfg.model.get("norm") == "batch" and _runs_on_cpu(accelerator):
+    if cfg.trainer.get("sync_batchnorm") and cfg.model.get("norm") == "batch" and on_cpu:
         raise UserError(
             "trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm is CUDA-only); on CPUs set "
             "trainer.sync_batchnorm=false, or model.norm=group or instance, which need no synchronisation"

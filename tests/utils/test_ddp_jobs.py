@@ -6,6 +6,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from src.utils.ddp_jobs import JOB_ENV, child_command_line, is_rank_zero_process, job_scope, parent_job
 
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+
 
 def _job(pid: int, run_dir: str = "/runs/a b/it's=here") -> dict:
     return {"pid": pid, "overrides": ["seed=2", "model.depth=3"], "run_dir": run_dir, "name": "train", "multirun": True}
@@ -33,7 +35,7 @@ def test_a_child_of_the_job_process_reruns_that_job_in_its_folder(monkeypatch):
 def test_other_processes_keep_their_command_line(monkeypatch, env):
     pid = os.getppid() + 1 if env.pop("JOB_PID", None) else os.getppid()
     monkeypatch.setenv(JOB_ENV, json.dumps(_job(pid)))
-    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+    for name in RANK_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -42,7 +44,7 @@ def test_other_processes_keep_their_command_line(monkeypatch, env):
 
 
 def test_rank_zero_is_read_from_any_launcher(monkeypatch):
-    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+    for name in RANK_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     assert is_rank_zero_process()
     monkeypatch.setenv("SLURM_PROCID", "3")
