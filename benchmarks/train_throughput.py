@@ -1,22 +1,25 @@
 """Training throughput of the real ``src.train`` loop against a plain PyTorch loop and the machine's ceiling.
 
-    python benchmarks/train_throughput.py [--steps 10] [--warmup 3] [--precisions 32,bf16-mixed]
+    python benchmarks/train_throughput.py [--steps 16] [--warmup 3] [--repeats 3] [--precisions auto]
         [--channels-last true,false] [--compile false,true] [--no-paper] [--out FILE]
 
 For each model, precision, memory format and compile setting, in the same session:
 
 - **framework**: ``python -m src.train`` itself (the CPU recipe's config: real data module, random crops and
-  augmentation in a worker process, border-weighted loss, logging, progress bar, checkpointing), timed by
-  :class:`benchmarks.step_timer.StepTimer` between the ends of consecutive training batches;
+  augmentation (in the main process on CPUs), Dice + border-weighted loss, logging, progress bar,
+  checkpointing), timed by :class:`benchmarks.step_timer.StepTimer` between the ends of consecutive training
+  batches;
 - **plain**: the same network, loss, optimizer, batch, precision, memory format and compile setting, built
   from the same composed config, stepped in a bare ``for`` loop over one batch already in memory;
 - the ratio framework / plain, and the plain loop's GFLOP/s (counted with ``torch.utils.flop_counter`` on one
   forward and backward pass) against matrix-product GFLOP/s measured in this run (fp32 and bf16);
 - peak resident memory of each process (``os.wait4``), and of ``src.predict`` on a large generated stack.
 
-Throughput is the batch size over the median step time after ``--warmup`` steps; the two loops are run
-``--repeats`` times, alternated, and the faster run of each counts (this 2-core machine varies by about 5% from
-run to run). Each measurement runs in its own process, one at a time.
+Throughput is the batch size over the median step time after ``--warmup`` steps. The two loops are run
+``--repeats`` times as adjacent pairs, alternating which one goes first, and the ratio reported is the median of
+the pairs' ratios with their range: this 2-core VM drifts by 10-25% over minutes, so only runs taken next to
+each other are compared. Each measurement runs in its own process, one at a time. ``--precisions auto`` times
+fp32, and bf16 autocast where the CPU computes bf16 natively (emulated bf16 is about 10x slower than fp32).
 """
 
 from __future__ import annotations
@@ -195,10 +198,24 @@ def images_per_second(result: dict) -> float:
     return result["batch_size"] / statistics.median(result["intervals"])
 
 
+def pair_ratios(plains: list[dict], frameworks: list[dict]) -> dict:
+    """Framework / plain throughput of each adjacent pair of runs: their median, lowest and highest."""
+    ratios = sorted(images_per_second(f) / images_per_second(p) for p, f in zip(plains, frameworks, strict=True))
+    return {"ratio": statistics.median(ratios), "ratio_low": ratios[0], "ratio_high": ratios[-1]}
+
+
+def precisions(value: str) -> list[str]:
+    """``auto``: fp32, plus bf16-mixed where the CPU (or GPU) computes bf16 natively; else the listed ones."""
+    if value != "auto":
+        return value.split(",")
+    native = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_has_native_bf16()
+    return ["32", "bf16-mixed"] if native else ["32"]
+
+
 def _grid(args) -> list[tuple[str, str, str, str]]:
     grid = [
         ("recipe", precision, channels_last, compiled)
-        for precision in args.precisions.split(",")
+        for precision in precisions(args.precisions)
         for channels_last in args.channels_last.split(",")
         for compiled in args.compile.split(",")
     ]
@@ -211,8 +228,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=16, help="timed steps after the warm-up")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=2, help="alternated runs of each loop; the faster one counts")
-    parser.add_argument("--precisions", default="32,bf16-mixed")
+    parser.add_argument("--repeats", type=int, default=3, help="adjacent pairs of runs of the two loops")
+    parser.add_argument("--precisions", default="auto", help="auto, or a list such as 32,bf16-mixed")
     parser.add_argument("--channels-last", default="true,false")
     parser.add_argument("--compile", default="false,true")
     parser.add_argument("--no-paper", action="store_true", help="leave out the paper-size network")
@@ -246,15 +263,20 @@ def main() -> None:
                 steps=min(args.steps, 5) if slow else args.steps, warmup=min(args.warmup, 2) if slow else args.warmup
             )
             plains, frameworks = [], []
-            for _ in range(args.repeats):  # alternated, so that both see the same machine state
+            for pair in range(args.repeats):  # adjacent pairs, alternating which loop goes first
                 scratch = Path(tempfile.mkdtemp(dir=tmp))
-                plains.append(measure_plain(overrides, steps, scratch))
-                frameworks.append(measure_framework(overrides, steps, scratch))
+                if pair % 2 == 0:
+                    plains.append(measure_plain(overrides, steps, scratch))
+                    frameworks.append(measure_framework(overrides, steps, scratch))
+                else:
+                    frameworks.append(measure_framework(overrides, steps, scratch))
+                    plains.append(measure_plain(overrides, steps, scratch))
             plain = max(plains, key=images_per_second)
             framework = max(frameworks, key=images_per_second)
             plain["peak_gib"] = max(p["peak_gib"] for p in plains)
             framework["peak_gib"] = max(f["peak_gib"] for f in frameworks)
             row = {
+                **pair_ratios(plains, frameworks),
                 "model": model,
                 "steps": steps.steps,
                 "precision": precision,
@@ -287,11 +309,12 @@ def write_table(rows: list[dict], ceilings: dict, prediction: dict, args) -> Non
         f"- torch {torch.__version__}; written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- matrix product (measured in this run): fp32 {ceilings['32']:.1f} GFLOP/s (2048x2048), "
         f"bf16 {ceilings['bf16-mixed']:.1f} GFLOP/s ({2048 if cpu_has_native_bf16() else 512} sided)",
-        "- recipe: `experiment=isbi2012_cpu` (depth 5, 8 base channels, 4 crops of 256, border-weighted CE, AdamW); "
-        "paper-size: depth 4, 64 base channels, one 512x512 slice a step",
+        "- recipe: `experiment=isbi2012_cpu` (depth 5, 8 base channels, 4 crops of 256, Dice + border-weighted CE, "
+        "AdamW); paper-size: depth 4, 64 base channels, one 512x512 slice a step",
         f"- images/s = batch / median step time over {args.steps} steps after {args.warmup} warm-up steps, the "
-        f"faster of {args.repeats} alternated runs of each loop (emulated bf16 and the paper-size network: 5 steps "
-        "after 2); "
+        f"faster of {args.repeats} runs of each loop (emulated bf16 and the paper-size network: 5 steps after 2); "
+        f"`src.train` / plain = the median (lowest-highest) of the ratios of {args.repeats} adjacent pairs of runs, "
+        "alternating which loop goes first; "
         "GFLOP/s of the plain loop from `torch.utils.flop_counter` (forward + backward)",
         f"- command: `{command}` (`make bench` runs it)",
         "",
@@ -305,7 +328,8 @@ def write_table(rows: list[dict], ceilings: dict, prediction: dict, args) -> Non
         share = "n/a (emulated bf16)" if emulated else f"{r['gflops'] / r['ceiling']:.0%}"
         lines.append(
             f"| {r['model']} | {r['precision']} | {r['channels_last']} | {r['compile']} | {r['plain']:.3g} "
-            f"| {r['framework']:.3g} | {r['framework'] / r['plain']:.2f} | {r['gflops']:.0f} "
+            f"| {r['framework']:.3g} | {r['ratio']:.2f} ({r['ratio_low']:.2f}-{r['ratio_high']:.2f}) "
+            f"| {r['gflops']:.0f} "
             f"| {share} | {r['plain_gib']:.2f} / {r['framework_gib']:.2f} |"
         )
     p = prediction
