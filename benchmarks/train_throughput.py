@@ -6,7 +6,7 @@
 For each model, precision, memory format and compile setting, in the same session:
 
 - **framework**: ``python -m src.train`` itself (the CPU recipe's config: real data module, random crops and
-  augmentation (in the main process on CPUs), Dice + border-weighted loss, logging, progress bar,
+  augmentation (in the main process on CPUs), the recipe's loss, logging, progress bar,
   checkpointing), timed by :class:`benchmarks.step_timer.StepTimer` between the ends of consecutive training
   batches;
 - **plain**: the same network, loss, optimizer, batch, precision, memory format and compile setting, built
@@ -309,7 +309,7 @@ def write_table(rows: list[dict], ceilings: dict, prediction: dict, args) -> Non
         f"- torch {torch.__version__}; written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- matrix product (measured in this run): fp32 {ceilings['32']:.1f} GFLOP/s (2048x2048), "
         f"bf16 {ceilings['bf16-mixed']:.1f} GFLOP/s ({2048 if cpu_has_native_bf16() else 512} sided)",
-        "- recipe: `experiment=isbi2012_cpu` (depth 5, 8 base channels, 4 crops of 256, Dice + border-weighted CE, "
+        "- recipe: `experiment=isbi2012_cpu` (depth 5, 8 base channels, 4 crops of 256, Dice + CE, "
         "AdamW); paper-size: depth 4, 64 base channels, one 512x512 slice a step",
         f"- images/s = batch / median step time over {args.steps} steps after {args.warmup} warm-up steps, the "
         f"faster of {args.repeats} runs of each loop (emulated bf16 and the paper-size network: 5 steps after 2); "
