@@ -9,12 +9,15 @@ test-time-augmented probability, and its cells from connected components at 0.5 
 watershed (conf/postprocess defaults, chosen earlier on a cross-entropy model), plus the number of optimizer
 steps the budget bought. Results of finished runs are kept in a JSON file beside the table, so an
 interrupted ablation resumes; ``--adopt NAME=RUN_DIR`` takes a finished run of exactly that variant's config.
+Each row names the machine it ran on (CPU model, cores, native bf16), and the table has one section per machine:
+the time budget buys a different number of steps on each, so rows compare only within a machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -23,53 +26,81 @@ import time
 from pathlib import Path
 
 import tifffile
+from omegaconf import OmegaConf
 
 from src.metrics.isbi import score_segmentations
 from src.postprocess.instances import ConnectedComponents, SeededWatershed, postprocess_stack
-from src.utils.config import PROJECT_ROOT
+from src.utils.config import CPUINFO, PROJECT_ROOT, cpu_has_native_bf16
 
 # Post-processing of each run's held-out probability, scored beside the threshold sweep (defaults of conf/postprocess).
 POSTPROCESS = {"components": ConnectedComponents(), "watershed": SeededWatershed()}
 
-# Rows from depth4 to compiled and from no_batchnorm down were measured against earlier recipes (depth 4, then
-# weighted CE alone), and the dice_weighted_ce rows against the recipe before the weight map was dropped; each
-# keeps the overrides that make it exactly the configuration that ran.
+# Every variant's overrides make it exactly the configuration that ran. The recipe stops at 1500 steps (or 10
+# minutes); before, it trained for the whole 10 minutes (`trainer.max_steps=-1`). On the CPU without native
+# bf16, where the variants from depth4 down ran, that bought about 1500 steps in fp32; they changed one thing
+# from the recipe of their day (depth 4, then weighted CE alone, then Dice + border-weighted CE).
 VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "full": ("the CPU recipe as `make train` runs it (depth 5, Dice + plain cross-entropy)", []),
-    "depth4": ("depth 4 instead of 5 (the recipe before this ablation)", ["model.depth=4"]),
-    "no_weight_map": ("plain cross-entropy instead of the border-weighted one", ["loss=ce", "model.depth=4"]),
+    "full": ("the CPU recipe as `make train` runs it (depth 5, 8 base channels, Dice + CE, 1500 steps)", []),
+    "full_fp32": ("the recipe in fp32", ["trainer.precision=32"]),
+    "time_budget": ("no step cap: training for the whole 10 minutes", ["trainer.max_steps=-1"]),
+    "time_budget_fp32": ("no step cap, fp32", ["trainer.max_steps=-1", "trainer.precision=32"]),
+    "time_budget_3_5min": (
+        "no step cap, 3.5 minutes of training",
+        ["trainer.max_steps=-1", "trainer.max_time=00:00:03:30"],
+    ),
+    "channels16": ("16 base channels, no step cap", ["model.base_channels=16", "trainer.max_steps=-1"]),
+    "channels16_paper_augmentation": (
+        "16 base channels, no step cap, the paper's augmentation (elastic deformation of every crop, grey values)",
+        ["model.base_channels=16", "trainer.max_steps=-1", "data/augmentation=paper"],
+    ),
+    "channels24": ("24 base channels, no step cap", ["model.base_channels=24", "trainer.max_steps=-1"]),
+    "time_budget_fp32_4min": (
+        "no step cap, fp32, 4 minutes of training",
+        ["trainer.max_steps=-1", "trainer.precision=32", "trainer.max_time=00:00:04:00"],
+    ),
+    "depth4": ("depth 4 instead of 5 (the recipe before this ablation)", ["trainer.max_steps=-1", "model.depth=4"]),
+    "no_weight_map": (
+        "plain cross-entropy instead of the border-weighted one",
+        ["trainer.max_steps=-1", "loss=ce", "model.depth=4"],
+    ),
     "elastic": (
         "adds the paper's elastic deformation to half of the crops",
-        ["data/augmentation=paper", "data.augmentation.elastic_p=0.5", "model.depth=4"],
+        ["trainer.max_steps=-1", "data/augmentation=paper", "data.augmentation.elastic_p=0.5", "model.depth=4"],
     ),
     "dice_ce": (
         "Dice + the border-weighted cross-entropy",
-        ["loss=dice_weighted_ce", "model.depth=4"],
+        ["trainer.max_steps=-1", "loss=dice_weighted_ce", "model.depth=4"],
     ),
     "weighted_ce_depth5": (
         "the border-weighted cross-entropy alone, without Dice (the recipe before Dice was adopted)",
-        ["loss=weighted_ce"],
+        ["trainer.max_steps=-1", "loss=weighted_ce"],
     ),
     "compiled": (
         "torch.compile of the network (more steps in the same time), with the weighted CE alone",
-        ["compile=true", "loss=weighted_ce"],
+        ["trainer.max_steps=-1", "compile=true", "loss=weighted_ce"],
     ),
     # Against the recipe before the weight map was dropped (depth 5, Dice + border-weighted CE):
     "dice_weighted_ce": (
         "Dice + the border-weighted cross-entropy (the recipe before the weight map was dropped)",
-        ["loss=dice_weighted_ce"],
+        ["trainer.max_steps=-1", "loss=dice_weighted_ce"],
     ),
     "dice_weighted_ce_elastic": (
         "dice_weighted_ce with the paper's augmentation, elastic deformation on half of the crops",
-        ["loss=dice_weighted_ce", "data/augmentation=paper", "data.augmentation.elastic_p=0.5"],
+        [
+            "trainer.max_steps=-1",
+            "loss=dice_weighted_ce",
+            "data/augmentation=paper",
+            "data.augmentation.elastic_p=0.5",
+        ],
     ),
     "dice_weighted_ce_compiled": (
         "dice_weighted_ce with torch.compile of the network (more steps in the same time)",
-        ["loss=dice_weighted_ce", "compile=true"],
+        ["trainer.max_steps=-1", "loss=dice_weighted_ce", "compile=true"],
     ),
     "dice_weighted_ce_ema": (
         "dice_weighted_ce with an exponential moving average of the weights (decay 0.998), tested with the average",
         [
+            "trainer.max_steps=-1",
             "loss=dice_weighted_ce",
             "+callbacks.ema._target_=lightning.pytorch.callbacks.EMAWeightAveraging",
             "+callbacks.ema.decay=0.998",
@@ -77,13 +108,22 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     ),
     "no_batchnorm": (
         "no normalisation layers (1.5x the steps), learning rate 0.002",
-        ["model.norm=none", "optimizer.lr=0.002", "model.depth=4"],
+        ["trainer.max_steps=-1", "model.norm=none", "optimizer.lr=0.002", "model.depth=4"],
     ),
     "valid_padding": (
         "valid (unpadded) convolutions: 444-pixel input crops, 260-pixel outputs, batch 2",
-        ["model.padding=valid", "data.crop_size=444", "data.batch_size=2", "model.depth=4"],
+        ["trainer.max_steps=-1", "model.padding=valid", "data.crop_size=444", "data.batch_size=2", "model.depth=4"],
     ),
 }
+
+
+def this_machine() -> str:
+    """CPU model, cores and whether bf16 is native: what decides the steps a 10-minute budget buys."""
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in CPUINFO.read_text().splitlines() if "model name" in line)
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
+    return f"{model}, {os.cpu_count()} cores, native bf16: {'yes' if cpu_has_native_bf16() else 'no'}"
 
 
 def run_variant(name: str, seed: int, log_dir: Path) -> dict:
@@ -112,6 +152,7 @@ def score_run(run: Path, name: str, seed: int) -> dict:
     return {
         "variant": name,
         "seed": seed,
+        "machine": this_machine(),
         "run": str(run),
         "steps": metrics["global_step"],
         "vrand": held["threshold"]["vrand"],
@@ -130,20 +171,26 @@ def _cell(values: list[float]) -> str:
 
 
 def table(results: list[dict]) -> str:
-    lines = [
-        "| variant | what changes | steps | V_rand (sweep) | V_info (sweep) | V_rand (components 0.5) "
-        "| V_info (components 0.5) | V_rand (watershed) | V_info (watershed) | seeds |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for name, (description, overrides) in VARIANTS.items():
-        rows = [r for r in results if r["variant"] == name]
-        if not rows:
-            continue
-        change = description + (f" (`{' '.join(overrides)}`)" if overrides else "")
-        columns = [_cell([r[k] for r in rows]) for k in COLUMNS]
-        steps = round(statistics.mean(r["steps"] for r in rows))
-        lines.append(f"| {name} | {change} | {steps} | " + " | ".join(columns) + f" | {len(rows)} |")
-    return "\n".join(lines)
+    """One table per machine, in the order the machines first appear in ``results``."""
+    sections = []
+    for machine in dict.fromkeys(r["machine"] for r in results):
+        lines = [
+            f"### {machine}",
+            "",
+            "| variant | what changes | steps | V_rand (sweep) | V_info (sweep) | V_rand (components 0.5) "
+            "| V_info (components 0.5) | V_rand (watershed) | V_info (watershed) | seeds |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for name, (description, overrides) in VARIANTS.items():
+            rows = [r for r in results if r["variant"] == name and r["machine"] == machine]
+            if not rows:
+                continue
+            change = description + (f" (`{' '.join(overrides)}`)" if overrides else "")
+            columns = [_cell([r[k] for r in rows]) for k in COLUMNS]
+            steps = round(statistics.mean(r["steps"] for r in rows))
+            lines.append(f"| {name} | {change} | {steps} | " + " | ".join(columns) + f" | {len(rows)} |")
+        sections.append("\n".join(lines))
+    return "\n\n".join(sections)
 
 
 def main() -> None:
@@ -161,12 +208,16 @@ def main() -> None:
     results = json.loads(store.read_text()) if store.exists() else []
     for adopted in args.adopt:
         name, run = adopted.split("=", 1)
-        seed = json.loads((Path(run) / "metrics.json").read_text()).get("seed") or int(args.seeds.split(",")[0])
-        results = [r for r in results if not (r["variant"] == name and r["seed"] == seed)]
-        results.append({**score_run(Path(run), name, seed), "adopted": True})
+        seed = OmegaConf.load(Path(run) / "config.yaml").seed  # the seed the run was made with
+        row = {**score_run(Path(run), name, seed), "adopted": True}
+        results = [r for r in results if (r["variant"], r["seed"], r["machine"]) != (name, seed, row["machine"])]
+        results.append(row)
+    if args.adopt:  # kept at once: adopted runs are not rerun
+        store.parent.mkdir(parents=True, exist_ok=True)
+        store.write_text(json.dumps(results, indent=2))
     for seed in (int(s) for s in args.seeds.split(",")):
         for name in args.variants.split(","):
-            if any(r["variant"] == name and r["seed"] == seed for r in results):
+            if any((r["variant"], r["seed"], r["machine"]) == (name, seed, this_machine()) for r in results):
                 continue
             print(f"running {name} (seed {seed}) ...", flush=True)
             results.append(run_variant(name, seed, args.log_dir))
@@ -174,9 +225,10 @@ def main() -> None:
             store.write_text(json.dumps(results, indent=2))
             print(json.dumps(results[-1]), flush=True)
     header = (
-        f"Ablation of `experiment=isbi2012_cpu` on {platform.processor() or platform.machine()} "
-        f"({platform.node()}), 10 minutes of training per run; held-out fold 4 (slices 24-29), prediction with "
-        "8-fold test-time augmentation. Written by `benchmarks/ablation.py`.\n\n"
+        "Ablation of `experiment=isbi2012_cpu`, at most 10 minutes of training per run, one section per machine; "
+        "held-out fold 4 (slices 24-29), prediction with 8-fold test-time augmentation. Written by "
+        "`benchmarks/ablation.py`."
+        "\n\n"
     )
     args.out.write_text(header + table(results) + "\n")
     print(table(results))

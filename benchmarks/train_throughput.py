@@ -296,6 +296,7 @@ def main() -> None:
 
 
 def write_table(rows: list[dict], ceilings: dict, prediction: dict, args) -> None:
+    recipe = _compose(MODELS["recipe"])
     command = (
         f"python benchmarks/train_throughput.py --steps {args.steps} --warmup {args.warmup} --repeats {args.repeats} "
         f"--precisions {args.precisions} --channels-last {args.channels_last} --compile {args.compile}"
@@ -309,8 +310,10 @@ def write_table(rows: list[dict], ceilings: dict, prediction: dict, args) -> Non
         f"- torch {torch.__version__}; written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- matrix product (measured in this run): fp32 {ceilings['32']:.1f} GFLOP/s (2048x2048), "
         f"bf16 {ceilings['bf16-mixed']:.1f} GFLOP/s ({2048 if cpu_has_native_bf16() else 512} sided)",
-        "- recipe: `experiment=isbi2012_cpu` (depth 5, 8 base channels, 4 crops of 256, Dice + CE, "
-        "AdamW); paper-size: depth 4, 64 base channels, one 512x512 slice a step",
+        f"- recipe: `experiment=isbi2012_cpu` (depth {recipe.model.depth}, {recipe.model.base_channels} base "
+        f"channels, {recipe.data.batch_size} crops of {recipe.data.crop_size}, "
+        f"{recipe.loss._target_.rsplit('.', 1)[-1]}, {recipe.optimizer._target_.rsplit('.', 1)[-1]}); "
+        "paper-size: depth 4, 64 base channels, one 512x512 slice a step",
         f"- images/s = batch / median step time over {args.steps} steps after {args.warmup} warm-up steps, the "
         f"faster of {args.repeats} runs of each loop (emulated bf16 and the paper-size network: 5 steps after 2); "
         f"`src.train` / plain = the median (lowest-highest) of the ratios of {args.repeats} adjacent pairs of runs, "

@@ -2,6 +2,7 @@
 
 import torch
 
+from benchmarks.ablation import table
 from benchmarks.train_throughput import pair_ratios, precisions
 from src.utils.config import cpu_has_native_bf16
 
@@ -24,3 +25,22 @@ def test_precisions_auto_adds_bf16_only_where_it_is_native():
     expected = ["32", "bf16-mixed"] if native else ["32"]
     assert precisions("auto") == expected
     assert precisions("bf16-mixed,32") == ["bf16-mixed", "32"]
+
+
+def _row(variant: str, seed: int, machine: str, vrand: float, steps: int) -> dict:
+    scores = dict.fromkeys(("vinfo", "components_vrand", "components_vinfo", "watershed_vrand", "watershed_vinfo"), 0.9)
+    return {"variant": variant, "seed": seed, "machine": machine, "vrand": vrand, "steps": steps, **scores}
+
+
+def test_ablation_table_keeps_each_machines_runs_apart():
+    rows = [
+        _row("time_budget", 1, "old CPU", 0.984, 1500),
+        _row("time_budget", 2, "old CPU", 0.982, 1500),
+        _row("time_budget", 1, "new CPU", 0.975, 4400),
+        _row("full", 1, "new CPU", 0.980, 2700),
+    ]
+    empty, old, new = table(rows).split("### ")
+    assert empty == "" and old.startswith("old CPU") and new.startswith("new CPU")
+    # the old machine's two seeds are averaged together, never with the new machine's run of the same variant
+    assert "| time_budget |" in old and "| 1500 | 0.9830 ± 0.0014 |" in old and "| full |" not in old
+    assert "| 4400 | 0.9750 |" in new and "| 2700 | 0.9800 |" in new
