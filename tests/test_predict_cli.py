@@ -48,6 +48,7 @@ def test_uint8_output_tta_and_slices_match_the_python_api(small_checkpoint, tmp_
         f"input={tmp_path / 's.tif'}",
         "progress=false",
         f"paths.log_dir={tmp_path}",
+        "precision=32",  # as the Python API below (auto is bf16 where the CPU has it natively)
     ]
     first = run_cli("src.predict", *args, f"output={tmp_path / 'a'}", "slices=1:3", "tta=[0,4]", "postprocess=none")
     assert first.returncode == 0, first.stderr[-3000:]
