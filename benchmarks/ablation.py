@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,7 +28,7 @@ from omegaconf import OmegaConf
 
 from src.metrics.isbi import score_segmentations
 from src.postprocess.instances import ConnectedComponents, SeededWatershed, postprocess_stack
-from src.utils.config import CPUINFO, PROJECT_ROOT, cpu_has_native_bf16
+from src.utils.config import PROJECT_ROOT, cpu_description
 
 # Post-processing of each run's held-out probability, scored beside the threshold sweep (defaults of conf/postprocess).
 POSTPROCESS = {"components": ConnectedComponents(), "watershed": SeededWatershed()}
@@ -117,16 +115,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def this_machine() -> str:
-    """CPU model, cores and whether bf16 is native: what decides the steps a 10-minute budget buys."""
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in CPUINFO.read_text().splitlines() if "model name" in line)
-    except (OSError, StopIteration):
-        model = platform.processor() or platform.machine()
-    return f"{model}, {os.cpu_count()} cores, native bf16: {'yes' if cpu_has_native_bf16() else 'no'}"
-
-
-def run_variant(name: str, seed: int, log_dir: Path) -> dict:
+def run_variant(name: str, seed: int, log_dir: Path, machine: str) -> dict:
     overrides = ["experiment=isbi2012_cpu", f"seed={seed}", f"tags=[ablation,{name}]", f"paths.log_dir={log_dir}"]
     overrides += VARIANTS[name][1]
     started = time.time()
@@ -136,10 +125,10 @@ def run_variant(name: str, seed: int, log_dir: Path) -> dict:
     if result.returncode != 0:
         raise SystemExit(f"variant {name} (seed {seed}) failed:\n{result.stderr[-2000:]}")
     run = max((log_dir / "train" / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
-    return {**score_run(run, name, seed), "wall_s": round(time.time() - started)}
+    return {**score_run(run, name, seed, machine), "wall_s": round(time.time() - started)}
 
 
-def score_run(run: Path, name: str, seed: int) -> dict:
+def score_run(run: Path, name: str, seed: int, machine: str) -> dict:
     """A finished run's row: held-out scores of its prediction, sweep and post-processed."""
     metrics = json.loads((run / "metrics.json").read_text())
     held = metrics["held_out"]
@@ -152,7 +141,7 @@ def score_run(run: Path, name: str, seed: int) -> dict:
     return {
         "variant": name,
         "seed": seed,
-        "machine": this_machine(),
+        "machine": machine,
         "run": str(run),
         "steps": metrics["global_step"],
         "vrand": held["threshold"]["vrand"],
@@ -206,21 +195,22 @@ def main() -> None:
         raise SystemExit(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
     store = args.out.with_suffix(".json")
     results = json.loads(store.read_text()) if store.exists() else []
+    machine = cpu_description()  # every row made here names it
     for adopted in args.adopt:
         name, run = adopted.split("=", 1)
         seed = OmegaConf.load(Path(run) / "config.yaml").seed  # the seed the run was made with
-        row = {**score_run(Path(run), name, seed), "adopted": True}
-        results = [r for r in results if (r["variant"], r["seed"], r["machine"]) != (name, seed, row["machine"])]
+        row = {**score_run(Path(run), name, seed, machine), "adopted": True}
+        results = [r for r in results if (r["variant"], r["seed"], r["machine"]) != (name, seed, machine)]
         results.append(row)
     if args.adopt:  # kept at once: adopted runs are not rerun
         store.parent.mkdir(parents=True, exist_ok=True)
         store.write_text(json.dumps(results, indent=2))
     for seed in (int(s) for s in args.seeds.split(",")):
         for name in args.variants.split(","):
-            if any((r["variant"], r["seed"], r["machine"]) == (name, seed, this_machine()) for r in results):
+            if any((r["variant"], r["seed"], r["machine"]) == (name, seed, machine) for r in results):
                 continue
             print(f"running {name} (seed {seed}) ...", flush=True)
-            results.append(run_variant(name, seed, args.log_dir))
+            results.append(run_variant(name, seed, args.log_dir, machine))
             store.parent.mkdir(parents=True, exist_ok=True)
             store.write_text(json.dumps(results, indent=2))
             print(json.dumps(results[-1]), flush=True)

@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from src.utils.config import PROJECT_ROOT, cpu_has_native_bf16
+from src.utils.config import PROJECT_ROOT, cpu_description, cpu_has_native_bf16
 from src.utils.run_dir import write_text_atomic
 
 # The CPU recipe's network, loss and batch; the paper-size network with one 512x512 slice per step.
@@ -305,8 +304,7 @@ def write_table(rows: list[dict], ceilings: dict, prediction: dict, args) -> Non
     lines = [
         "# Training throughput: `src.train` against a plain PyTorch loop and the matrix-product ceiling",
         "",
-        f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{torch.get_num_threads()} torch threads; native bf16: {'yes' if cpu_has_native_bf16() else 'no'}",
+        f"- machine: {cpu_description()}; {torch.get_num_threads()} torch threads",
         f"- torch {torch.__version__}; written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- matrix product (measured in this run): fp32 {ceilings['32']:.1f} GFLOP/s (2048x2048), "
         f"bf16 {ceilings['bf16-mixed']:.1f} GFLOP/s ({2048 if cpu_has_native_bf16() else 512} sided)",

@@ -97,3 +97,16 @@ def test_cpu_bf16_support_is_read_from_the_cpu_flags(monkeypatch, tmp_path):
         cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
         monkeypatch.setattr(config, "CPUINFO", cpuinfo)
         assert config.cpu_has_native_bf16() is expected
+
+
+def test_cpu_description_names_the_model_cores_and_bf16(monkeypatch, tmp_path):
+    import os
+
+    from src.utils import config
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu avx512_bf16\n")
+    monkeypatch.setattr(config, "CPUINFO", cpuinfo)
+    assert config.cpu_description() == f"AMD EPYC 9R14, {os.cpu_count()} cores, native bf16: yes"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Old CPU\nflags\t\t: fpu avx2\n")
+    assert config.cpu_description() == f"Old CPU, {os.cpu_count()} cores, native bf16: no"

@@ -27,6 +27,17 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cpu_description() -> str:
+    """CPU model, cores and whether bf16 is native: what decides the steps a time budget buys on this machine."""
+    import platform
+
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in CPUINFO.read_text().splitlines() if "model name" in line)
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
+    return f"{model}, {os.cpu_count()} cores, native bf16: {'yes' if cpu_has_native_bf16() else 'no'}"
+
+
 def default_precision() -> str:
     """bf16-mixed where the hardware computes bf16 natively (recent GPUs, CPUs with AVX512-BF16/AMX), else 32."""
     import torch
