@@ -56,6 +56,18 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "no step cap, fp32, 4 minutes of training",
         ["trainer.max_steps=-1", "trainer.precision=32", "trainer.max_time=00:00:04:00"],
     ),
+    "cldice": (
+        "adds clDice of the membranes (weight 0.5, 5 skeleton iterations) to Dice + CE",
+        ["loss=dice_ce_cldice"],
+    ),
+    "ensemble2": (
+        "two U-Nets trained side by side (each from its own initialisation), their mean probability predicted",
+        ["model=unet_ensemble", "model.members=2"],
+    ),
+    "ensemble3_1000_steps": (
+        "three U-Nets trained side by side for 1000 steps, their mean probability predicted",
+        ["model=unet_ensemble", "model.members=3", "trainer.max_steps=1000"],
+    ),
     "depth4": ("depth 4 instead of 5 (the recipe before this ablation)", ["trainer.max_steps=-1", "model.depth=4"]),
     "no_weight_map": (
         "plain cross-entropy instead of the border-weighted one",

@@ -18,7 +18,7 @@ from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryJac
 from src.inference.whole import predict_logits
 from src.metrics.torchmetrics_isbi import ISBIScores
 from src.models.losses import CrossEntropy
-from src.models.unet import UNet
+from src.models.unet import UNet, UNetEnsemble
 from src.utils.errors import NonFiniteLossError, UserError
 
 
@@ -51,7 +51,7 @@ class SegmentationModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.net: UNet = instantiate(net)
+        self.net: UNet | UNetEnsemble = instantiate(net)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
         self.loss = instantiate(loss) if loss else CrossEntropy()
@@ -83,7 +83,9 @@ class SegmentationModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         image = batch["image"].contiguous(memory_format=self.memory_format)
         logits = self.net(image)
-        label = _center_crop_to(batch["label"], *logits.shape[-2:])
+        # An ensemble (src.models.unet.UNetEnsemble) returns each member's logits, stacked along the batch axis.
+        members = logits.shape[0] // image.shape[0]
+        label = _center_crop_to(batch["label"], *logits.shape[-2:]).repeat(members, 1, 1)
         weight = batch.get("weight")
         if weight is None and getattr(self.loss, "needs_weight_map", False):
             raise UserError(
@@ -91,7 +93,7 @@ class SegmentationModule(L.LightningModule):
                 "none; set data.weight_map (loss=weighted_ce sets it) or choose an unweighted loss"
             )
         if weight is not None:
-            weight = _center_crop_to(weight, *logits.shape[-2:])
+            weight = _center_crop_to(weight, *logits.shape[-2:]).repeat(members, 1, 1)
         loss = self.loss(logits, label, weight)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(

@@ -9,7 +9,7 @@ for which every pooled feature map has an even size (:meth:`UNet.valid_input_siz
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -193,3 +193,38 @@ class UNet(nn.Module):
         for up in self.ups:
             x = up(x, skips.pop())
         return self.outc(x)
+
+
+class UNetEnsemble(nn.Module):
+    """``members`` U-Nets of one configuration, each initialised apart, trained side by side on the same batches.
+
+    Training returns every member's logits stacked along the batch axis, ``(members * B, C, H', W')``, so each
+    member is fitted on its own (the module repeats the labels to match). Evaluation returns the log of the
+    members' mean class probabilities ``(B, C, H', W')``, which every caller can treat as logits: their
+    softmax is the mean. Averaging independently trained networks is how nnU-Net ensembles (Isensee et al.
+    2021); here the members share the data stream and the time budget instead of a cross-validation fold.
+    """
+
+    def __init__(self, members: int = 2, **unet: Any) -> None:
+        super().__init__()
+        if members < 1:
+            raise ValueError(f"model.members={members} must be at least 1")
+        self.members = nn.ModuleList(UNet(**unet) for _ in range(members))
+        first = self.members[0]
+        self.depth, self.padding = first.depth, first.padding
+        self.in_channels, self.num_classes = first.in_channels, first.num_classes
+
+    def output_size(self, size: int) -> int:
+        return self.members[0].output_size(size)
+
+    def valid_input_size(self, min_output: int) -> int:
+        return self.members[0].valid_input_size(min_output)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        self.members[0].check_input(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return torch.cat([member(x) for member in self.members])
+        mean = torch.stack([member(x).float().softmax(dim=1) for member in self.members]).mean(dim=0)
+        return mean.clamp_min(torch.finfo(mean.dtype).tiny).log()

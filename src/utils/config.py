@@ -106,6 +106,12 @@ class UNetSchema:
 
 
 @dataclass
+class UNetEnsembleSchema(UNetSchema):
+    _target_: str = "src.models.unet.UNetEnsemble"
+    members: int = 2
+
+
+@dataclass
 class AugmentationSchema:
     flip_rotate_p: float = 1.0
     elastic_p: float = 0.0
@@ -285,6 +291,7 @@ def register_schemas() -> None:
     store.store(name="predict_schema", node=PredictSchema)
     store.store(name="export_schema", node=ExportSchema)
     store.store(group="model", name="unet_schema", node=UNetSchema)
+    store.store(group="model", name="unet_ensemble_schema", node=UNetEnsembleSchema)
     store.store(group="data", name="data_schema", node=DataSchema)
     store.store(group="trainer", name="trainer_schema", node=TrainerSchema)
 

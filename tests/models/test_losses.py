@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.models.losses import CrossEntropy, Dice, DiceCrossEntropy
+from src.models.losses import CenterlineDice, CrossEntropy, Dice, DiceCrossEntropy, soft_skeleton
 
 
 @pytest.fixture()
@@ -81,3 +81,41 @@ def test_every_loss_option_composes_and_asks_for_the_weight_map_it_needs(option,
     assert isinstance(loss, loss_class)
     assert (cfg.data.weight_map is not None) == uses_weight_map
     assert getattr(loss, "needs_weight_map", False) == uses_weight_map
+
+
+def test_soft_skeleton_of_a_band_is_its_centre_line():
+    band = torch.zeros(1, 1, 20, 20)
+    band[..., 5:10, :] = 1  # a horizontal band 5 pixels wide: rows 5-9
+    skeleton = soft_skeleton(band, iterations=5)
+    assert torch.equal(skeleton[0, 0, :, 4:16].sum(dim=1).nonzero().flatten(), torch.tensor([7]))
+    assert torch.all(skeleton[0, 0, 7, 4:16] == 1)
+
+
+def _membrane_logits(membrane: torch.Tensor) -> torch.Tensor:
+    """Saturated logits (class 0 = membrane) for a boolean membrane mask ``(B, H, W)``."""
+    return torch.stack([membrane.float(), (~membrane).float()], dim=1) * 40 - 20
+
+
+def test_centerline_dice_charges_a_gap_more_than_a_thinning_of_the_same_size():
+    truth = torch.zeros(1, 24, 24, dtype=torch.bool)
+    truth[:, :, 10:13] = True  # a membrane 3 pixels wide between two cells
+    label = (~truth).long()
+    gap = truth.clone()
+    gap[:, 10:13, 10:13] = False  # 9 pixels cut across the membrane: the cells merge
+    thinned = truth.clone()
+    thinned[:, 8:17, 12] = False  # 9 pixels off one side: the membrane still separates them
+    assert CenterlineDice()(_membrane_logits(truth), label).item() == pytest.approx(0, abs=1e-4)
+    assert Dice()(_membrane_logits(gap), label).item() == pytest.approx(Dice()(_membrane_logits(thinned), label).item())
+    gap_loss = CenterlineDice()(_membrane_logits(gap), label).item()
+    thinned_loss = CenterlineDice()(_membrane_logits(thinned), label).item()
+    assert gap_loss > thinned_loss + 0.02
+
+
+def test_dice_cross_entropy_adds_the_weighted_centerline_dice(batch):
+    logits, label = batch
+    logits.requires_grad_(True)
+    combined = DiceCrossEntropy(cldice_weight=0.5)(logits, label)
+    expected = Dice()(logits, label) + F.cross_entropy(logits, label) + 0.5 * CenterlineDice()(logits, label)
+    assert torch.allclose(combined, expected)
+    combined.backward()
+    assert logits.grad.abs().sum() > 0

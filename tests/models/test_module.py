@@ -72,3 +72,24 @@ def test_schedules_follow_progress(schedule):
         scheduler.step()
     assert max(rates) <= 1.0 and rates[-1] < 0.1 * max(rates)
     assert rates[-1] == min(rates[10:])  # decays monotonically after warm-up
+
+
+def test_an_ensemble_fits_each_member_on_the_labels_and_predicts_their_mean_probability():
+    torch.manual_seed(0)
+    net = {**NET, "_target_": "src.models.unet.UNetEnsemble", "members": 2}
+    module = SegmentationModule(net=net, optimizer=ADAM, loss={"_target_": "src.models.losses.CrossEntropy"})
+    module.log = lambda *a, **k: None
+    batch = _batch(n=2)
+    first, second = module.net.members
+    # Training: the loss is the mean of the members' own losses on the same labels.
+    loss = module.training_step(batch, 0)
+    separate = [torch.nn.functional.cross_entropy(m(batch["image"]), batch["label"]) for m in (first, second)]
+    assert loss.item() == pytest.approx(sum(separate).item() / 2, rel=1e-5)
+    assert not torch.allclose(separate[0], separate[1])  # initialised apart
+    # Evaluation: softmax of the output is the mean of the members' probabilities.
+    module.eval()
+    with torch.no_grad():
+        prob = module.interior_probability(batch["image"])
+        mean = sum(m(batch["image"]).softmax(dim=1)[:, 1] for m in (first, second)) / 2
+    assert prob.shape == batch["label"].shape
+    assert torch.allclose(prob, mean, atol=1e-5)
