@@ -33,70 +33,88 @@ from src.utils.config import PROJECT_ROOT, cpu_description
 # Post-processing of each run's held-out probability, scored beside the threshold sweep (defaults of conf/postprocess).
 POSTPROCESS = {"components": ConnectedComponents(), "watershed": SeededWatershed()}
 
-# Every variant's overrides make it exactly the configuration that ran. The recipe stops at 1500 steps (or 10
-# minutes); before, it trained for the whole 10 minutes (`trainer.max_steps=-1`). On the CPU without native
+# Every variant's overrides make it exactly the configuration that ran. The recipe trains two U-Nets side by side
+# (`model.members=2`); every variant from one_network down ran one (`model.members=1`). The recipe stops at 1500
+# steps (or 10 minutes); before, it trained for the whole 10 minutes (`trainer.max_steps=-1`). On the CPU without native
 # bf16, where the variants from depth4 down ran, that bought about 1500 steps in fp32; they changed one thing
 # from the recipe of their day (depth 4, then weighted CE alone, then Dice + border-weighted CE).
 VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "full": ("the CPU recipe as `make train` runs it (depth 5, 8 base channels, Dice + CE, 1500 steps)", []),
-    "full_fp32": ("the recipe in fp32", ["trainer.precision=32"]),
-    "time_budget": ("no step cap: training for the whole 10 minutes", ["trainer.max_steps=-1"]),
-    "time_budget_fp32": ("no step cap, fp32", ["trainer.max_steps=-1", "trainer.precision=32"]),
+    "full": (
+        "the CPU recipe as `make train` runs it (two U-Nets of depth 5 and 8 base channels trained side by side, "
+        "their mean probability predicted; Dice + CE, 1500 steps)",
+        [],
+    ),
+    "one_network": ("one U-Net instead of two (the recipe before the pair)", ["model.members=1"]),
+    "full_fp32": ("one U-Net in fp32", ["model.members=1", "trainer.precision=32"]),
+    "time_budget": ("no step cap: training for the whole 10 minutes", ["model.members=1", "trainer.max_steps=-1"]),
+    "time_budget_fp32": ("no step cap, fp32", ["model.members=1", "trainer.max_steps=-1", "trainer.precision=32"]),
     "time_budget_3_5min": (
         "no step cap, 3.5 minutes of training",
-        ["trainer.max_steps=-1", "trainer.max_time=00:00:03:30"],
+        ["model.members=1", "trainer.max_steps=-1", "trainer.max_time=00:00:03:30"],
     ),
-    "channels16": ("16 base channels, no step cap", ["model.base_channels=16", "trainer.max_steps=-1"]),
+    "channels16": (
+        "16 base channels, no step cap",
+        ["model.members=1", "model.base_channels=16", "trainer.max_steps=-1"],
+    ),
     "channels16_paper_augmentation": (
         "16 base channels, no step cap, the paper's augmentation (elastic deformation of every crop, grey values)",
-        ["model.base_channels=16", "trainer.max_steps=-1", "data/augmentation=paper"],
+        ["model.members=1", "model.base_channels=16", "trainer.max_steps=-1", "data/augmentation=paper"],
     ),
-    "channels24": ("24 base channels, no step cap", ["model.base_channels=24", "trainer.max_steps=-1"]),
+    "channels24": (
+        "24 base channels, no step cap",
+        ["model.members=1", "model.base_channels=24", "trainer.max_steps=-1"],
+    ),
     "time_budget_fp32_4min": (
         "no step cap, fp32, 4 minutes of training",
-        ["trainer.max_steps=-1", "trainer.precision=32", "trainer.max_time=00:00:04:00"],
+        ["model.members=1", "trainer.max_steps=-1", "trainer.precision=32", "trainer.max_time=00:00:04:00"],
     ),
     "cldice": (
         "adds clDice of the membranes (weight 0.5, 5 skeleton iterations) to Dice + CE",
-        ["loss=dice_ce_cldice"],
+        ["model.members=1", "loss=dice_ce_cldice"],
     ),
-    "ensemble2": (
-        "two U-Nets trained side by side (each from its own initialisation), their mean probability predicted",
-        ["model=unet_ensemble", "model.members=2"],
+    "ensemble3": (
+        "three U-Nets trained side by side instead of two",
+        ["model.members=3"],
     ),
-    "ensemble3_1000_steps": (
-        "three U-Nets trained side by side for 1000 steps, their mean probability predicted",
-        ["model=unet_ensemble", "model.members=3", "trainer.max_steps=1000"],
+    "depth4": (
+        "depth 4 instead of 5 (the recipe before this ablation)",
+        ["model.members=1", "trainer.max_steps=-1", "model.depth=4"],
     ),
-    "depth4": ("depth 4 instead of 5 (the recipe before this ablation)", ["trainer.max_steps=-1", "model.depth=4"]),
     "no_weight_map": (
         "plain cross-entropy instead of the border-weighted one",
-        ["trainer.max_steps=-1", "loss=ce", "model.depth=4"],
+        ["model.members=1", "trainer.max_steps=-1", "loss=ce", "model.depth=4"],
     ),
     "elastic": (
         "adds the paper's elastic deformation to half of the crops",
-        ["trainer.max_steps=-1", "data/augmentation=paper", "data.augmentation.elastic_p=0.5", "model.depth=4"],
+        [
+            "model.members=1",
+            "trainer.max_steps=-1",
+            "data/augmentation=paper",
+            "data.augmentation.elastic_p=0.5",
+            "model.depth=4",
+        ],
     ),
     "dice_ce": (
         "Dice + the border-weighted cross-entropy",
-        ["trainer.max_steps=-1", "loss=dice_weighted_ce", "model.depth=4"],
+        ["model.members=1", "trainer.max_steps=-1", "loss=dice_weighted_ce", "model.depth=4"],
     ),
     "weighted_ce_depth5": (
         "the border-weighted cross-entropy alone, without Dice (the recipe before Dice was adopted)",
-        ["trainer.max_steps=-1", "loss=weighted_ce"],
+        ["model.members=1", "trainer.max_steps=-1", "loss=weighted_ce"],
     ),
     "compiled": (
         "torch.compile of the network (more steps in the same time), with the weighted CE alone",
-        ["trainer.max_steps=-1", "compile=true", "loss=weighted_ce"],
+        ["model.members=1", "trainer.max_steps=-1", "compile=true", "loss=weighted_ce"],
     ),
     # Against the recipe before the weight map was dropped (depth 5, Dice + border-weighted CE):
     "dice_weighted_ce": (
         "Dice + the border-weighted cross-entropy (the recipe before the weight map was dropped)",
-        ["trainer.max_steps=-1", "loss=dice_weighted_ce"],
+        ["model.members=1", "trainer.max_steps=-1", "loss=dice_weighted_ce"],
     ),
     "dice_weighted_ce_elastic": (
         "dice_weighted_ce with the paper's augmentation, elastic deformation on half of the crops",
         [
+            "model.members=1",
             "trainer.max_steps=-1",
             "loss=dice_weighted_ce",
             "data/augmentation=paper",
@@ -105,11 +123,12 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     ),
     "dice_weighted_ce_compiled": (
         "dice_weighted_ce with torch.compile of the network (more steps in the same time)",
-        ["trainer.max_steps=-1", "loss=dice_weighted_ce", "compile=true"],
+        ["model.members=1", "trainer.max_steps=-1", "loss=dice_weighted_ce", "compile=true"],
     ),
     "dice_weighted_ce_ema": (
         "dice_weighted_ce with an exponential moving average of the weights (decay 0.998), tested with the average",
         [
+            "model.members=1",
             "trainer.max_steps=-1",
             "loss=dice_weighted_ce",
             "+callbacks.ema._target_=lightning.pytorch.callbacks.EMAWeightAveraging",
@@ -118,11 +137,18 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     ),
     "no_batchnorm": (
         "no normalisation layers (1.5x the steps), learning rate 0.002",
-        ["trainer.max_steps=-1", "model.norm=none", "optimizer.lr=0.002", "model.depth=4"],
+        ["model.members=1", "trainer.max_steps=-1", "model.norm=none", "optimizer.lr=0.002", "model.depth=4"],
     ),
     "valid_padding": (
         "valid (unpadded) convolutions: 444-pixel input crops, 260-pixel outputs, batch 2",
-        ["trainer.max_steps=-1", "model.padding=valid", "data.crop_size=444", "data.batch_size=2", "model.depth=4"],
+        [
+            "model.members=1",
+            "trainer.max_steps=-1",
+            "model.padding=valid",
+            "data.crop_size=444",
+            "data.batch_size=2",
+            "model.depth=4",
+        ],
     ),
 }
 

@@ -47,6 +47,7 @@ MODELS = {
     "recipe": ["experiment=isbi2012_cpu"],
     "paper-size": [
         "experiment=isbi2012_cpu",
+        "model.members=1",
         "model.depth=4",
         "model.base_channels=64",
         "data.batch_size=1",
@@ -93,8 +94,9 @@ def plain_loop(overrides: list[str], steps: int, warmup: int) -> dict:
     batch, crop = cfg.data.batch_size, cfg.data.crop_size
     out = net.output_size(crop) if hasattr(net, "output_size") else crop
     image = torch.randn(batch, 1, crop, crop).contiguous(memory_format=module.memory_format)
-    label = torch.randint(0, 2, (batch, out, out))
-    weight = torch.rand(batch, out, out) + 0.5
+    members = len(getattr(net, "members", [net]))  # an ensemble's training output stacks its members' logits
+    label = torch.randint(0, 2, (batch, out, out)).repeat(members, 1, 1)
+    weight = torch.rand(batch, out, out).repeat(members, 1, 1) + 0.5
     bf16 = str(cfg.trainer.precision).startswith("bf16")
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
@@ -308,8 +310,8 @@ def write_table(rows: list[dict], ceilings: dict, prediction: dict, args) -> Non
         f"- torch {torch.__version__}; written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- matrix product (measured in this run): fp32 {ceilings['32']:.1f} GFLOP/s (2048x2048), "
         f"bf16 {ceilings['bf16-mixed']:.1f} GFLOP/s ({2048 if cpu_has_native_bf16() else 512} sided)",
-        f"- recipe: `experiment=isbi2012_cpu` (depth {recipe.model.depth}, {recipe.model.base_channels} base "
-        f"channels, {recipe.data.batch_size} crops of {recipe.data.crop_size}, "
+        f"- recipe: `experiment=isbi2012_cpu` ({recipe.model.members} U-Net(s) of depth {recipe.model.depth}, "
+        f"{recipe.model.base_channels} base channels, {recipe.data.batch_size} crops of {recipe.data.crop_size}, "
         f"{recipe.loss._target_.rsplit('.', 1)[-1]}, {recipe.optimizer._target_.rsplit('.', 1)[-1]}); "
         "paper-size: depth 4, 64 base channels, one 512x512 slice a step",
         f"- images/s = batch / median step time over {args.steps} steps after {args.warmup} warm-up steps, the "

@@ -36,7 +36,7 @@ def test_experiments_set_what_they_promise():
     assert paper.optimizer.momentum == 0.99 and paper.data.batch_size == 1 and paper.trainer.max_epochs == 200
     cpu = compose_config("train", ["experiment=isbi2012_cpu"])
     assert cpu.trainer.max_time == "00:00:10:00" and cpu.trainer.max_steps == 1500  # whichever ends first
-    assert cpu.data.fold == 4 and cpu.model.depth == 5
+    assert cpu.data.fold == 4 and cpu.model.depth == 5 and cpu.model.members == 2  # two U-Nets, averaged
     assert cpu.loss._target_.endswith("DiceCrossEntropy") and not cpu.loss.weighted  # Dice + plain CE
 
 

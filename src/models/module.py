@@ -32,7 +32,7 @@ class SegmentationModule(L.LightningModule):
     """U-Net + a configurable loss, with per-stage pixel metrics and the ISBI scores on whole held-out slices.
 
     Args:
-        net: config of the network (``_target_: src.models.unet.UNet`` and its arguments).
+        net: config of the network (``_target_: src.models.unet.build_unet`` or ``UNet`` and its arguments).
         optimizer: partial config of a ``torch.optim`` optimizer.
         scheduler: partial config of a schedule from :mod:`src.models.schedules` (stepped per batch), or None.
         channels_last: run convolutions in channels-last memory format (faster on CPUs and recent GPUs).

@@ -228,3 +228,8 @@ class UNetEnsemble(nn.Module):
             return torch.cat([member(x) for member in self.members])
         mean = torch.stack([member(x).float().softmax(dim=1) for member in self.members]).mean(dim=0)
         return mean.clamp_min(torch.finfo(mean.dtype).tiny).log()
+
+
+def build_unet(members: int = 1, **unet: Any) -> UNet | UNetEnsemble:
+    """The network that ``model=unet`` builds: one :class:`UNet`, or ``members`` of them as a :class:`UNetEnsemble`."""
+    return UNet(**unet) if members == 1 else UNetEnsemble(members, **unet)

@@ -94,7 +94,8 @@ def register_resolvers() -> None:
 # ----- schemas -------------------------------------------------------------------------------------------
 @dataclass
 class UNetSchema:
-    _target_: str = "src.models.unet.UNet"
+    _target_: str = "src.models.unet.build_unet"
+    members: int = 1
     in_channels: int = 1
     num_classes: int = 2
     depth: int = 4
@@ -103,12 +104,6 @@ class UNetSchema:
     norm: str = "batch"
     dropout: float = 0.0
     up_mode: str = "transpose"
-
-
-@dataclass
-class UNetEnsembleSchema(UNetSchema):
-    _target_: str = "src.models.unet.UNetEnsemble"
-    members: int = 2
 
 
 @dataclass
@@ -291,7 +286,6 @@ def register_schemas() -> None:
     store.store(name="predict_schema", node=PredictSchema)
     store.store(name="export_schema", node=ExportSchema)
     store.store(group="model", name="unet_schema", node=UNetSchema)
-    store.store(group="model", name="unet_ensemble_schema", node=UNetEnsembleSchema)
     store.store(group="data", name="data_schema", node=DataSchema)
     store.store(group="trainer", name="trainer_schema", node=TrainerSchema)
 

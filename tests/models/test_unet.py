@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from src.models.unet import UNet
+from src.models.unet import UNet, UNetEnsemble, build_unet
 
 
 @pytest.mark.parametrize("depth", [1, 3, 4, 5])
@@ -49,3 +49,19 @@ def test_skip_connections_carry_information():
     out = net(x)
     assert out.abs().sum() > 0
     assert not torch.allclose(out, net(torch.randn(1, 1, 32, 32)))
+
+
+def test_build_unet_gives_one_network_or_an_ensemble_of_independent_ones():
+    single = build_unet(depth=2, base_channels=4)
+    assert type(single) is UNet
+    torch.manual_seed(0)
+    pair = build_unet(members=2, depth=2, base_channels=4)
+    assert isinstance(pair, UNetEnsemble) and len(pair.members) == 2
+    first, second = (m.inc[0].weight for m in pair.members)
+    assert not torch.equal(first, second)  # each member initialised on its own
+    assert (pair.depth, pair.padding, pair.output_size(64)) == (2, "same", 64)
+    x = torch.randn(3, 1, 64, 64)
+    assert pair.train()(x).shape == (6, 2, 64, 64)  # the members' logits, stacked along the batch
+    assert pair.eval()(x).shape == (3, 2, 64, 64)
+    with pytest.raises(ValueError, match="members=0"):
+        build_unet(members=0, depth=2, base_channels=4)
