@@ -76,6 +76,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "three U-Nets trained side by side instead of two",
         ["model.members=3"],
     ),
+    "pair_channels12": ("the pair with 12 base channels instead of 8", ["model.base_channels=12"]),
     "depth4": (
         "depth 4 instead of 5 (the recipe before this ablation)",
         ["model.members=1", "trainer.max_steps=-1", "model.depth=4"],
