@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import platform
 import time
 
 import numpy as np
@@ -24,7 +23,7 @@ from src.data.stack_io import normalize_slices
 from src.inference.tiling import DIHEDRAL, TiledPredictor, dihedral, dihedral_inverse
 from src.inference.whole import predict_logits
 from src.models.unet import UNet
-from src.utils.config import PROJECT_ROOT, cpu_has_native_bf16
+from src.utils.config import PROJECT_ROOT, cpu_description, cpu_has_native_bf16
 from src.utils.run_dir import write_text_atomic
 
 
@@ -160,7 +159,7 @@ def main() -> None:
     lines = [
         "# Prediction: ours against MONAI's sliding window",
         "",
-        f"- machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {device}",
+        f"- machine: {cpu_description()}; {torch.get_num_threads()} torch threads, {device}",
         f"- torch {torch.__version__}; {precision}; channels-last for both",
         f"- {args.slices} ISBI slices of {images.shape[1]}x{images.shape[2]} ({megapixels:.2f} Mpx), random U-Net "
         "(depth 4, 16 base channels, same padding)",
