@@ -23,6 +23,7 @@ from src.data.stack_io import normalize_slices
 from src.inference.tiling import DIHEDRAL, TiledPredictor, dihedral, dihedral_inverse
 from src.inference.whole import predict_logits
 from src.models.unet import UNet
+from src.utils.allocator import reuse_freed_memory
 from src.utils.config import PROJECT_ROOT, cpu_description, cpu_has_native_bf16
 from src.utils.run_dir import write_text_atomic
 
@@ -99,7 +100,11 @@ def main() -> None:
     )
     parser.add_argument("--out", default=str(PROJECT_ROOT / "benchmarks" / "results" / "predict_vs_monai.md"))
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument(
+        "--default-allocator", action="store_true", help="leave glibc's malloc as it is (src.predict tunes it)"
+    )
     args = parser.parse_args()
+    tuned = reuse_freed_memory(not args.default_allocator)  # one process: MONAI runs on the same allocator
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     native_bf16 = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
@@ -160,13 +165,14 @@ def main() -> None:
         "# Prediction: ours against MONAI's sliding window",
         "",
         f"- machine: {cpu_description()}; {torch.get_num_threads()} torch threads, {device}",
-        f"- torch {torch.__version__}; {precision}; channels-last for both",
+        f"- torch {torch.__version__}; {precision}; channels-last for both; allocator: "
+        + ("glibc tuned as `src.predict` does (`reuse_freed_memory`), for both" if tuned else "glibc's default"),
         f"- {args.slices} ISBI slices of {images.shape[1]}x{images.shape[2]} ({megapixels:.2f} Mpx), random U-Net "
         "(depth 4, 16 base channels, same padding)",
         f"- tiles {args.tile}, overlap {args.overlap} for both (MONAI `mode=gaussian`, sigma_scale 0.125), "
         f"{args.batch} tiles a batch; best of {args.repeats} after a warm-up",
         f"- command: `python benchmarks/predict_vs_monai.py --slices {args.slices} --tile {args.tile} "
-        f"--overlap {args.overlap} --batch {args.batch}`",
+        f"--overlap {args.overlap} --batch {args.batch}{' --default-allocator' if args.default_allocator else ''}`",
         "",
         "Agreement: the largest absolute difference of probabilities from MONAI's, and the largest and mean",
         "difference from the untiled whole-slice prediction (each slice through the network at once, same TTA).",

@@ -84,9 +84,11 @@ def plain_loop(overrides: list[str], steps: int, warmup: int) -> dict:
     from hydra.utils import instantiate
     from torch.utils.flop_counter import FlopCounterMode
 
+    from src.utils.allocator import reuse_freed_memory
     from src.utils.instantiate import build_module
 
     cfg = _compose(overrides)
+    reuse_freed_memory(cfg.reuse_freed_memory)  # as src.train does, so both loops run on the same allocator
     torch.manual_seed(0)
     module = build_module(cfg)  # applies channels_last and compile as src.train does
     net, loss_fn = module.net, module.loss

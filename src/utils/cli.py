@@ -19,6 +19,7 @@ from hydra.errors import HydraException, InstantiationException
 from hydra.types import RunMode
 from omegaconf.errors import OmegaConfBaseException
 
+from src.utils.allocator import reuse_freed_memory
 from src.utils.config import PROJECT_ROOT, setup
 from src.utils.ddp_jobs import child_command_line, is_rank_zero_process, job_scope, parent_job
 from src.utils.errors import UserError
@@ -127,6 +128,7 @@ def run_task(task: Callable[[Any], Any], config_name: str) -> Any:
     @functools.wraps(task)
     def guarded(cfg: Any) -> Any:
         job = HydraConfig.get()
+        reuse_freed_memory(bool(cfg.get("reuse_freed_memory", False)))
         try:
             with job_scope(list(job.overrides.task), job.runtime.output_dir, job.job.name, _in_multirun()):
                 return task(cfg)

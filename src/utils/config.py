@@ -194,6 +194,7 @@ class TrainSchema:
     test_tta: Any = True
     channels_last: bool = True
     compile: bool = False
+    reuse_freed_memory: bool = True
     figure_slices: int = 3
     augmentation_preview: int = 8
     optimized_metric: str = "val/vrand"
@@ -217,6 +218,7 @@ class EvalSchema:
     ckpt_path: str = MISSING
     figure_slices: int = 3
     tta: Any = False
+    reuse_freed_memory: bool = True
     data: Any = MISSING
     trainer: Any = MISSING
     logger: Any = None
@@ -258,6 +260,7 @@ class PredictSchema:
     precision: str = "auto"
     channels_last: bool = True
     compile: bool = False
+    reuse_freed_memory: bool = True
     prob_dtype: str = "float32"
     overwrite: bool = False
     progress: bool = True
