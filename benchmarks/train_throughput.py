@@ -96,7 +96,8 @@ def plain_loop(overrides: list[str], steps: int, warmup: int) -> dict:
     batch, crop = cfg.data.batch_size, cfg.data.crop_size
     out = net.output_size(crop) if hasattr(net, "output_size") else crop
     image = torch.randn(batch, 1, crop, crop).contiguous(memory_format=module.memory_format)
-    members = len(getattr(net, "members", [net]))  # an ensemble's training output stacks its members' logits
+    # An ensemble's training output stacks its members' logits, unless each member takes its own share of the batch
+    members = 1 if getattr(net, "split_batch", False) else len(getattr(net, "members", [net]))
     label = torch.randint(0, 2, (batch, out, out)).repeat(members, 1, 1)
     weight = torch.rand(batch, out, out).repeat(members, 1, 1) + 0.5
     bf16 = str(cfg.trainer.precision).startswith("bf16")

@@ -199,17 +199,20 @@ class UNetEnsemble(nn.Module):
     """``members`` U-Nets of one configuration, each initialised apart, trained side by side on the same batches.
 
     Training returns every member's logits stacked along the batch axis, ``(members * B, C, H', W')``, so each
-    member is fitted on its own (the module repeats the labels to match). Evaluation returns the log of the
+    member is fitted on its own (the module repeats the labels to match); with ``split_batch`` the batch is
+    shared out instead, member ``i`` seeing only its ``i``-th part, so the members learn from different crops
+    and return ``(B, C, H', W')`` together. Evaluation returns the log of the
     members' mean class probabilities ``(B, C, H', W')``, which every caller can treat as logits: their
     softmax is the mean. Averaging independently trained networks is how nnU-Net ensembles (Isensee et al.
     2021); here the members share the data stream and the time budget instead of a cross-validation fold.
     """
 
-    def __init__(self, members: int = 2, **unet: Any) -> None:
+    def __init__(self, members: int = 2, split_batch: bool = False, **unet: Any) -> None:
         super().__init__()
         if members < 1:
             raise ValueError(f"model.members={members} must be at least 1")
         self.members = nn.ModuleList(UNet(**unet) for _ in range(members))
+        self.split_batch = split_batch
         first = self.members[0]
         self.depth, self.padding = first.depth, first.padding
         self.in_channels, self.num_classes = first.in_channels, first.num_classes
@@ -224,12 +227,20 @@ class UNetEnsemble(nn.Module):
         self.members[0].check_input(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.split_batch:
+            if x.shape[0] % len(self.members):
+                raise ValueError(
+                    f"model.split_batch: a batch of {x.shape[0]} cannot be shared out among {len(self.members)} "
+                    "members; make data.batch_size a multiple of model.members"
+                )
+            parts = x.chunk(len(self.members))
+            return torch.cat([member(part) for member, part in zip(self.members, parts, strict=True)])
         if self.training:
             return torch.cat([member(x) for member in self.members])
         mean = torch.stack([member(x).float().softmax(dim=1) for member in self.members]).mean(dim=0)
         return mean.clamp_min(torch.finfo(mean.dtype).tiny).log()
 
 
-def build_unet(members: int = 1, **unet: Any) -> UNet | UNetEnsemble:
+def build_unet(members: int = 1, split_batch: bool = False, **unet: Any) -> UNet | UNetEnsemble:
     """The network that ``model=unet`` builds: one :class:`UNet`, or ``members`` of them as a :class:`UNetEnsemble`."""
-    return UNet(**unet) if members == 1 else UNetEnsemble(members, **unet)
+    return UNet(**unet) if members == 1 else UNetEnsemble(members, split_batch, **unet)

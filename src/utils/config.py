@@ -96,6 +96,7 @@ def register_resolvers() -> None:
 class UNetSchema:
     _target_: str = "src.models.unet.build_unet"
     members: int = 1
+    split_batch: bool = False
     in_channels: int = 1
     num_classes: int = 2
     depth: int = 4

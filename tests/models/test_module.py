@@ -93,3 +93,18 @@ def test_an_ensemble_fits_each_member_on_the_labels_and_predicts_their_mean_prob
         mean = sum(m(batch["image"]).softmax(dim=1)[:, 1] for m in (first, second)) / 2
     assert prob.shape == batch["label"].shape
     assert torch.allclose(prob, mean, atol=1e-5)
+
+
+def test_an_ensemble_with_split_batch_fits_each_member_on_its_own_crops_and_labels():
+    torch.manual_seed(0)
+    net = {**NET, "_target_": "src.models.unet.UNetEnsemble", "members": 2, "split_batch": True}
+    module = SegmentationModule(net=net, optimizer=ADAM, loss={"_target_": "src.models.losses.CrossEntropy"})
+    module.log = lambda *a, **k: None
+    batch = _batch(n=4)
+    image, label = batch["image"], batch["label"]
+    first, second = module.net.members
+    loss = module.training_step(batch, 0)
+    own = [
+        torch.nn.functional.cross_entropy(m(image[i : i + 2]), label[i : i + 2]) for m, i in ((first, 0), (second, 2))
+    ]
+    assert loss.item() == pytest.approx(sum(own).item() / 2, rel=1e-5)

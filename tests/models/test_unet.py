@@ -65,3 +65,19 @@ def test_build_unet_gives_one_network_or_an_ensemble_of_independent_ones():
     assert pair.eval()(x).shape == (3, 2, 64, 64)
     with pytest.raises(ValueError, match="members=0"):
         build_unet(members=0, depth=2, base_channels=4)
+
+
+def test_split_batch_gives_each_member_its_own_share_of_the_crops():
+    torch.manual_seed(0)
+    pair = build_unet(members=2, split_batch=True, depth=2, base_channels=4, norm="none").train()
+    x = torch.randn(4, 1, 32, 32)
+    out = pair(x)
+    first, second = pair.members
+    assert out.shape == (4, 2, 32, 32)  # one output per crop, not one per member and crop
+    assert torch.allclose(out[:2], first(x[:2])) and torch.allclose(out[2:], second(x[2:]))
+    assert not torch.allclose(out[2:], first(x[2:]))
+    with pytest.raises(ValueError, match="multiple of model.members"):
+        pair(torch.randn(3, 1, 32, 32))
+    pair.eval()  # prediction is unchanged: the mean of both members on every crop
+    mean = (first(x).softmax(1) + second(x).softmax(1)) / 2
+    assert torch.allclose(pair(x).softmax(1), mean, atol=1e-6)
