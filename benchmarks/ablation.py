@@ -34,8 +34,8 @@ from src.utils.config import PROJECT_ROOT, cpu_description
 POSTPROCESS = {"components": ConnectedComponents(), "watershed": SeededWatershed()}
 
 # Every variant's overrides make it exactly the configuration that ran. The recipe trains two U-Nets side by side
-# (`model.members=2`), as do pair_channels12 and pair_split_batch (two) and ensemble3 (three); every other
-# variant ran one (`model.members=1`, in its overrides). The recipe stops at 1500
+# (`model.members=2`), as do the pair_* variants (two) and ensemble3 (three); every other variant
+# ran one (`model.members=1`, in its overrides). The recipe stops at 1500
 # steps (or 10 minutes); before, it trained for the whole 10 minutes (`trainer.max_steps=-1`). On the CPU without native
 # bf16, where the variants from depth4 down ran, that bought about 1500 steps in fp32; they changed one thing
 # from the recipe of their day (depth 4, then weighted CE alone, then Dice + border-weighted CE).
@@ -78,6 +78,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         ["model.members=3"],
     ),
     "pair_channels12": ("the pair with 12 base channels instead of 8", ["model.base_channels=12"]),
+    "pair_batch8": ("the pair on 8 crops a step instead of 4, both on all 8", ["data.batch_size=8"]),
+    "pair_lr002": ("the pair with learning rate 0.002 instead of 0.003", ["optimizer.lr=0.002"]),
+    "pair_lr005": ("the pair with learning rate 0.005 instead of 0.003", ["optimizer.lr=0.005"]),
     "pair_split_batch": (
         "the pair, each U-Net on its own 4 crops (8 crops a step) instead of both on the same 4",
         ["model.split_batch=true", "data.batch_size=8"],
