@@ -96,10 +96,8 @@ def plain_loop(overrides: list[str], steps: int, warmup: int) -> dict:
     batch, crop = cfg.data.batch_size, cfg.data.crop_size
     out = net.output_size(crop) if hasattr(net, "output_size") else crop
     image = torch.randn(batch, 1, crop, crop).contiguous(memory_format=module.memory_format)
-    # An ensemble's training output stacks its members' logits, unless each member takes its own share of the batch
-    members = 1 if getattr(net, "split_batch", False) else len(getattr(net, "members", [net]))
-    label = torch.randint(0, 2, (batch, out, out)).repeat(members, 1, 1)
-    weight = torch.rand(batch, out, out).repeat(members, 1, 1) + 0.5
+    label = torch.randint(0, 2, (batch, out, out))
+    weight = torch.rand(batch, out, out) + 0.5
     bf16 = str(cfg.trainer.precision).startswith("bf16")
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
@@ -108,7 +106,11 @@ def plain_loop(overrides: list[str], steps: int, warmup: int) -> dict:
     for _ in range(warmup + steps + 1):
         optimizer.zero_grad(set_to_none=True)
         with autocast:
-            loss = loss_fn(net(image), label, weight)
+            logits = net(image)
+            if logits.shape[0] != label.shape[0]:  # an ensemble stacks its members' logits: as the module does,
+                repeats = logits.shape[0] // batch  # repeat the labels to match (once, on the first step)
+                label, weight = label.repeat(repeats, 1, 1), weight.repeat(repeats, 1, 1)
+            loss = loss_fn(logits, label, weight)
         loss.backward()
         optimizer.step()
         ends.append(time.perf_counter())

@@ -5,7 +5,7 @@ are freed, up to 32 MiB) with a fresh ``mmap`` and returns it to the kernel on `
 megabytes each and are freed every step, so each step asks the kernel again for zeroed pages and faults them in
 one by one. Raising the threshold to its ceiling and never trimming the heap keeps those pages in the process,
 as PyTorch's CUDA allocator does for GPU memory. Measured on the 2-core CI machine (docs/benchmarks.md): the
-prediction benchmark's forward pass 25-30% faster, ``src.predict`` of the 30 ISBI test slices 6.2-6.6 s instead
+prediction benchmark's forward pass takes 22-32% less time, ``src.predict`` of the 30 ISBI test slices 6.2-6.6 s instead
 of 7.7-8.0 s, a ``src.train`` step of the recipe 3% faster. The resident memory stays at the peak of the run
 instead of falling back between steps.
 """
