@@ -85,6 +85,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "the pair, each U-Net on its own 4 crops (8 crops a step) instead of both on the same 4",
         ["model.split_batch=true", "data.batch_size=8"],
     ),
+    "pair_crop512": (
+        "the pair on whole 512x512 slices, one a step, instead of 4 crops of 256 (the same pixels a step)",
+        ["data.crop_size=512", "data.batch_size=1"],
+    ),
+    "pair_crop384": (
+        "the pair on 2 crops of 384 a step instead of 4 of 256 (12% more pixels a step)",
+        ["data.crop_size=384", "data.batch_size=2"],
+    ),
     "depth4": (
         "depth 4 instead of 5 (the recipe before this ablation)",
         ["model.members=1", "trainer.max_steps=-1", "model.depth=4"],
