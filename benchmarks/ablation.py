@@ -93,6 +93,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "the pair on 2 crops of 384 a step instead of 4 of 256 (12% more pixels a step)",
         ["data.crop_size=384", "data.batch_size=2"],
     ),
+    "pair_widen1": (
+        "the pair on training labels whose membranes are widened by 1 pixel on each side",
+        ["data.membrane_widening=1"],
+    ),
+    "pair_widen2": (
+        "the pair on training labels whose membranes are widened by 2 pixels on each side",
+        ["data.membrane_widening=2"],
+    ),
     "depth4": (
         "depth 4 instead of 5 (the recipe before this ablation)",
         ["model.members=1", "trainer.max_steps=-1", "model.depth=4"],

@@ -4,7 +4,8 @@ The stack is cut into ``num_folds`` blocks of consecutive slices (ISBI 2012: 5 b
 is held out for validation and testing (fold 4 = slices 24-29 by default), the rest is used for training
 with random crops. ``val_fold`` can name a different block for validation, which is then not trained on.
 With ``weight_map`` set (``loss=weighted_ce``), the U-Net paper's border weight map of each training slice
-is computed once in ``setup`` and cropped and deformed with the label.
+is computed once in ``setup`` and cropped and deformed with the label. ``membrane_widening`` > 0 widens the
+membranes of the training labels only (src/data/label_widening.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from src.data.augment import build_train_transform
 from src.data.datasets import RandomCropDataset, SliceDataset
+from src.data.label_widening import widen_membranes
 from src.data.sampling import EpochSeededSampler, draw_seed
 from src.data.stack_io import normalize_slices
 from src.data.weight_map import border_weight_maps
@@ -51,6 +53,7 @@ class EMDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         augmentation: dict | None = None,
         weight_map: dict | None = None,
+        membrane_widening: int = 0,
         seed: int | None = None,
     ) -> None:
         super().__init__()
@@ -60,6 +63,8 @@ class EMDataModule(L.LightningDataModule):
             raise UserError(f"data.crop_size={crop_size} must be positive")
         if train_samples < 1:
             raise UserError(f"data.train_samples={train_samples} must be positive")
+        if membrane_widening < 0:
+            raise UserError(f"data.membrane_widening={membrane_widening} must be 0 or more pixels")
         self.source = source
         self.fold = fold
         self.num_folds = num_folds
@@ -73,8 +78,10 @@ class EMDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.augmentation = dict(augmentation or {})
         self.weight_map = dict(weight_map) if weight_map else None
+        self.membrane_widening = membrane_widening
         self.seed = draw_seed() if seed is None else seed
         self.weights: np.ndarray | None = None
+        self.train_labels: np.ndarray | None = None
         self.splits: dict[str, list[int]] = {}
         self._loaded = False
 
@@ -97,10 +104,10 @@ class EMDataModule(L.LightningDataModule):
         self.splits = {"train": train, "val": val, "test": test}
         self.images = normalize_slices(images)
         self.labels = labels
+        self.train_labels = widen_membranes(labels[train], self.membrane_widening)
         if self.weight_map is not None:
             # Once per slice, before training: every crop then cuts its weights from these maps.
-            self.weights = np.zeros(labels.shape, np.float32)
-            self.weights[train] = border_weight_maps(labels[train], **self.weight_map)
+            self.weights = border_weight_maps(self.train_labels, **self.weight_map)
         self._loaded = True
 
     def _subset(self, split: str) -> SliceDataset:
@@ -110,8 +117,7 @@ class EMDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         ids = self.splits["train"]
         transform = build_train_transform(self.crop_size, **self.augmentation)
-        weights = self.weights[ids] if self.weights is not None else None
-        dataset = RandomCropDataset(self.images[ids], self.labels[ids], transform, self.train_samples, weights)
+        dataset = RandomCropDataset(self.images[ids], self.train_labels, transform, self.train_samples, self.weights)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

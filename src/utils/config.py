@@ -147,6 +147,7 @@ class DataSchema:
     pin_memory: bool = False
     augmentation: AugmentationSchema = field(default_factory=AugmentationSchema)
     weight_map: WeightMapSchema | None = None
+    membrane_widening: int = 0
     seed: int | None = None
 
 
