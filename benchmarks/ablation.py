@@ -97,10 +97,6 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "the pair on training labels whose membranes are widened by 1 pixel on each side",
         ["data.membrane_widening=1"],
     ),
-    "pair_widen2": (
-        "the pair on training labels whose membranes are widened by 2 pixels on each side",
-        ["data.membrane_widening=2"],
-    ),
     "pair_dropout": (
         "the pair with dropout 0.5 at the end of the contracting path, as in the paper",
         ["model.dropout=0.5"],
@@ -108,6 +104,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "pair_weight_decay": (
         "the pair with AdamW weight decay 0.05 instead of 0.0001",
         ["optimizer.weight_decay=0.05"],
+    ),
+    "pair_depth6": (
+        "the pair at depth 6 instead of 5 (more context: 4x4 at the bottom of a 256 crop)",
+        ["model.depth=6"],
     ),
     "depth4": (
         "depth 4 instead of 5 (the recipe before this ablation)",
