@@ -3,6 +3,7 @@
 import torch
 
 from benchmarks.ablation import table
+from benchmarks.predict_vs_monai import convolution_seconds
 from benchmarks.train_throughput import pair_ratios, precisions
 from src.utils.config import cpu_has_native_bf16
 
@@ -44,3 +45,16 @@ def test_ablation_table_keeps_each_machines_runs_apart():
     # the old machine's two seeds are averaged together, never with the new machine's run of the same variant
     assert "| time_budget |" in old and "| 1500 | 0.9830 ± 0.0014 |" in old and "| full |" not in old
     assert "| 4400 | 0.9750 |" in new and "| 2700 | 0.9800 |" in new
+
+
+def test_convolution_seconds_counts_only_the_networks_convolutions_and_removes_its_hooks():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.ConvTranspose2d(4, 1, 2, stride=2))
+    calls = []
+    net[0].register_forward_hook(lambda module, inputs, output: calls.append(output.shape))
+    x = torch.randn(1, 1, 16, 16)
+    total, inside = convolution_seconds(net, lambda: net(x), torch.device("cpu"))
+    assert 0 < inside <= total
+    assert calls == [torch.Size([1, 4, 14, 14])]  # the user's own hook still runs, once
+    assert convolution_seconds(net, lambda: x.sum(), torch.device("cpu"))[1] == 0.0  # no convolution ran
+    # Only the user's hook is left behind.
+    assert len(net[0]._forward_hooks) == 1 and not net[0]._forward_pre_hooks and not net[2]._forward_hooks
