@@ -109,6 +109,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "the pair at depth 6 instead of 5 (more context: 4x4 at the bottom of a 256 crop)",
         ["model.depth=6"],
     ),
+    "pair_bilinear": (
+        "the pair with bilinear up-sampling and a 1x1 convolution instead of transposed convolutions",
+        ["model.up_mode=bilinear"],
+    ),
+    "pair_poly": (
+        "the pair with nnU-Net's polynomial learning-rate decay instead of warm-up and cosine",
+        ["scheduler=poly", "~scheduler.warmup_steps"],
+    ),
     "depth4": (
         "depth 4 instead of 5 (the recipe before this ablation)",
         ["model.members=1", "trainer.max_steps=-1", "model.depth=4"],
