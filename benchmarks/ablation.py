@@ -117,6 +117,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "the pair with nnU-Net's polynomial learning-rate decay instead of warm-up and cosine",
         ["scheduler=poly", "~scheduler.warmup_steps"],
     ),
+    "pair_steps1200": (
+        "the pair stopped at 1200 steps instead of 1500 (the cosine schedule ends there)",
+        ["trainer.max_steps=1200"],
+    ),
     "depth4": (
         "depth 4 instead of 5 (the recipe before this ablation)",
         ["model.members=1", "trainer.max_steps=-1", "model.depth=4"],
