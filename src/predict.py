@@ -84,17 +84,12 @@ def build_predictor(cfg: DictConfig, device: torch.device) -> TiledPredictor:
     module = load_module(cfg.ckpt_path)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     net = module.net.eval().to(device=device, memory_format=memory_format)
-    compiled = None
-    if cfg.compile:
-        import torch._inductor.config as inductor_config
-
-        inductor_config.freezing = True  # fold BatchNorm and pre-pack weights: inference only
-        compiled = torch.compile(net, dynamic=False)
     try:
         return TiledPredictor(
             net,
             tile_size=cfg.tile_size,
             overlap=cfg.overlap,
+            stitching=cfg.stitching,
             sigma_scale=cfg.sigma_scale,
             halo=cfg.halo,
             batch_size=cfg.batch_size,
@@ -103,7 +98,8 @@ def build_predictor(cfg: DictConfig, device: torch.device) -> TiledPredictor:
             channels_last=cfg.channels_last,
             device=device,
             pad_batches=cfg.compile,
-            compiled=compiled,
+            compile=cfg.compile,
+            queue_pixels=int(cfg.queue_megapixels * 1e6),
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None

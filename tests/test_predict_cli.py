@@ -11,10 +11,10 @@ from tests.conftest import run_cli
 
 
 @pytest.mark.parametrize(
-    "shape,dtype",
-    [((37, 45), np.uint16), ((2, 300, 211), np.float32), ((1, 600, 130), np.uint8)],
+    "shape,dtype,stitching",
+    [((37, 45), np.uint16, "crop"), ((2, 300, 211), np.float32, "gaussian"), ((1, 600, 130), np.uint8, "crop")],
 )
-def test_outputs_have_the_input_shape(small_checkpoint, tmp_path, shape, dtype):
+def test_outputs_have_the_input_shape(small_checkpoint, tmp_path, shape, dtype, stitching):
     rng = np.random.default_rng(0)
     stack = (rng.random(shape) * (255 if dtype != np.float32 else 1)).astype(dtype)
     tifffile.imwrite(tmp_path / "in.tif", stack)
@@ -26,6 +26,7 @@ def test_outputs_have_the_input_shape(small_checkpoint, tmp_path, shape, dtype):
         f"output={out}",
         "tile_size=128",
         "batch_size=4",
+        f"stitching={stitching}",
         "progress=false",
         f"paths.log_dir={tmp_path / 'logs'}",
     )
@@ -84,6 +85,7 @@ def test_existing_outputs_are_never_replaced_and_bad_input_is_one_line(small_che
         ([f"input={tmp_path / 'missing.tif'}", f"output={tmp_path / 'o2'}"], "not found"),
         ([f"input={tmp_path / 's.tif'}", f"output={tmp_path / 'o3'}", "tta=[9]"], "tta"),
         ([f"input={tmp_path / 's.tif'}", f"output={tmp_path / 'o4'}", "overlap=1.0"], "overlap"),
+        ([f"input={tmp_path / 's.tif'}", f"output={tmp_path / 'o5'}", "stitching=mean"], "stitching"),
     ):
         result = run_cli(*base, *extra)
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and words in result.stderr, result.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from src.inference.regions import box_probabilities
 from src.inference.whole import _mirror_pad
 from src.models.unet import UNet
 from src.utils.errors import UserError
@@ -70,13 +72,40 @@ def tile_starts(size: int, tile: int, step: int, align: int) -> list[int]:
     return sorted(set(range(0, last, step)) | {last})
 
 
+STITCHINGS = ("crop", "gaussian")
+
+
+def owned_ranges(starts: Sequence[int], tile: int, size: int) -> list[tuple[int, int]]:
+    """For each tile along one axis, the pixels ``[lo, hi)`` of ``[0, size)`` whose nearest tile centre is its own."""
+    bounds = [0] + [(a + b + tile) // 2 for a, b in zip(starts, starts[1:], strict=False)] + [size]
+    return [(max(0, lo), min(size, hi)) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+
+
+def dihedral_box(box: tuple[int, int, int, int], side: int, index: int) -> tuple[int, int, int, int]:
+    """Where the box ``(top, bottom, left, right)`` of a ``side``-pixel square lands under ``dihedral(., index)``."""
+    top, bottom, left, right = box
+    mask = torch.zeros(side, side, dtype=torch.bool)
+    mask[top:bottom, left:right] = True
+    rows, cols = dihedral(mask, index).nonzero(as_tuple=True)
+    return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+
+
 class TiledPredictor:
     """Interior probability of ``(H, W)`` slices of any size with a U-Net, tile by tile.
+
+    Two ways of stitching the tiles of a ``same``-padding network: ``crop`` (the paper's overlap-tile strategy)
+    takes each output pixel from the one tile whose centre is nearest, so no pixel comes from near a tile's
+    border, and runs the expanding path only over the part each tile keeps (:mod:`src.inference.regions`);
+    ``gaussian`` (nnU-Net's, MONAI's) averages all the tiles covering a pixel with Gaussian importance weights.
+    With crop stitching, tiles that keep the same box are batched together, across slices: up to
+    ``queue_pixels`` of slices wait in memory while their tiles fill batches. A ``valid``-padding network's
+    tiles are exact, so both give the untiled result.
 
     Args:
         net: the network (in eval mode, on ``device``).
         tile_size: side of the network's input tile (rounded up to a size the network accepts).
         overlap: fraction of an output tile shared with its neighbour (0 <= overlap < 1).
+        stitching: ``crop`` or ``gaussian`` (above).
         sigma_scale: Gaussian sigma of the blending weights as a fraction of the output tile; 0 = flat.
         halo: for ``same`` padding, pixels cropped from each side of an output tile (context only).
         batch_size: tiles per forward pass.
@@ -84,7 +113,11 @@ class TiledPredictor:
         autocast_dtype: ``torch.bfloat16`` / ``torch.float16`` for mixed precision, None for float32.
         channels_last: feed tiles in channels-last memory format.
         pad_batches: fill the last, partial batch up to ``batch_size`` (a compiled network then sees one shape).
-        compiled: a compiled version of ``net`` to run instead of it (``net`` still gives the tile geometry).
+        compile: run the network through ``torch.compile`` with weight freezing (inference only): one graph
+            for whole tiles, or one for each box that crop stitching keeps (9 for a 512x512 slice in tiles of
+            256), each compiled on first use.
+        queue_pixels: slice pixels that may wait for their tiles' batches to fill (crop stitching); at least
+            one slice always may.
     """
 
     def __init__(
@@ -92,6 +125,7 @@ class TiledPredictor:
         net: UNet,
         tile_size: int = 256,
         overlap: float = 0.5,
+        stitching: str = "crop",
         sigma_scale: float = 0.125,
         halo: int = 0,
         batch_size: int = 8,
@@ -100,21 +134,23 @@ class TiledPredictor:
         channels_last: bool = True,
         device: torch.device | str = "cpu",
         pad_batches: bool = False,
-        compiled: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        compile: bool = False,
+        queue_pixels: int = 16_000_000,
     ) -> None:
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"overlap={overlap} must be in [0, 1)")
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1")
+        if stitching not in STITCHINGS:
+            raise ValueError(f"stitching={stitching!r} must be one of {', '.join(STITCHINGS)}")
         bad = [t for t in tta if t not in DIHEDRAL]
         if bad or not tta:
             raise ValueError(f"tta={list(tta)} must list dihedral transforms 0..7 (0 = identity)")
         self.net = net
-        # Eager inference runs a copy with BatchNorm folded into the convolutions (same output, less work).
-        self.run_net = compiled if compiled is not None else fold_batchnorm(net)
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.pad_batches = pad_batches
+        self.queue_pixels = queue_pixels
         self.tta = tuple(tta)
         self.autocast_dtype = autocast_dtype
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -130,8 +166,30 @@ class TiledPredictor:
             self.tile_out = self.tile_in - 2 * halo
             self.context = halo
             self.crop = halo
+        self.stitching = stitching
+        # Only the boxes a tile keeps go through the expanding path: same padding, crop stitching.
+        self.by_box = stitching == "crop" and net.padding == "same"
+        # Eager inference runs a copy with BatchNorm folded into the convolutions (same output, less work);
+        # compiling with weight freezing folds them itself.
+        run = net if compile else fold_batchnorm(net)
+        self.run_net: Callable[[torch.Tensor], torch.Tensor] = run
+        self.run_boxes: Callable[[torch.Tensor, tuple[int, int, int, int]], torch.Tensor] = functools.partial(
+            _box_forward, run
+        )
+        if compile:
+            import torch._dynamo.config as dynamo_config
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True  # fold BatchNorm and pre-pack weights: inference only
+            # one graph per box shape (and per TTA orientation of it): more than dynamo's default of 8
+            dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
+            if self.by_box:
+                self.run_boxes = torch.compile(self.run_boxes, dynamic=False)
+            else:
+                self.run_net = torch.compile(run, dynamic=False)
         self.step = max(self.align, int(self.tile_out * (1 - overlap)) // self.align * self.align)
         self.weights = torch.from_numpy(gaussian_weights(self.tile_out, sigma_scale))
+        self._boxes: dict[tuple, tuple[int, int, int, int]] = {}
 
     def tiles_per_slice(self, height: int, width: int) -> int:
         return len(tile_starts(height, self.tile_out, self.step, self.align)) * len(
@@ -143,18 +201,29 @@ class TiledPredictor:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
+    def _turned_box(self, box: tuple[int, int, int, int], index: int) -> tuple[int, int, int, int]:
+        key = (box, index)
+        if key not in self._boxes:
+            self._boxes[key] = dihedral_box(box, self.tile_in, index)
+        return self._boxes[key]
+
     @torch.inference_mode()
-    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """Mean interior probability over the TTA transforms, ``(B, tile_out, tile_out)``."""
+    def _forward(self, batch: torch.Tensor, box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+        """Mean interior probability over the TTA transforms inside ``box`` of the output tile (all of it if
+        None), ``(B, box height, box width)``."""
         total = None
         for index in self.tta:
             x = dihedral(batch, index).contiguous(memory_format=self.memory_format)
             with self._autocast():
-                logits = self.run_net(x)
-            prob = logits.float().softmax(dim=1)[:, 1]
-            if self.crop:
-                prob = prob[:, self.crop : -self.crop, self.crop : -self.crop]
-            prob = dihedral_inverse(prob, index)
+                if self.by_box and box is not None:
+                    turned = self._turned_box(tuple(v + self.crop for v in box), index)
+                    prob = dihedral_inverse(self.run_boxes(x, turned), index)
+                else:
+                    prob = dihedral_inverse(self.run_net(x).float().softmax(dim=1)[:, 1], index)
+                    if self.crop:
+                        prob = prob[:, self.crop : -self.crop, self.crop : -self.crop]
+                    if box is not None:
+                        prob = prob[:, box[0] : box[1], box[2] : box[3]]
             total = prob if total is None else total + prob
         return total / len(self.tta)
 
@@ -168,22 +237,32 @@ class TiledPredictor:
         """Probabilities of a stream of slices, in order; tiles are batched across slice boundaries.
 
         Slices are read from ``images`` only as tiles are needed, and each result is yielded as soon as its
-        last tile is done, so memory holds the one or two slices in flight, not the stack.
+        last tile is done, so memory holds the slices in flight (one or two with Gaussian stitching; with crop
+        stitching as many as fit in ``queue_pixels``, at least one), not the stack.
         """
         in_flight: deque[_Slice] = deque()
-        pending: list[tuple[_Slice, int, int]] = []
+        queues: dict[tuple | None, list[tuple[_Slice, int, int, tuple | None]]] = {}
         for image in images:
             state = self._start(image)
             in_flight.append(state)
-            for origin in state.origins:
-                pending.append((state, *origin))
-                if len(pending) == self.batch_size:
-                    self._run(pending, on_tiles)
-                    pending = []
-                    while in_flight and in_flight[0].remaining == 0:
-                        yield in_flight.popleft().result()
-        if pending:
-            self._run(pending, on_tiles)
+            for origin, box in zip(state.origins, state.boxes, strict=True):
+                queue = queues.setdefault(box if self.by_box else None, [])
+                queue.append((state, *origin, box))
+                if len(queue) == self.batch_size:
+                    self._run(queue, on_tiles)
+                    queue.clear()
+            while in_flight and sum(s.pixels for s in in_flight) > self.queue_pixels:
+                for queue in queues.values():  # too much waiting: run what is queued
+                    if queue:
+                        self._run(queue, on_tiles)
+                        queue.clear()
+                while in_flight and in_flight[0].remaining == 0:
+                    yield in_flight.popleft().result()
+            while in_flight and in_flight[0].remaining == 0:
+                yield in_flight.popleft().result()
+        for queue in queues.values():
+            if queue:
+                self._run(queue, on_tiles)
         while in_flight:
             yield in_flight.popleft().result()
 
@@ -196,30 +275,57 @@ class TiledPredictor:
         x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
         padded = _mirror_pad(x, (c, extent_x - width + c, c, extent_y - height + c)).to(self.device)
         origins = [(r, q) for r in rows for q in cols]
-        return _Slice(padded, (height, width), (extent_y, extent_x), origins)
+        if self.stitching == "crop":
+            own_y = owned_ranges(rows, self.tile_out, height)
+            own_x = owned_ranges(cols, self.tile_out, width)
+            boxes = [
+                (y0 - r, y1 - r, x0 - q, x1 - q)
+                for (y0, y1), r in zip(own_y, rows, strict=True)
+                for (x0, x1), q in zip(own_x, cols, strict=True)
+            ]
+        else:
+            boxes = [None] * len(origins)
+        return _Slice(padded, (height, width), (extent_y, extent_x), origins, boxes)
 
-    def _run(self, tiles: list[tuple[_Slice, int, int]], on_tiles: Callable[[int], None] | None) -> None:
-        batch = torch.cat([state.padded[..., r : r + self.tile_in, q : q + self.tile_in] for state, r, q in tiles])
+    def _run(self, tiles: list[tuple[_Slice, int, int, tuple | None]], on_tiles: Callable[[int], None] | None) -> None:
+        """One forward pass over ``tiles`` (all with the same box when only boxes are computed)."""
+        batch = torch.cat([state.padded[..., r : r + self.tile_in, q : q + self.tile_in] for state, r, q, _ in tiles])
         count = len(tiles)
         if self.pad_batches and count < self.batch_size:  # a compiled network keeps one input shape
             batch = torch.cat([batch, batch[-1:].expand(self.batch_size - count, -1, -1, -1)])
-        probs = self._forward(batch)[:count].cpu()
-        for (state, r, q), prob in zip(tiles, probs, strict=True):
-            state.acc[r : r + self.tile_out, q : q + self.tile_out] += prob * self.weights
-            state.norm[r : r + self.tile_out, q : q + self.tile_out] += self.weights
+        probs = self._forward(batch, tiles[0][3] if self.by_box else None)[:count].cpu()
+        for (state, r, q, box), prob in zip(tiles, probs, strict=True):
+            if box is None:
+                state.acc[r : r + self.tile_out, q : q + self.tile_out] += prob * self.weights
+                state.norm[r : r + self.tile_out, q : q + self.tile_out] += self.weights
+            else:
+                top, bottom, left, right = box
+                if not self.by_box:
+                    prob = prob[top:bottom, left:right]
+                state.acc[r + top : r + bottom, q + left : q + right] = prob
+                state.norm[r + top : r + bottom, q + left : q + right] = 1.0
             state.remaining -= 1
         if on_tiles is not None:
             on_tiles(count)
 
 
+def _box_forward(net: nn.Module, x: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
+    """Interior probability ``(B, h, w)`` inside one box shared by every tile of the batch."""
+    return torch.stack(box_probabilities(net, x, [box] * x.shape[0]))
+
+
 class _Slice:
     """One slice in flight: its padded input, the weighted sums of tile outputs, the tiles still to run."""
 
-    def __init__(self, padded: torch.Tensor, shape: tuple[int, int], extent: tuple[int, int], origins: list) -> None:
+    def __init__(
+        self, padded: torch.Tensor, shape: tuple[int, int], extent: tuple[int, int], origins: list, boxes: list
+    ) -> None:
         self.padded = padded
         self.shape = shape
         self.origins = origins
+        self.boxes = boxes
         self.remaining = len(origins)
+        self.pixels = extent[0] * extent[1]
         self.acc = torch.zeros(extent, dtype=torch.float32)
         self.norm = torch.zeros(extent, dtype=torch.float32)
 

@@ -254,9 +254,11 @@ class PredictSchema:
     slices: Any = None
     tile_size: int = 256
     overlap: float = 0.5
+    stitching: str = "crop"
     sigma_scale: float = 0.125
     halo: int = 0
     batch_size: int = 8
+    queue_megapixels: float = 16.0
     tta: Any = False
     device: str = "auto"
     precision: str = "auto"
