@@ -251,7 +251,8 @@ class TiledPredictor:
                 if len(queue) == self.batch_size:
                     self._run(queue, on_tiles)
                     queue.clear()
-            while in_flight and sum(s.pixels for s in in_flight) > self.queue_pixels:
+            # one queue (whole tiles) holds at most a batch: only boxes queued apart need the limit
+            while self.by_box and in_flight and sum(s.pixels for s in in_flight) > self.queue_pixels:
                 for queue in queues.values():  # too much waiting: run what is queued
                     if queue:
                         self._run(queue, on_tiles)
