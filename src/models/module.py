@@ -12,10 +12,9 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Timer
-from torchmetrics import MetricCollection
-from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryJaccardIndex
 
 from src.inference.whole import predict_logits
+from src.metrics.pixel import PixelScores
 from src.metrics.torchmetrics_isbi import ISBIScores
 from src.models.losses import CrossEntropy
 from src.models.unet import UNet, UNetEnsemble
@@ -55,18 +54,11 @@ class SegmentationModule(L.LightningModule):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
         self.loss = instantiate(loss) if loss else CrossEntropy()
-        # validate_args=False: the inputs are ours (booleans or probabilities, labels 0/1); the checks (a
-        # torch.unique of every batch) cost more than the training step's other bookkeeping together.
-        pixel = MetricCollection(
-            {
-                "accuracy": BinaryAccuracy(validate_args=False),
-                "dice": BinaryF1Score(validate_args=False),
-                "iou": BinaryJaccardIndex(validate_args=False),
-            }
-        )
-        self.train_pixel = pixel.clone(prefix="train/")
-        self.val_pixel = pixel.clone(prefix="val/")
-        self.test_pixel = pixel.clone(prefix="test/")
+        # Accuracy, Dice and IoU from one count a batch (src/metrics/pixel.py): torchmetrics' three classes
+        # make two passes over it: 5.0-7.8 ms of the pair's training step on the 2-core CPU against 0.7-1.0 ms.
+        self.train_pixel = PixelScores(prefix="train/")
+        self.val_pixel = PixelScores(prefix="val/")
+        self.test_pixel = PixelScores(prefix="test/")
         self.val_isbi = ISBIScores()
         self.test_isbi = ISBIScores()
         self.figure_examples: list[dict[str, torch.Tensor]] = []

@@ -129,9 +129,9 @@ def _nearest_centre_assembly(net: UNet, image: np.ndarray, predictor: TiledPredi
     height, width = image.shape
     rows = tile_starts(height, predictor.tile_out, predictor.step, predictor.align)
     cols = tile_starts(width, predictor.tile_out, predictor.step, predictor.align)
-    padded = np.pad(image, [(0, rows[-1] + predictor.tile_out - height), (0, cols[-1] + predictor.tile_out - width)])
-    padded[height:] = padded[2 * height - padded.shape[0] - 1 : height - 1][::-1]  # mirrored, as the predictor pads
-    padded[:, width:] = padded[:, 2 * width - padded.shape[1] - 1 : width - 1][:, ::-1]
+    c = predictor.context  # mirrored pixels before the image: a tile's input starts c before its output
+    ends = (rows[-1] + predictor.tile_out - height + c, cols[-1] + predictor.tile_out - width + c)
+    padded = np.pad(image, [(c, ends[0]), (c, ends[1])], mode="reflect")
 
     def nearest(starts, p):
         return max(starts, key=lambda s: (-abs(p + 0.5 - s - predictor.tile_out / 2), s))
@@ -142,7 +142,7 @@ def _nearest_centre_assembly(net: UNet, image: np.ndarray, predictor: TiledPredi
         for q in cols:
             xs = np.array([x for x in range(width) if nearest(cols, x) == q])
             tile = np.ascontiguousarray(padded[r : r + predictor.tile_in, q : q + predictor.tile_in])
-            out[np.ix_(ys, xs)] = _whole(net, tile)[np.ix_(ys - r, xs - q)]
+            out[np.ix_(ys, xs)] = _whole(net, tile)[np.ix_(ys - r + c, xs - q + c)]
     assert not np.isnan(out).any()
     return out
 
@@ -153,6 +153,10 @@ def test_crop_stitching_takes_each_pixel_from_the_tile_whose_centre_is_nearest()
     predictor = TiledPredictor(net, tile_size=32, overlap=0.5, stitching="crop", batch_size=3, channels_last=False)
     assert predictor.tiles_per_slice(70, 53) == 4 * 3  # rows at 0, 16, 32, 40; columns at 0, 16, 24
     np.testing.assert_allclose(predictor.predict(image), _nearest_centre_assembly(net, image, predictor), atol=1e-5)
+    # with a halo cropped from every tile (context only), the output tiles are smaller and start after it
+    with_halo = TiledPredictor(net, tile_size=48, overlap=0.5, halo=8, batch_size=4, channels_last=False)
+    assert with_halo.tile_out == 32 and with_halo.context == 8
+    np.testing.assert_allclose(with_halo.predict(image), _nearest_centre_assembly(net, image, with_halo), atol=1e-5)
 
 
 def test_crop_stitching_is_closer_to_the_untiled_prediction_than_gaussian_blending():
