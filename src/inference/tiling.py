@@ -209,21 +209,19 @@ class TiledPredictor:
 
     @torch.inference_mode()
     def _forward(self, batch: torch.Tensor, box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
-        """Mean interior probability over the TTA transforms inside ``box`` of the output tile (all of it if
-        None), ``(B, box height, box width)``."""
+        """Mean interior probability over the TTA transforms: inside ``box`` of the output tile, computed only
+        there, ``(B, box height, box width)``; or, with no box, of the whole output tile."""
         total = None
         for index in self.tta:
             x = dihedral(batch, index).contiguous(memory_format=self.memory_format)
             with self._autocast():
-                if self.by_box and box is not None:
+                if box is not None:
                     turned = self._turned_box(tuple(v + self.crop for v in box), index)
                     prob = dihedral_inverse(self.run_boxes(x, turned), index)
                 else:
                     prob = dihedral_inverse(self.run_net(x).float().softmax(dim=1)[:, 1], index)
                     if self.crop:
                         prob = prob[:, self.crop : -self.crop, self.crop : -self.crop]
-                    if box is not None:
-                        prob = prob[:, box[0] : box[1], box[2] : box[3]]
             total = prob if total is None else total + prob
         return total / len(self.tta)
 
