@@ -86,12 +86,19 @@ def score_postprocessing(cfg: DictConfig, outputs: list[dict[str, np.ndarray]]) 
     return results
 
 
-def write_held_out(output_dir: Path, probs: np.ndarray, labels: np.ndarray, cells: np.ndarray | None) -> dict:
+def write_held_out(
+    output_dir: Path,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    cells: np.ndarray | None,
+    contours: np.ndarray | None = None,
+) -> dict:
     """Write the held-out slices' interior probability, labelled cells and ground truth as TIFF stacks.
 
     Files go to ``output_dir/predictions/`` (``test_probability.tif`` float32, ``test_cells.tif`` uint32 with
-    0 = border, ``test_labels.tif`` uint8 0 = membrane / 255 = interior), each through a temporary name, so a
-    file that exists is complete. Returns their paths relative to ``output_dir``.
+    0 = border, ``test_labels.tif`` uint8 0 = membrane / 255 = interior, and with a post-processing that has
+    one, ``test_contours.tif`` float32, its contour map), each through a temporary name, so a file that exists
+    is complete. Returns their paths relative to ``output_dir``.
     """
     folder = output_dir / "predictions"
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,6 +108,8 @@ def write_held_out(output_dir: Path, probs: np.ndarray, labels: np.ndarray, cell
     }
     if cells is not None:
         stacks["test_cells.tif"] = cells.astype(np.uint32)
+    if contours is not None:
+        stacks["test_contours.tif"] = contours.astype(np.float32)
     written = {}
     for name, stack in stacks.items():
         with StackWriter(folder / name) as writer:
@@ -120,15 +129,25 @@ def held_out_evaluation(
 ) -> dict:
     """Predict the test slices (with ``tta``), post-process them, score both and write them (see write_held_out).
 
-    Returns the threshold sweep's scores, the post-processed cells' scores and the files written.
+    Returns the threshold sweep's scores, the post-processed cells' scores (and, for a post-processing with a
+    contour map such as :class:`~src.postprocess.agglomeration.Agglomeration`, the sweep of that map) and the
+    files written.
     """
     outputs = predict_slices(module, datamodule._subset("test"), trainer, tta)
     probs, labels, ids = stacked(outputs)
+    sweep_keys = ("vrand", "vinfo", "threshold", "vinfo_threshold")
     sweep = score_probabilities(probs, labels, slice_ids=ids, workers=0)
-    result = {"tta": list(tta), "threshold": {k: sweep[k] for k in ("vrand", "vinfo", "threshold", "vinfo_threshold")}}
-    cells = None
+    result = {"tta": list(tta), "threshold": {k: sweep[k] for k in sweep_keys}}
+    cells = contours = None
     if postprocess:
-        cells = postprocess_stack(instantiate(postprocess), probs)
+        method = instantiate(postprocess)
+        if hasattr(method, "contours"):
+            contours = np.stack([method.contours(prob) for prob in probs])
+            cells = np.stack([method.cut(contour) for contour in contours])
+            contour_sweep = score_probabilities(contours, labels, slice_ids=ids, workers=0)
+            result["contours"] = {k: contour_sweep[k] for k in sweep_keys}
+        else:
+            cells = postprocess_stack(method, probs)
         scores = score_segmentations(cells, labels, ids, workers=0)
         result["postprocess"] = {
             "method": postprocess["_target_"].rsplit(".", 1)[-1],
@@ -136,7 +155,7 @@ def held_out_evaluation(
             "vinfo": scores["vinfo"],
             "per_slice": scores["per_slice"],
         }
-    result["files"] = write_held_out(output_dir, probs, labels, cells)
+    result["files"] = write_held_out(output_dir, probs, labels, cells, contours)
     return result
 
 

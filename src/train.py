@@ -110,11 +110,14 @@ def train(cfg: DictConfig) -> float | None:
             module, datamodule, trainer, cfg.get("postprocess"), tta_transforms(cfg.test_tta), output_dir
         )
         log.info(
-            "held-out slices %s (TTA %s): threshold V_rand %.4f V_info %.4f%s; written to %s",
+            "held-out slices %s (TTA %s): threshold V_rand %.4f V_info %.4f%s%s; written to %s",
             datamodule.splits["test"],
             held_out["tta"],
             held_out["threshold"]["vrand"],
             held_out["threshold"]["vinfo"],
+            "; contour map V_rand {vrand:.4f} V_info {vinfo:.4f}".format(**held_out["contours"])
+            if "contours" in held_out
+            else "",
             "; {method} V_rand {vrand:.4f} V_info {vinfo:.4f}".format(**held_out["postprocess"])
             if "postprocess" in held_out
             else "",

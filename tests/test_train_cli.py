@@ -117,7 +117,7 @@ def test_train_resume_and_eval(tmp_path):
     assert saved["vrand"] == pytest.approx(metrics["metrics"]["test/vrand"], abs=1e-6)
     assert [s["slice"] for s in saved["per_slice"]] == saved["slices"] == [8, 9]
     assert saved["vrand"] == pytest.approx(sum(s["vrand"] for s in saved["per_slice"]) / 2)
-    assert set(saved["postprocess"]) == {"watershed", "components"}
+    assert set(saved["postprocess"]) == {"watershed", "components", "agglomeration"}
     best = max([saved["vrand"]] + [v["vrand"] for v in saved["postprocess"].values()])
     assert (saved["postprocess"].get(saved["best_method"]) or saved)["vrand"] == best
     report = (eval_run / "report.md").read_text()
@@ -264,6 +264,7 @@ DETERMINISTIC = [
     "logger=csv",
     "test_tta=false",
     "augmentation_preview=0",
+    "postprocess=agglomeration",
 ]
 
 
@@ -308,6 +309,14 @@ def test_same_seed_reproduces_and_a_killed_run_resumes_to_the_same_result(tmp_pa
     # Two runs of one seed and config: identical validation and test metrics, bit for bit.
     assert again["metrics"] == reference["metrics"]
     assert again["held_out"]["threshold"] == reference["held_out"]["threshold"]
+    assert again["held_out"]["contours"] == reference["held_out"]["contours"]
+    # The contour map left in predictions/ scores, by the protocol's sweep, what the run recorded.
+    files = reference["held_out"]["files"]
+    contours, truth = (tifffile.imread(first / files[f"test_{n}.tif"]) for n in ("contours", "labels"))
+    assert contours.dtype == np.float32 and contours.shape == truth.shape
+    swept = score_probabilities(contours, truth > 0)
+    assert reference["held_out"]["contours"]["vrand"] == pytest.approx(swept["vrand"], abs=1e-9)
+    assert reference["held_out"]["contours"]["vinfo"] == pytest.approx(swept["vinfo"], abs=1e-9)
     assert _csv_series(second, "val/vrand") == _csv_series(first, "val/vrand")
     assert len(_csv_series(first, "val/vrand")) == 2  # after epoch 1, and of the final weights
 
