@@ -3,7 +3,9 @@
 Reads a 2-D image or an ``(N, H, W)`` stack of any size and bit depth slice by slice, predicts each slice with
 overlapping tiles (:mod:`src.inference.tiling`; test-time augmentation optional), and writes to ``output``:
 ``<name>_prob.tif`` (interior probability, float32 or uint8) and ``<name>_cells.tif`` (labelled cells from
-``postprocess``, uint32, 0 = border). Both are written under hidden temporary names and renamed when complete.
+``postprocess``, uint32, 0 = border); with ``postprocess=agglomeration`` also ``<name>_contours.tif`` (its
+contour map, float32, for the challenge's threshold sweep). All are written under hidden temporary names and
+renamed when complete.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -74,6 +76,8 @@ def output_paths(cfg: DictConfig) -> dict[str, Path]:
     paths = {"prob": out / f"{stem}_prob.tif"}
     if cfg.get("postprocess"):
         paths["cells"] = out / f"{stem}_cells.tif"
+        if hasattr(get_class(cfg.postprocess._target_), "contours"):
+            paths["contours"] = out / f"{stem}_contours.tif"
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not cfg.overwrite:
         raise UserError(f"{existing[0]} exists; choose another output folder or pass overwrite=true")
@@ -144,7 +148,11 @@ def predict(cfg: DictConfig) -> dict:
                         writers["prob"].write(np.round(prob * 255).astype(np.uint8))
                     else:
                         writers["prob"].write(prob.astype(np.float32))
-                    if postprocess is not None:
+                    if "contours" in writers:
+                        contours = postprocess.contours(prob)
+                        writers["contours"].write(contours)
+                        writers["cells"].write(postprocess.cut(contours).astype(np.uint32))
+                    elif postprocess is not None:
                         writers["cells"].write(postprocess(prob).astype(np.uint32))
                     bar.advance(slices)
         except BaseException:

@@ -74,6 +74,34 @@ def test_uint8_output_tta_and_slices_match_the_python_api(small_checkpoint, tmp_
     assert np.abs(as_bytes / 255.0 - as_float).max() <= 0.5 / 255 + 1e-6
 
 
+def test_agglomeration_writes_its_contour_map_and_the_cells_it_cuts(small_checkpoint, isbi_stack, tmp_path):
+    tifffile.imwrite(tmp_path / "em.tif", isbi_stack[0][:2, :160, :192])
+    out = tmp_path / "out"
+    result = run_cli(
+        "src.predict",
+        f"ckpt_path={small_checkpoint}",
+        f"input={tmp_path / 'em.tif'}",
+        f"output={out}",
+        "postprocess=agglomeration",
+        "postprocess.h=0.02",
+        "postprocess.threshold=0.99",  # an untrained network's borders are weak: keep all but the weakest
+        "progress=false",
+        f"paths.log_dir={tmp_path / 'logs'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["em_cells.tif", "em_contours.tif", "em_prob.tif"]
+    prob, contours, cells = (tifffile.imread(out / f"em_{n}.tif") for n in ("prob", "contours", "cells"))
+    assert contours.dtype == np.float32 and contours.shape == prob.shape == cells.shape == (2, 160, 192)
+
+    from src.postprocess.agglomeration import Agglomeration
+
+    method = Agglomeration(h=0.02, threshold=0.99)
+    for p, c, k in zip(prob, contours, cells, strict=True):
+        np.testing.assert_array_equal(c, method.contours(p))
+        np.testing.assert_array_equal(k, method.cut(c))
+    assert (contours < 1).any() and cells.max() > 1
+
+
 def test_existing_outputs_are_never_replaced_and_bad_input_is_one_line(small_checkpoint, tmp_path):
     tifffile.imwrite(tmp_path / "s.tif", np.zeros((40, 40), np.uint8))
     out = tmp_path / "out"
