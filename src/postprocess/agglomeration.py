@@ -26,12 +26,9 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
-from src.postprocess.instances import SeededWatershed, _check_probability
-from src.utils.errors import UserError
+from src.postprocess.instances import ConnectedComponents, SeededWatershed, _check_probability
 
-_FOUR = ndimage.generate_binary_structure(2, 1)
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 
 
@@ -42,7 +39,7 @@ def boundary_links(regions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     regions in their 8-neighbourhood, the distinct region pairs ``(a, b)`` with ``a < b`` that some border
     pixel separates, and one row per (pixel, pair) link as ``(index into pixels, index into pairs)``.
     """
-    height, width = regions.shape
+    width = regions.shape[1]
     padded = np.pad(regions, 1)
     ys, xs = np.nonzero(regions == 0)
     around = np.stack([padded[ys + 1 + dy, xs + 1 + dx] for dy, dx in _NEIGHBOURS], axis=1)
@@ -136,21 +133,20 @@ class Agglomeration:
     threshold: float = 0.55
 
     def __post_init__(self) -> None:
-        if self.sigma < 0 or self.h <= 0:
-            raise UserError(f"postprocess.sigma={self.sigma} must be >= 0 and postprocess.h={self.h} > 0")
-        if not 0.0 <= self.threshold < 1.0:
-            raise UserError(f"postprocess.threshold={self.threshold} must be in [0, 1)")
+        # The over-segmentation and the cut are the project's watershed and components; building them here
+        # checks h, sigma and threshold as those methods do, once.
+        regions = SeededWatershed(markers="maxima", sigma=self.sigma, h=self.h, watershed_line=True)
+        object.__setattr__(self, "_regions", regions)
+        object.__setattr__(self, "_cut", ConnectedComponents(threshold=self.threshold))
 
     def contours(self, prob: np.ndarray) -> np.ndarray:
         """The contour map of one probability slice (float32, 1 inside regions, ``1 - level`` on borders)."""
         prob = _check_probability(prob)
-        regions = SeededWatershed(markers="maxima", sigma=self.sigma, h=self.h, watershed_line=True)(prob)
-        return contour_map(regions, 1.0 - prob)
+        return contour_map(self._regions(prob), 1.0 - prob)
 
     def cut(self, contours: np.ndarray) -> np.ndarray:
         """Labelled cells (0 = border) of a contour map: its 4-connected regions above ``threshold``."""
-        cells, _ = ndimage.label(contours > self.threshold, structure=_FOUR)
-        return cells.astype(np.int32)
+        return self._cut(contours)
 
     def __call__(self, prob: np.ndarray) -> np.ndarray:
         return self.cut(self.contours(prob))
