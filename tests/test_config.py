@@ -110,3 +110,27 @@ def test_cpu_description_names_the_model_cores_and_bf16(monkeypatch, tmp_path):
     assert config.cpu_description() == f"AMD EPYC 9R14, {os.cpu_count()} cores, native bf16: yes"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Old CPU\nflags\t\t: fpu avx2\n")
     assert config.cpu_description() == f"Old CPU, {os.cpu_count()} cores, native bf16: no"
+
+
+@pytest.mark.parametrize("option", ["adamw", "sgd"])
+def test_the_optimizers_are_fused_and_step_as_the_loop_does(option):
+    import torch
+    from hydra.utils import instantiate
+
+    cfg = compose_config("train", [f"optimizer={option}"])
+    torch.manual_seed(0)
+    fused_params = [torch.nn.Parameter(torch.randn(33, 7)), torch.nn.Parameter(torch.randn(5))]
+    loop_params = [torch.nn.Parameter(p.detach().clone()) for p in fused_params]
+    start = [p.detach().clone() for p in fused_params]
+    fused = instantiate(cfg.optimizer)(fused_params)
+    loop = instantiate(cfg.optimizer, fused=False)(loop_params)
+    assert fused.defaults["fused"] is True and loop.defaults["fused"] is False
+    for _ in range(5):
+        grads = [torch.randn_like(p) for p in fused_params]
+        for params, optimizer in ((fused_params, fused), (loop_params, loop)):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.clone()
+            optimizer.step()
+    for a, b, a0 in zip(fused_params, loop_params, start, strict=True):
+        assert (a - a0).abs().min() > 0  # every parameter moved ...
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # ... as the loop moved it

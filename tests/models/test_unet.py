@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from src.models.unet import UNet, UNetEnsemble, build_unet, concat_channels
+from src.models.unet import UNet, UNetEnsemble, UpConvolution, build_unet, concat_channels
 
 
 @pytest.mark.parametrize("depth", [1, 3, 4, 5])
@@ -102,3 +102,36 @@ def test_concat_channels_equals_torch_cat_in_every_memory_format(dtype):
     wide = torch.randn(2, 3, 14, 16).contiguous(memory_format=torch.channels_last)
     cropped = wide[..., 2:12, 2:14]
     assert torch.equal(concat_channels(cropped, second.detach()), torch.cat([cropped, second.detach()], 1))
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_up_convolution_equals_the_transposed_convolution_with_its_gradients(autocast):
+    torch.manual_seed(0)
+    reference = torch.nn.ConvTranspose2d(6, 4, kernel_size=2, stride=2)
+    up = UpConvolution(6, 4)
+    up.load_state_dict(reference.state_dict())  # the same parameters, under the same names
+    image = torch.randn(3, 6, 5, 7)
+    tolerance = {"rtol": 2e-2, "atol": 2e-2} if autocast else {"rtol": 1e-5, "atol": 1e-5}
+    for fmt in (torch.channels_last, torch.contiguous_format):
+        for grad in (True, False):  # with a gradient the matrix product runs (channels-last); else the convolution
+            results = []
+            for layer in (reference, up):
+                layer.zero_grad()
+                x = image.contiguous(memory_format=fmt).requires_grad_(grad)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), torch.set_grad_enabled(grad):
+                    y = layer(x)
+                assert y.shape == (3, 4, 10, 14) and y.is_contiguous(memory_format=fmt)
+                grads = ()
+                if grad:
+                    (y.float() * torch.arange(y.numel()).reshape(y.shape).sin()).sum().backward()
+                    grads = (x.grad, layer.weight.grad, layer.bias.grad)
+                results.append((y.float(), *grads))
+            for got, expected in zip(results[1], results[0], strict=True):
+                assert got.abs().max() > 0
+                torch.testing.assert_close(got, expected, **tolerance)
+    # Each output pixel is the weight's tap at its offset inside its 2x2 block: pixel (3, 4) is input (1, 2)'s
+    # tap (1, 0).
+    x = torch.randn(1, 6, 5, 7).contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = up(x)
+    expected = torch.einsum("c,co->o", x[0, :, 1, 2], up.weight[:, :, 1, 0]) + up.bias
+    torch.testing.assert_close(y[0, :, 3, 4], expected)

@@ -30,8 +30,10 @@ x = torch.empty(16 * 2**20, dtype=torch.uint8)  # one 16 MiB activation-sized bl
 during = libc.mallinfo2()
 del x
 after = libc.mallinfo2()
+big = torch.empty(64 * 2**20, dtype=torch.uint8)  # above glibc's largest mmap threshold (32 MiB)
+with_big = libc.mallinfo2()
 print(json.dumps({"applied": applied, "mmapped_blocks": during.hblks - before.hblks,
-                  "free_in_heap_after": after.fordblks}))
+                  "free_in_heap_after": after.fordblks, "mmapped_big_blocks": with_big.hblks - after.hblks}))
 """
 )
 
@@ -59,9 +61,11 @@ def test_a_large_tensor_reuses_heap_memory_instead_of_a_fresh_mmap():
     default, tuned = _report(PROBE, "off"), _report(PROBE, "on")
     assert default["applied"] is False and tuned["applied"] is True
     assert default["mmapped_blocks"] == 1  # glibc's default: a 16 MiB block is its own mmap, unmapped on free
+    assert default["mmapped_big_blocks"] == 1
     assert default["free_in_heap_after"] < 16 * 2**20
     assert tuned["mmapped_blocks"] == 0  # tuned: it comes from the heap ...
     assert tuned["free_in_heap_after"] >= 16 * 2**20  # ... and stays there for the next step
+    assert tuned["mmapped_big_blocks"] == 0  # a block above the largest threshold comes from the heap too
 
 
 @pytest.mark.parametrize("setting, mmapped", [([], 0), (["reuse_freed_memory=false"], 1)])
