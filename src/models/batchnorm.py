@@ -1,7 +1,7 @@
 """Batch normalisation that trains channels-last networks through PyTorch's faster NCHW kernels where it must.
 
 On CPU (torch 2.13), the backward pass of batch normalisation on a channels-last tensor whose channel count is not a
-multiple of 16 is 7-70x slower than on the same tensor in NCHW layout (1.25 M elements on a 2-core Xeon with AMX,
+multiple of 16 is 8-40x slower than on the same tensor in NCHW layout (1.25 M elements on a 2-core Xeon with AMX,
 bf16: 8 channels 18.9 ms against 0.7 ms, 12: 16.1 against 0.6, 20: 9.4 against 0.7, 2: 5.8 against 0.7; at 16, 32,
 48, 64 and above both are fast, 1.1-1.3 against 0.7 ms). The CPU recipe's networks have 8 channels at full
 resolution, where its pair spent about 150 ms of a 380 ms step in that one kernel. :class:`BatchNorm2d` runs such
