@@ -100,7 +100,7 @@ class UpConvolution(nn.ConvTranspose2d):
         out = self.out_channels
         rows = x.permute(0, 2, 3, 1).reshape(n * height * width, self.in_channels)
         weight = self.weight.permute(0, 2, 3, 1).reshape(self.in_channels, 4 * out)  # columns: (dy, dx, out)
-        blocks = torch.addmm(self.bias.repeat(4), rows, weight) if self.bias is not None else rows @ weight
+        blocks = torch.addmm(self.bias.repeat(4), rows, weight)  # the bias once per (dy, dx)
         pixels = blocks.view(n, height, width, 2, 2, out).permute(0, 1, 3, 2, 4, 5)  # (n, y, dy, x, dx, out)
         return pixels.reshape(n, 2 * height, 2 * width, out).permute(0, 3, 1, 2)  # channels-last
 

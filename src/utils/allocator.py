@@ -49,4 +49,4 @@ def reuse_freed_memory(enabled: bool = True) -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     settings = ((M_MMAP_THRESHOLD, MMAP_THRESHOLD_CEILING), (M_TRIM_THRESHOLD, NEVER_TRIM), (M_MMAP_MAX, 0))
-    return all([mallopt(parameter, value) == 1 for parameter, value in settings])
+    return all([mallopt(parameter, value) == 1 for parameter, value in settings])  # a list: every one is applied
