@@ -18,14 +18,16 @@ For each model, precision, memory format and compile setting, in the same sessio
 Throughput is the batch size over the median step time after ``--warmup`` steps. The two loops are run
 ``--repeats`` times as adjacent pairs, alternating which one goes first, and the ratio reported is the median of
 the pairs' ratios with their range: this 2-core VM drifts by 10-25% over minutes, so only runs taken next to
-each other are compared. Each measurement runs in its own process, one at a time. ``--precisions auto`` times
+each other are compared. Each measurement runs in its own process, one at a time. One more ``src.train`` run
+interleaves the two (:class:`benchmarks.step_timer.StepTimer` with ``interleave=true``): after every training
+batch it steps a twin of the run's network as the plain loop does, and the ratio of each real step to the plain
+step beside it is free of that drift. ``--precisions auto`` times
 fp32, and bf16 autocast where the CPU computes bf16 natively (emulated bf16 is about 10x slower than fp32).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -41,6 +43,11 @@ from omegaconf import OmegaConf
 
 from src.utils.config import PROJECT_ROOT, cpu_description, cpu_has_native_bf16
 from src.utils.run_dir import write_text_atomic
+
+if str(PROJECT_ROOT) not in sys.path:  # run as a script (python benchmarks/train_throughput.py), not from the root
+    sys.path.insert(0, str(PROJECT_ROOT))
+from benchmarks.plain_step import PlainStep  # noqa: E402
+from benchmarks.step_timer import PHASES  # noqa: E402
 
 # The CPU recipe's network, loss and batch; the paper-size network with one 512x512 slice per step.
 MODELS = {
@@ -91,31 +98,15 @@ def plain_loop(overrides: list[str], steps: int, warmup: int) -> dict:
     reuse_freed_memory(cfg.reuse_freed_memory)  # as src.train does, so both loops run on the same allocator
     torch.manual_seed(0)
     module = build_module(cfg)  # applies channels_last and compile as src.train does
-    net, loss_fn = module.net, module.loss
-    optimizer = instantiate(cfg.optimizer)(net.parameters())
-    batch, crop = cfg.data.batch_size, cfg.data.crop_size
-    out = net.output_size(crop) if hasattr(net, "output_size") else crop
-    image = torch.randn(batch, 1, crop, crop).contiguous(memory_format=module.memory_format)
-    label = torch.randint(0, 2, (batch, out, out))
-    weight = torch.rand(batch, out, out) + 0.5
     bf16 = str(cfg.trainer.precision).startswith("bf16")
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
+    plain = PlainStep(module, instantiate(cfg.optimizer), cfg.data.batch_size, cfg.data.crop_size, bf16)
     ends = []
-    net.train()
     for _ in range(warmup + steps + 1):
-        optimizer.zero_grad(set_to_none=True)
-        with autocast:
-            logits = net(image)
-            if logits.shape[0] != label.shape[0]:  # an ensemble stacks its members' logits: as the module does,
-                repeats = logits.shape[0] // batch  # repeat the labels to match (once, on the first step)
-                label, weight = label.repeat(repeats, 1, 1), weight.repeat(repeats, 1, 1)
-            loss = loss_fn(logits, label, weight)
-        loss.backward()
-        optimizer.step()
+        plain.step()
         ends.append(time.perf_counter())
     intervals = [b - a for a, b in zip(ends[warmup:], ends[warmup + 1 :], strict=False)]
 
+    batch, crop = cfg.data.batch_size, cfg.data.crop_size
     counted = instantiate(cfg.model)  # an uncompiled copy: the count does not depend on the settings
     with FlopCounterMode(display=False) as counter:
         counted(torch.randn(batch, 1, crop, crop)).float().sum().backward()
@@ -141,8 +132,10 @@ def measure_plain(overrides: list[str], args, scratch: Path) -> dict:
     return {**json.loads(result.read_text()), "peak_gib": peak}
 
 
-def measure_framework(overrides: list[str], args, scratch: Path) -> dict:
-    result = scratch / "framework.json"
+def measure_framework(overrides: list[str], args, scratch: Path, interleave: bool = False) -> dict:
+    """``src.train`` timed by StepTimer; ``interleave``: with a plain step of a twin after every training batch."""
+    result = scratch / ("interleaved.json" if interleave else "framework.json")
+    compiled = next((o.split("=", 1)[1] for o in overrides if o.startswith("compile=")), "false")
     batches = args.warmup + args.steps + 1
     peak = _run_measured(
         [
@@ -155,6 +148,8 @@ def measure_framework(overrides: list[str], args, scratch: Path) -> dict:
             "+callbacks.step_timer._target_=benchmarks.step_timer.StepTimer",
             f"+callbacks.step_timer.output={result}",
             f"+callbacks.step_timer.warmup={args.warmup}",
+            f"+callbacks.step_timer.interleave={str(interleave).lower()}",
+            f"+callbacks.step_timer.compile={compiled}",
         ]
     )
     return {**json.loads(result.read_text()), "peak_gib": peak}
@@ -208,6 +203,20 @@ def pair_ratios(plains: list[dict], frameworks: list[dict]) -> dict:
     """Framework / plain throughput of each adjacent pair of runs: their median, lowest and highest."""
     ratios = sorted(images_per_second(f) / images_per_second(p) for p, f in zip(plains, frameworks, strict=True))
     return {"ratio": statistics.median(ratios), "ratio_low": ratios[0], "ratio_high": ratios[-1]}
+
+
+def interleaved_ratios(result: dict) -> dict:
+    """Framework / plain throughput within one interleaved run: the ratio of the two loops' median step times,
+    with the quartiles of the ratios of each real step to the plain step beside it; and each part's median."""
+    steps = {"src.train": result["intervals"], "plain": result["plain_intervals"]}
+    each = [p / f for p, f in zip(steps["plain"], steps["src.train"], strict=True)]
+    low, _, high = statistics.quantiles(each, n=4, method="inclusive")
+    phases = {
+        loop: {name: statistics.median(seconds) for name, seconds in [*parts.items(), ("step", steps[loop])]}
+        for loop, parts in result["phases"].items()
+    }
+    ratio = phases["plain"]["step"] / phases["src.train"]["step"]
+    return {"interleaved": ratio, "interleaved_low": low, "interleaved_high": high, "phases": phases}
 
 
 def precisions(value: str) -> list[str]:
@@ -277,12 +286,15 @@ def main() -> None:
                 else:
                     frameworks.append(measure_framework(overrides, steps, scratch))
                     plains.append(measure_plain(overrides, steps, scratch))
+            # The same comparison within one run, each real step beside a plain step of a twin network.
+            interleaved = measure_framework(overrides, steps, Path(tempfile.mkdtemp(dir=tmp)), interleave=True)
             plain = max(plains, key=images_per_second)
             framework = max(frameworks, key=images_per_second)
             plain["peak_gib"] = max(p["peak_gib"] for p in plains)
             framework["peak_gib"] = max(f["peak_gib"] for f in frameworks)
             row = {
                 **pair_ratios(plains, frameworks),
+                **interleaved_ratios(interleaved),
                 "model": model,
                 "steps": steps.steps,
                 "precision": precision,
@@ -322,13 +334,15 @@ def write_table(rows: list[dict], ceilings: dict, prediction: dict, args) -> Non
         f"- images/s = batch / median step time over {args.steps} steps after {args.warmup} warm-up steps, the "
         f"faster of {args.repeats} runs of each loop (emulated bf16 and the paper-size network: 5 steps after 2); "
         f"`src.train` / plain = the median (lowest-highest) of the ratios of {args.repeats} adjacent pairs of runs, "
-        "alternating which loop goes first; "
+        "alternating which loop goes first; interleaved = one more `src.train` run that steps a twin of its "
+        "network (same config, own weights) as the plain loop does after every training batch: the ratio of the "
+        "two loops' median step times (the quartiles of the ratios of each real step to the plain step beside it); "
         "GFLOP/s of the plain loop from `torch.utils.flop_counter` (forward + backward)",
         f"- command: `{command}` (`make bench` runs it)",
         "",
         "| model | precision | channels-last | compile | plain img/s | `src.train` img/s | `src.train` / plain "
-        "| plain GFLOP/s | of the ceiling | peak GiB plain / `src.train` |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| `src.train` / plain, interleaved | plain GFLOP/s | of the ceiling | peak GiB plain / `src.train` |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         # Emulated bf16 matrix products are slower than emulated bf16 convolutions: no ceiling to compare with.
@@ -337,9 +351,31 @@ def write_table(rows: list[dict], ceilings: dict, prediction: dict, args) -> Non
         lines.append(
             f"| {r['model']} | {r['precision']} | {r['channels_last']} | {r['compile']} | {r['plain']:.3g} "
             f"| {r['framework']:.3g} | {r['ratio']:.2f} ({r['ratio_low']:.2f}-{r['ratio_high']:.2f}) "
+            f"| {r['interleaved']:.2f} ({r['interleaved_low']:.2f}-{r['interleaved_high']:.2f}) "
             f"| {r['gflops']:.0f} "
             f"| {share} | {r['plain_gib']:.2f} / {r['framework_gib']:.2f} |"
         )
+    lines += [
+        "",
+        "Where the steps of the interleaved runs go: median milliseconds of each part of a step, from the loop's "
+        "callback hooks (`src.train`) and the plain step's own clock (data and loop: from the end of the step "
+        "before, or of the plain step after it, to the start of the next batch; forward and loss include "
+        "zeroing the gradients and, in `src.train`, everything `training_step` does).",
+        "",
+        "| model | precision | channels-last | compile | loop | " + " | ".join(PHASES) + " | step | step difference |",
+        "|---|---|---|---|---|" + "---|" * len(PHASES) + "---|---|",
+    ]
+    for r in rows:
+        phases = r["phases"]
+        for loop, parts in phases.items():
+            extra = parts["step"] - phases["plain"]["step"]
+            lines.append(
+                f"| {r['model']} | {r['precision']} | {r['channels_last']} | {r['compile']} | {loop} | "
+                + " | ".join(f"{parts[name] * 1e3:.1f}" for name in PHASES)
+                + f" | {parts['step'] * 1e3:.1f} | "
+                + (f"{extra * 1e3:+.1f} ({extra / phases['plain']['step']:+.1%})" if loop != "plain" else "")
+                + " |"
+            )
     p = prediction
     lines += [
         "",

@@ -1,11 +1,22 @@
 """The benchmark scripts' summaries (not their timings: tests never assert speed)."""
 
+import json
+from types import SimpleNamespace
+
+import pytest
 import torch
+from hydra.utils import instantiate
 
 from benchmarks.ablation import table
+from benchmarks.plain_step import PlainStep
 from benchmarks.predict_vs_monai import convolution_seconds
-from benchmarks.train_throughput import pair_ratios, precisions
+from benchmarks.step_timer import PHASES, StepTimer
+from benchmarks.train_throughput import interleaved_ratios, pair_ratios, precisions
+from src.models.module import SegmentationModule
 from src.utils.config import cpu_has_native_bf16
+
+NET = {"_target_": "src.models.unet.UNetEnsemble", "members": 2, "depth": 2, "base_channels": 4, "padding": "same"}
+SGD = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}
 
 
 def _run(batch: int, seconds_a_step: list[float]) -> dict:
@@ -19,6 +30,70 @@ def test_pair_ratios_compare_each_framework_run_with_the_plain_run_beside_it():
     summary = pair_ratios(plains, frameworks)
     assert summary["ratio"] == 1.0
     assert abs(summary["ratio_low"] - 0.8) < 1e-12 and abs(summary["ratio_high"] - 1.5) < 1e-12
+
+
+def test_interleaved_ratios_compare_the_two_loops_median_steps_and_give_each_parts_median():
+    real = [0.30, 0.20, 0.25, 0.40, 0.22]  # median 0.25
+    plain = [0.20, 0.20, 0.20, 0.30, 0.10]  # median 0.20
+    phases = {
+        "src.train": {name: [0.01 * (i + 1)] * 5 for i, name in enumerate(PHASES)},
+        "plain": {name: [0.0, 0.1, 0.2, 0.3, 0.4] for name in PHASES},
+    }
+    summary = interleaved_ratios({"intervals": real, "plain_intervals": plain, "phases": phases})
+    assert abs(summary["interleaved"] - 0.8) < 1e-12  # 0.20 / 0.25, not the median of the steps' own ratios
+    # the steps' own ratios: 0.667, 1.0, 0.8, 0.75, 0.455 (median 0.75); their quartiles (inclusive) 0.667 and 0.8
+    assert abs(summary["interleaved_low"] - 2 / 3) < 1e-12 and abs(summary["interleaved_high"] - 0.8) < 1e-12
+    assert summary["phases"]["src.train"]["backward"] == 0.03 and summary["phases"]["src.train"]["step"] == 0.25
+    assert summary["phases"]["plain"]["optimizer"] == 0.2 and summary["phases"]["plain"]["step"] == 0.2
+
+
+def test_plain_step_trains_the_modules_network_on_its_batch_and_marks_its_parts():
+    torch.manual_seed(0)
+    module = SegmentationModule(net=NET, optimizer=SGD)
+    plain = PlainStep(module, instantiate(SGD), batch_size=2, crop_size=16, bf16=False)
+    before = [p.detach().clone() for p in module.net.parameters()]
+    plain.step()
+    assert plain.label.shape == (4, 16, 16)  # the two members' logits: the labels repeated to match
+    assert all(not torch.equal(a, b) for a, b in zip(before, module.net.parameters(), strict=True))
+    start, backward, optimizer, end = plain.marks
+    assert start <= backward <= optimizer <= end
+
+
+def _drive(timer: StepTimer, module: SegmentationModule, steps: int) -> dict:
+    """Call the timer's hooks as Lightning's training loop does, once per batch."""
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(batch_size=2, crop_size=16), precision="32-true")
+    timer.on_train_start(trainer, module)
+    batch = {"image": torch.zeros(2, 1, 16, 16)}
+    for index in range(steps):
+        timer.on_train_batch_start(trainer, module, batch, index)
+        timer.on_before_backward(trainer, module, None)
+        timer.on_after_backward(trainer, module)
+        timer.on_train_batch_end(trainer, module, None, batch, index)
+    timer.on_train_end(trainer, module)
+    return json.loads(timer.output.read_text())
+
+
+@pytest.mark.parametrize("interleave", [False, True])
+def test_step_timer_splits_each_real_step_into_parts_and_leaves_the_plain_step_out(tmp_path, interleave):
+    module = SegmentationModule(net=NET, optimizer=SGD)
+    timer = StepTimer(str(tmp_path / "timing.json"), warmup=2, interleave=interleave)
+    result = _drive(timer, module, steps=6)
+    assert len(result["intervals"]) == 3 and result["batch_size"] == 2  # 6 batches, 2 warm-up, 3 intervals
+    real = result["phases"]["src.train"]
+    for k, interval in enumerate(result["intervals"]):
+        assert abs(sum(real[name][k] for name in PHASES) - interval) < 1e-9  # the parts make up the interval
+    if not interleave:
+        assert "plain_intervals" not in result and "plain" not in result["phases"]
+        return
+    plain = result["phases"]["plain"]
+    assert len(result["plain_intervals"]) == 3
+    for k, interval in enumerate(result["plain_intervals"]):
+        assert plain["data and loop"][k] == 0.0 and abs(sum(plain[n][k] for n in PHASES) - interval) < 1e-9
+    # A real step's interval starts where the plain step after the one before it ended: never overlaps it.
+    ends = [m["end"] for m in timer.marks]
+    for k, interval in zip(range(3, 6), result["intervals"], strict=True):
+        assert abs(interval - (ends[k] - timer.resumes[k - 1])) < 1e-12
+        assert timer.resumes[k - 1] >= timer.plain_marks[k - 1][-1] >= ends[k - 1]
 
 
 def test_precisions_auto_adds_bf16_only_where_it_is_native():
