@@ -302,6 +302,7 @@ def main() -> None:
                 "compile": compiled,
                 "plain": images_per_second(plain),
                 "framework": images_per_second(framework),
+                "batch_size": plain["batch_size"],
                 "gflops": images_per_second(plain) / plain["batch_size"] * plain["flops"] / 1e9,
                 "ceiling": ceilings[precision],
                 "plain_gib": plain["peak_gib"],
@@ -360,10 +361,15 @@ def write_table(rows: list[dict], ceilings: dict, prediction: dict, args) -> Non
         "Where the steps of the interleaved runs go: median milliseconds of each part of a step, from the loop's "
         "callback hooks (`src.train`) and the plain step's own clock (data and loop: from the end of the step "
         "before, or of the plain step after it, to the start of the next batch; forward and loss include "
-        "zeroing the gradients and, in `src.train`, everything `training_step` does).",
+        "zeroing the gradients and, in `src.train`, everything `training_step` does). Stepping two networks in "
+        "turn slows each one's step in this process (the plain steps of these runs against the plain loop's own "
+        "runs), which makes the interleaved ratio lean towards 1; the last column is therefore the difference "
+        "against the plain loop's step in its own, faster run (its img/s above), the fairer share.",
         "",
-        "| model | precision | channels-last | compile | loop | " + " | ".join(PHASES) + " | step | step difference |",
-        "|---|---|---|---|---|" + "---|" * len(PHASES) + "---|---|",
+        "| model | precision | channels-last | compile | loop | "
+        + " | ".join(PHASES)
+        + " | step | step difference | of the plain loop's own step |",
+        "|---|---|---|---|---|" + "---|" * len(PHASES) + "---|---|---|",
     ]
     for r in rows:
         phases = r["phases"]
@@ -374,6 +380,8 @@ def write_table(rows: list[dict], ceilings: dict, prediction: dict, args) -> Non
                 + " | ".join(f"{parts[name] * 1e3:.1f}" for name in PHASES)
                 + f" | {parts['step'] * 1e3:.1f} | "
                 + (f"{extra * 1e3:+.1f} ({extra / phases['plain']['step']:+.1%})" if loop != "plain" else "")
+                + " | "
+                + (f"{extra / (r['batch_size'] / r['plain']):+.1%}" if loop != "plain" else "")
                 + " |"
             )
     p = prediction
