@@ -39,8 +39,7 @@ class StepTimer(Callback):
         self.compile = compile
         self.marks: list[dict[str, float]] = []  # a real step's marks: start, backward, backward_end, end
         self.current: dict[str, float] = {}
-        self.resumes: list[float] = []  # end of the plain step after each real one, when the real loop resumes
-        self.plain_marks: list[tuple[float, float, float, float]] = []
+        self.plain_marks: list[tuple[float, float, float, float]] = []  # the plain step after each real one
         self.plain: PlainStep | None = None
         self.batch_size = 0
 
@@ -70,11 +69,11 @@ class StepTimer(Callback):
         if self.plain is not None:
             self.plain.step()
             self.plain_marks.append(self.plain.marks)
-            self.resumes.append(time.perf_counter())
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         ends = [m["end"] for m in self.marks]
-        resumes = self.resumes if self.plain is not None else ends
+        # The real loop resumes where the plain step after its previous batch ended (or at that batch's end).
+        resumes = [m[-1] for m in self.plain_marks] if self.plain is not None else ends
         timed = range(self.warmup + 1, len(self.marks))
         result = {"intervals": [ends[k] - resumes[k - 1] for k in timed], "batch_size": self.batch_size}
         if all(len(self.marks[k]) == 4 for k in timed):  # every hook ran (one optimizer, no accumulation)
