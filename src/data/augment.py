@@ -57,6 +57,7 @@ class CoarseGridElastic(A.DualTransform):
 
 def build_train_transform(
     crop_size: int,
+    slice_shape: tuple[int, int] | None = None,
     flip_rotate_p: float = 1.0,
     elastic_p: float = 0.0,
     elastic_grid: int = 3,
@@ -75,11 +76,15 @@ def build_train_transform(
     then brightness/contrast, gamma, blur and noise, each with its own probability (0 leaves it out).
 
     The weight map, when given, is passed as the additional target ``weight`` and moves like the label.
+    ``slice_shape``: the (height, width) of every slice the transform will see, when known. Slices at least
+    as large as the crop need no padding, and the padding step is then left out: it draws no random numbers
+    (the crops are the same without it), but it copies the whole slice even when it adds nothing, which cost
+    about 0.2 ms of the 0.75 ms an item takes during training on the 2-core CPU (512x512 slices, caches cold).
     """
-    steps: list[A.BasicTransform] = [
-        A.PadIfNeeded(crop_size, crop_size, border_mode=cv2.BORDER_REFLECT_101),
-        A.RandomCrop(crop_size, crop_size),
-    ]
+    steps: list[A.BasicTransform] = []
+    if slice_shape is None or min(slice_shape) < crop_size:
+        steps.append(A.PadIfNeeded(crop_size, crop_size, border_mode=cv2.BORDER_REFLECT_101))
+    steps.append(A.RandomCrop(crop_size, crop_size))
     if elastic_p > 0:
         steps.append(CoarseGridElastic(grid=elastic_grid, std=elastic_std, p=elastic_p))
     if flip_rotate_p > 0:

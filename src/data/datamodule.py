@@ -116,7 +116,7 @@ class EMDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         ids = self.splits["train"]
-        transform = build_train_transform(self.crop_size, **self.augmentation)
+        transform = build_train_transform(self.crop_size, self.images.shape[1:], **self.augmentation)
         dataset = RandomCropDataset(self.images[ids], self.train_labels, transform, self.train_samples, self.weights)
         return DataLoader(
             dataset,

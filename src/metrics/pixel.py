@@ -31,9 +31,11 @@ class PixelScores(Metric):
         if pred.dtype != torch.bool:
             pred = pred > 0.5
         positive = label.detach().bool()
-        self.tp += (pred & positive).sum()
-        self.predicted += pred.sum()
-        self.labelled += positive.sum()
+        # count_nonzero, not sum: a boolean sum widens every element to int64 first (on the pair's training
+        # batch, 8x256x256, with the cache cold after the step: 0.4-0.5 ms for the three counts against 1.0-1.2)
+        self.tp += torch.count_nonzero(pred & positive)
+        self.predicted += torch.count_nonzero(pred)
+        self.labelled += torch.count_nonzero(positive)
         self.total += pred.numel()
 
     def compute(self) -> dict[str, torch.Tensor]:

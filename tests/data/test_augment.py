@@ -52,3 +52,20 @@ def test_crop_dataset_keeps_standardised_intensities_and_aligned_weights(isbi_st
         # Intensity transforms work on [0, 1]; the result is mapped back, not clipped to [0, 1].
         assert item["image"].min() < -0.5 and item["image"].max() > 0.5
         assert torch.equal(item["weight"] == 5, item["label"] == 1)
+
+
+def test_padding_is_left_out_only_when_no_slice_needs_it_and_the_crops_stay_the_same(isbi_stack):
+    image = isbi_stack[0][0].astype(np.float32) / 255
+    label = (isbi_stack[1][0] > 0).astype(np.uint8)
+    options = {"brightness_contrast_p": 0.5, "elastic_p": 0.5}
+    padded = build_train_transform(128, **options)
+    unpadded = build_train_transform(128, slice_shape=image.shape, **options)
+    assert isinstance(padded.transforms[0], A.PadIfNeeded)
+    assert not any(isinstance(step, A.PadIfNeeded) for step in unpadded.transforms)
+    assert isinstance(build_train_transform(128, slice_shape=(512, 100)).transforms[0], A.PadIfNeeded)
+    for seed in range(20):  # the padding step draws no random numbers: every crop is the same without it
+        outs = []
+        for transform in (padded, unpadded):
+            transform.set_random_seed(seed)
+            outs.append(transform(image=image, mask=label))
+        assert np.array_equal(outs[0]["image"], outs[1]["image"]) and np.array_equal(outs[0]["mask"], outs[1]["mask"])

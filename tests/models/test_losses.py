@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.models.losses import CenterlineDice, CrossEntropy, Dice, DiceCrossEntropy, soft_skeleton
+from src.models.losses import CenterlineDice, CrossEntropy, Dice, DiceCrossEntropy, one_hot, soft_skeleton
 
 
 @pytest.fixture()
@@ -59,6 +59,38 @@ def test_dice_cross_entropy_adds_its_parts(batch):
     expected = 0.5 * Dice()(logits, label) + 2.0 * F.cross_entropy(logits, label)
     assert torch.allclose(combined, expected)
     assert not math.isnan(combined.item())
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cross_entropy_from_the_log_softmax_equals_torch_cross_entropy(smoothing):
+    torch.manual_seed(1)
+    logits, label = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
+    expected = F.cross_entropy(logits, label, label_smoothing=smoothing)
+    torch.testing.assert_close(CrossEntropy(label_smoothing=smoothing)(logits, label), expected)
+
+
+def test_one_hot_equals_torch_one_hot_moved_to_the_class_axis():
+    label = torch.randint(0, 3, (2, 5, 7))
+    expected = F.one_hot(label, 3).permute(0, 3, 1, 2).float()
+    assert torch.equal(one_hot(label, 3, torch.float32), expected)
+
+
+@pytest.mark.parametrize("cldice_weight", [0.0, 0.5])
+def test_dice_cross_entropy_with_one_softmax_gives_the_gradient_of_its_separate_parts(cldice_weight):
+    # The combined loss shares one log-softmax; each part on its own computes its own softmax from the logits.
+    torch.manual_seed(2)
+    logits = (torch.randn(2, 2, 16, 16) * 3).to(memory_format=torch.channels_last)
+    label, weight = torch.randint(0, 2, (2, 16, 16)), torch.rand(2, 16, 16) + 0.5
+    combined = DiceCrossEntropy(dice_weight=0.7, ce_weight=1.3, weighted=True, cldice_weight=cldice_weight)
+    shared = logits.clone().requires_grad_(True)
+    separate = logits.clone().requires_grad_(True)
+    combined(shared, label, weight).backward()
+    parts = 0.7 * combined.dice(separate, label) + 1.3 * combined.ce(separate, label, weight)
+    if cldice_weight:
+        parts = parts + cldice_weight * combined.cldice(separate, label)
+    parts.backward()
+    torch.testing.assert_close(shared.grad, separate.grad, rtol=1e-5, atol=1e-7)
+    assert shared.grad.abs().max() > 1e-4  # a real gradient, not zeros on both sides
 
 
 @pytest.mark.parametrize(
