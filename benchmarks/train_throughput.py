@@ -132,17 +132,24 @@ def measure_plain(overrides: list[str], args, scratch: Path) -> dict:
     return {**json.loads(result.read_text()), "peak_gib": peak}
 
 
-def measure_framework(overrides: list[str], args, scratch: Path, interleave: bool = False) -> dict:
-    """``src.train`` timed by StepTimer; ``interleave``: with a plain step of a twin after every training batch."""
+def measure_framework(
+    overrides: list[str], args, scratch: Path, interleave: bool = False, epochs: int | None = None
+) -> dict:
+    """``src.train`` timed by StepTimer; ``interleave``: with a plain step of a twin after every training batch.
+    ``epochs``: that many whole epochs of the config (their ends timed too), instead of one of ``args.steps``."""
     result = scratch / ("interleaved.json" if interleave else "framework.json")
-    batches = args.warmup + args.steps + 1
+    if epochs is None:
+        length = [f"trainer.limit_train_batches={args.warmup + args.steps + 1}"]
+    else:
+        overrides = [o for o in overrides if not o.startswith("trainer.max_epochs=")]
+        length = [f"trainer.max_epochs={epochs}"]
     peak = _run_measured(
         [
             sys.executable,
             "-m",
             "src.train",
             *overrides,
-            f"trainer.limit_train_batches={batches}",
+            *length,
             f"paths.log_dir={scratch / 'logs'}",
             "+callbacks.step_timer._target_=benchmarks.step_timer.StepTimer",
             f"+callbacks.step_timer.output={result}",
@@ -206,8 +213,10 @@ def pair_ratios(plains: list[dict], frameworks: list[dict]) -> dict:
 
 def interleaved_ratios(result: dict) -> dict:
     """Framework / plain throughput within one interleaved run: the ratio of the two loops' median step times,
-    with the quartiles of the ratios of each real step to the plain step beside it; and each part's median."""
+    with the quartiles of the ratios of each real step to the plain step beside it; the ratio of their mean step
+    times (the whole run, epoch ends included); and each part's median."""
     steps = {"src.train": result["intervals"], "plain": result["plain_intervals"]}
+    whole_run = statistics.mean(steps["plain"]) / statistics.mean(steps["src.train"])
     each = [p / f for p, f in zip(steps["plain"], steps["src.train"], strict=True)]
     low, _, high = statistics.quantiles(each, n=4, method="inclusive")
     phases = {
@@ -215,7 +224,14 @@ def interleaved_ratios(result: dict) -> dict:
         for loop, parts in result["phases"].items()
     }
     ratio = phases["plain"]["step"] / phases["src.train"]["step"]
-    return {"interleaved": ratio, "interleaved_low": low, "interleaved_high": high, "phases": phases}
+    return {
+        "interleaved": ratio,
+        "interleaved_low": low,
+        "interleaved_high": high,
+        "whole_run": whole_run,
+        "whole_run_steps": len(steps["plain"]),
+        "phases": phases,
+    }
 
 
 def precisions(value: str) -> list[str]:
@@ -247,6 +263,9 @@ def main() -> None:
     parser.add_argument("--channels-last", default="true,false")
     parser.add_argument("--compile", default="false,true")
     parser.add_argument("--no-paper", action="store_true", help="leave out the paper-size network")
+    parser.add_argument(
+        "--interleaved-epochs", type=int, default=3, help="whole epochs of the interleaved run (not for slow rows)"
+    )
     parser.add_argument("--predict-slices", type=int, default=8)
     parser.add_argument("--predict-size", type=int, default=2048)
     parser.add_argument("--out", default=str(PROJECT_ROOT / "benchmarks" / "results" / "train_throughput.md"))
@@ -285,8 +304,15 @@ def main() -> None:
                 else:
                     frameworks.append(measure_framework(overrides, steps, scratch))
                     plains.append(measure_plain(overrides, steps, scratch))
-            # The same comparison within one run, each real step beside a plain step of a twin network.
-            interleaved = measure_framework(overrides, steps, Path(tempfile.mkdtemp(dir=tmp)), interleave=True)
+            # The same comparison within one run, each real step beside a plain step of a twin network; over
+            # whole epochs of the config where steps are short, so that the epochs' ends are timed too.
+            interleaved = measure_framework(
+                overrides,
+                steps,
+                Path(tempfile.mkdtemp(dir=tmp)),
+                interleave=True,
+                epochs=None if slow else args.interleaved_epochs,
+            )
             plain = max(plains, key=images_per_second)
             framework = max(frameworks, key=images_per_second)
             plain["peak_gib"] = max(p["peak_gib"] for p in plains)
@@ -317,8 +343,8 @@ def write_table(rows: list[dict], ceilings: dict, prediction: dict, args) -> Non
     recipe = _compose(MODELS["recipe"])
     command = (
         f"python benchmarks/train_throughput.py --steps {args.steps} --warmup {args.warmup} --repeats {args.repeats} "
-        f"--precisions {args.precisions} --channels-last {args.channels_last} --compile {args.compile}"
-        + (" --no-paper" if args.no_paper else "")
+        f"--precisions {args.precisions} --channels-last {args.channels_last} --compile {args.compile} "
+        f"--interleaved-epochs {args.interleaved_epochs}" + (" --no-paper" if args.no_paper else "")
     )
     lines = [
         "# Training throughput: `src.train` against a plain PyTorch loop and the matrix-product ceiling",
@@ -336,13 +362,16 @@ def write_table(rows: list[dict], ceilings: dict, prediction: dict, args) -> Non
         f"`src.train` / plain = the median (lowest-highest) of the ratios of {args.repeats} adjacent pairs of runs, "
         "alternating which loop goes first; interleaved = one more `src.train` run that steps a twin of its "
         "network (same config, own weights) as the plain loop does after every training batch: the ratio of the "
-        "two loops' median step times (the quartiles of the ratios of each real step to the plain step beside it); "
+        "two loops' median step times (the quartiles of the ratios of each real step to the plain step beside it), "
+        f"over {args.interleaved_epochs} whole epochs of the config (the 5-step rows: their one short epoch); whole "
+        "run = the ratio of the two loops' mean step times in that run, all timed steps, epoch ends included; "
         "GFLOP/s of the plain loop from `torch.utils.flop_counter` (forward + backward)",
         f"- command: `{command}` (`make bench` runs it)",
         "",
         "| model | precision | channels-last | compile | plain img/s | `src.train` img/s | `src.train` / plain "
-        "| `src.train` / plain, interleaved | plain GFLOP/s | of the ceiling | peak GiB plain / `src.train` |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| `src.train` / plain, interleaved | whole run (steps) | plain GFLOP/s | of the ceiling "
+        "| peak GiB plain / `src.train` |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         # Emulated bf16 matrix products are slower than emulated bf16 convolutions: no ceiling to compare with.
@@ -352,6 +381,7 @@ def write_table(rows: list[dict], ceilings: dict, prediction: dict, args) -> Non
             f"| {r['model']} | {r['precision']} | {r['channels_last']} | {r['compile']} | {r['plain']:.3g} "
             f"| {r['framework']:.3g} | {r['ratio']:.2f} ({r['ratio_low']:.2f}-{r['ratio_high']:.2f}) "
             f"| {r['interleaved']:.2f} ({r['interleaved_low']:.2f}-{r['interleaved_high']:.2f}) "
+            f"| {r['whole_run']:.2f} ({r['whole_run_steps']}) "
             f"| {r['gflops']:.0f} "
             f"| {share} | {r['plain_gib']:.2f} / {r['framework_gib']:.2f} |"
         )

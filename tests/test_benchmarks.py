@@ -45,6 +45,8 @@ def test_interleaved_ratios_compare_the_two_loops_median_steps_and_give_each_par
     assert abs(summary["interleaved_low"] - 2 / 3) < 1e-12 and abs(summary["interleaved_high"] - 0.8) < 1e-12
     assert summary["phases"]["src.train"]["backward"] == 0.03 and summary["phases"]["src.train"]["step"] == 0.25
     assert summary["phases"]["plain"]["optimizer"] == 0.2 and summary["phases"]["plain"]["step"] == 0.2
+    # the whole run: mean plain step 0.20 over mean real step 0.274 (the slow steps count in full)
+    assert abs(summary["whole_run"] - 0.20 / 0.274) < 1e-12 and summary["whole_run_steps"] == 5
 
 
 def test_plain_step_trains_the_modules_network_on_its_batch_and_marks_its_parts():
