@@ -26,9 +26,10 @@ from pathlib import Path
 import tifffile
 from omegaconf import OmegaConf
 
+from src.config import PROJECT_ROOT
+from src.config.hardware import cpu_description
 from src.metrics.isbi import score_segmentations
 from src.postprocess.instances import ConnectedComponents, SeededWatershed, postprocess_stack
-from src.utils.config import PROJECT_ROOT, cpu_description
 
 # Post-processing of each run's held-out probability, scored beside the threshold sweep (defaults of conf/postprocess).
 POSTPROCESS = {"components": ConnectedComponents(), "watershed": SeededWatershed()}

@@ -24,13 +24,15 @@ import numpy as np
 import tifffile
 import torch
 
-from src.data.stack_io import normalize_slices
-from src.inference.tiling import DIHEDRAL, TiledPredictor, dihedral, dihedral_inverse
+from src.config import PROJECT_ROOT
+from src.config.hardware import cpu_description, cpu_has_native_bf16
+from src.data.normalize import normalize_slices
+from src.inference.tiling import TiledPredictor
+from src.inference.tta import DIHEDRAL, dihedral, dihedral_inverse
 from src.inference.whole import predict_logits
 from src.models.unet import UNet
 from src.utils.allocator import reuse_freed_memory
-from src.utils.config import PROJECT_ROOT, cpu_description, cpu_has_native_bf16
-from src.utils.run_dir import write_text_atomic
+from src.utils.atomic import write_text_atomic
 
 
 def _autocast(dtype: torch.dtype | None, device: torch.device):

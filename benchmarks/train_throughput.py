@@ -42,8 +42,9 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from src.utils.config import PROJECT_ROOT, cpu_description, cpu_has_native_bf16
-from src.utils.run_dir import write_text_atomic
+from src.config import PROJECT_ROOT
+from src.config.hardware import cpu_description, cpu_has_native_bf16
+from src.utils.atomic import write_text_atomic
 
 if str(PROJECT_ROOT) not in sys.path:  # run as a script (python benchmarks/train_throughput.py), not from the root
     sys.path.insert(0, str(PROJECT_ROOT))
@@ -80,7 +81,7 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 3.0) -> fl
 def _compose(overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
-    from src.utils.config import setup
+    from src.config import setup
 
     setup()
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
@@ -92,8 +93,8 @@ def plain_loop(overrides: list[str], steps: int, warmup: int) -> dict:
     from hydra.utils import instantiate
     from torch.utils.flop_counter import FlopCounterMode
 
+    from src.training.build import build_module
     from src.utils.allocator import reuse_freed_memory
-    from src.utils.instantiate import build_module
 
     cfg = _compose(overrides)
     reuse_freed_memory(cfg.reuse_freed_memory)  # as src.train does, so both loops run on the same allocator

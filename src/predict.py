@@ -21,51 +21,17 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from src.data.stack_io import normalize_slices
-from src.inference.stack_stream import StackReader, StackWriter
-from src.inference.tiling import TiledPredictor, tta_transforms
+from src.config.hardware import autocast_dtype, resolve_device
+from src.data.normalize import normalize_slices
+from src.data.slices import parse_slices
+from src.data.tiff import StackReader, StackWriter
+from src.inference.tiling import TiledPredictor
+from src.inference.tta import tta_transforms
 from src.models.checkpoint import load_module
-from src.score import parse_slices
 from src.utils.cli import run_task
-from src.utils.config import cpu_has_native_bf16
 from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = {
-    "32": None,
-    "bf16": torch.bfloat16,
-    "bf16-mixed": torch.bfloat16,
-    "fp16": torch.float16,
-    "16-mixed": torch.float16,
-}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device={name} was asked for, but no CUDA GPU is visible; use device=cpu")
-    return device
-
-
-def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` (``auto``: bf16 where the hardware computes it natively)."""
-    name = str(name)
-    if name == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if cpu_has_native_bf16() else None
-    if name not in PRECISIONS:
-        raise UserError(f"precision={name} is not one of auto, {', '.join(PRECISIONS)}")
-    dtype = PRECISIONS[name]
-    if dtype is torch.float16 and device.type == "cpu":
-        raise UserError("precision=fp16 needs a GPU; on a CPU use precision=bf16 or 32")
-    return dtype
 
 
 def output_paths(cfg: DictConfig) -> dict[str, Path]:
@@ -98,7 +64,7 @@ def build_predictor(cfg: DictConfig, device: torch.device) -> TiledPredictor:
             halo=cfg.halo,
             batch_size=cfg.batch_size,
             tta=tta_transforms(cfg.tta),
-            autocast_dtype=resolve_precision(cfg.precision, device),
+            autocast_dtype=autocast_dtype(cfg.precision, device),
             channels_last=cfg.channels_last,
             device=device,
             pad_batches=cfg.compile,

@@ -13,8 +13,8 @@ import tifffile
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from src.config import PROJECT_ROOT, setup
 from src.data.synthetic import synthetic_stack
-from src.utils.config import PROJECT_ROOT, setup
 
 SHARED_ISBI = PROJECT_ROOT.parent / "shared" / "data" / "isbi2012"
 

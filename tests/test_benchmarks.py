@@ -12,8 +12,8 @@ from benchmarks.plain_step import PlainStep
 from benchmarks.predict_vs_monai import convolution_seconds
 from benchmarks.step_timer import PHASES, StepTimer
 from benchmarks.train_throughput import interleaved_ratios, pair_ratios, precisions
+from src.config.hardware import cpu_has_native_bf16
 from src.models.module import SegmentationModule
-from src.utils.config import cpu_has_native_bf16
 
 NET = {"_target_": "src.models.unet.UNetEnsemble", "members": 2, "depth": 2, "base_channels": 4, "padding": "same"}
 SGD = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from src.utils.config import PROJECT_ROOT
+from src.config import PROJECT_ROOT
 from tests.conftest import SHARED_ISBI, run_cli
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
@@ -25,7 +25,7 @@ def test_notebooks_are_committed_without_outputs(path: Path):
     for cell in notebook["cells"]:
         if cell["cell_type"] == "code":
             assert cell["outputs"] == [] and cell["execution_count"] is None, (
-                f"{path.name} holds outputs; strip them: python -m src.utils.strip_notebooks"
+                f"{path.name} holds outputs; strip them: python scripts/strip_notebooks.py"
             )
 
 

@@ -1,9 +1,10 @@
-"""Every ``python -m src.<task>`` command the README shows composes: its task exists and each override names a
-real key, option or value of the right type (what a new user copying it would hit first). What the commands
-then do is covered by the task tests (tests/test_train_cli.py, test_eval_cli.py, test_predict_cli.py, ...)."""
+"""The README is a front page whose figures come from real runs, and every ``python -m src.<task>`` command it
+shows composes: its task exists and each override names a real key, option or value of the right type (what a
+new user copying it would hit first). What the commands then do is covered by the CLI tests (tests/cli/)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 
@@ -11,7 +12,9 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from src.utils.config import PROJECT_ROOT
+from benchmarks.headline import RESULTS as HEADLINE_RESULTS
+from benchmarks.headline import replace_block, table
+from src.config import PROJECT_ROOT
 from tests.conftest import compose_config
 
 TASKS = {"train", "eval", "predict", "export", "score"}
@@ -68,3 +71,20 @@ def test_readme_command_composes(command):
             continue  # a config group's option, a sweep (its first job composed above), or Hydra's own settings
         value = OmegaConf.select(cfg, key, throw_on_missing=False)
         assert str(value) == str(override.value()), f"{command}: {key} composed to {value!r}"
+
+
+def test_the_readme_is_a_front_page():
+    assert len((PROJECT_ROOT / "README.md").read_bytes()) <= 10_000, "measurements and details belong in docs/"
+
+
+def test_every_link_of_the_readme_exists():
+    text = (PROJECT_ROOT / "README.md").read_text()
+    links = re.findall(r"\]\(((?:docs|benchmarks|scripts)/[^)#]+)\)", text)
+    assert links and all((PROJECT_ROOT / link).exists() for link in links), links
+
+
+def test_the_headline_table_is_the_one_the_script_wrote_from_real_runs():
+    rows = json.loads(HEADLINE_RESULTS.read_text())
+    assert len(rows) >= 3 and len({row["seed"] for row in rows}) == len(rows), "several seeds"
+    text = (PROJECT_ROOT / "README.md").read_text()
+    assert replace_block(text, table(rows)) == text, "rerun python benchmarks/headline.py"

@@ -19,8 +19,8 @@ from torch.utils.data import DataLoader
 from src.data.augment import build_train_transform
 from src.data.datasets import RandomCropDataset, SliceDataset
 from src.data.label_widening import widen_membranes
+from src.data.normalize import normalize_slices
 from src.data.sampling import EpochSeededSampler, draw_seed
-from src.data.stack_io import normalize_slices
 from src.data.weight_map import border_weight_maps
 from src.utils.errors import UserError
 
@@ -47,8 +47,8 @@ class EMDataModule(L.LightningDataModule):
         crop_size: int = 256,
         batch_size: int = 4,
         val_batch_size: int = 1,
-        train_samples: int = 400,
-        num_workers: int = 1,
+        train_samples: int = 384,
+        num_workers: int = 0,
         persistent_workers: bool = True,
         pin_memory: bool = False,
         augmentation: dict | None = None,
@@ -110,7 +110,8 @@ class EMDataModule(L.LightningDataModule):
             self.weights = border_weight_maps(self.train_labels, **self.weight_map)
         self._loaded = True
 
-    def _subset(self, split: str) -> SliceDataset:
+    def subset(self, split: str) -> SliceDataset:
+        """The slices of ``split`` (train, val or test) as whole, standardised slices with their labels."""
         ids = self.splits[split]
         return SliceDataset(self.images[ids], self.labels[ids], ids)
 
@@ -130,7 +131,7 @@ class EMDataModule(L.LightningDataModule):
 
     def _eval_loader(self, split: str) -> DataLoader:
         return DataLoader(
-            self._subset(split),
+            self.subset(split),
             batch_size=self.val_batch_size,
             shuffle=False,
             num_workers=0,

@@ -13,8 +13,9 @@ import numpy as np
 import tifffile
 
 from src.data.download import fetch_verified, sha256_of_file
-from src.data.stack_io import binary_labels, read_stack
+from src.data.labels import binary_labels
 from src.data.synthetic import synthetic_stack
+from src.data.tiff import read_stack
 from src.utils.errors import UserError
 
 # sha256 of each file and of its raw pixel bytes (C order), from shared/data/isbi2012/SOURCE.md.

@@ -11,83 +11,20 @@ tiles. Tiles run in batches, optionally under test-time augmentation (the 8 flip
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
-import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from src.inference.regions import box_probabilities
-from src.inference.whole import _mirror_pad
+from src.inference.tile_grid import STITCHINGS, gaussian_weights, owned_ranges, tile_starts
+from src.inference.tta import DIHEDRAL, dihedral_box, tta_mean
+from src.inference.whole import mirror_pad
+from src.models.batchnorm import fuse_batchnorm
 from src.models.unet import UNet
-from src.utils.errors import UserError
-
-DIHEDRAL = tuple(range(8))  # k rotations by 90 degrees, then a flip for 4..7
-
-
-def dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
-    """Element ``index`` of the dihedral group of the square applied to the last two axes."""
-    if index >= 4:
-        x = x.flip(-1)
-    return torch.rot90(x, index % 4, dims=(-2, -1))
-
-
-def dihedral_inverse(x: torch.Tensor, index: int) -> torch.Tensor:
-    x = torch.rot90(x, -(index % 4), dims=(-2, -1))
-    return x.flip(-1) if index >= 4 else x
-
-
-def tta_transforms(value: Any) -> tuple[int, ...]:
-    """A ``tta`` setting as transform indices: ``false`` -> identity, ``true`` -> all 8, or a list of 0..7."""
-    if value is None or value is False:
-        return (0,)
-    if value is True:
-        return DIHEDRAL
-    if isinstance(value, Sequence) and not isinstance(value, str) and value and all(v in DIHEDRAL for v in value):
-        return tuple(int(v) for v in value)
-    raise UserError(f"tta={value} must be true, false or a list of transforms 0..7 (0 = identity)")
-
-
-def gaussian_weights(size: int, sigma_scale: float) -> np.ndarray:
-    """Square importance map: 1 at the centre, falling as a Gaussian of sigma ``sigma_scale * size``."""
-    if sigma_scale <= 0:
-        return np.ones((size, size), np.float32)
-    axis = np.arange(size, dtype=np.float64) - (size - 1) / 2
-    g = np.exp(-(axis**2) / (2 * (sigma_scale * size) ** 2))
-    weights = np.outer(g, g)
-    return np.maximum(weights / weights.max(), 1e-4).astype(np.float32)
-
-
-def tile_starts(size: int, tile: int, step: int, align: int) -> list[int]:
-    """Origins of output tiles covering ``[0, size)``: multiples of ``align``, ``step`` apart, the last one
-    moved back (or forward to the next multiple of ``align``) to reach the end."""
-    if size <= tile:
-        return [0]
-    last = math.ceil((size - tile) / align) * align
-    return sorted(set(range(0, last, step)) | {last})
-
-
-STITCHINGS = ("crop", "gaussian")
-
-
-def owned_ranges(starts: Sequence[int], tile: int, size: int) -> list[tuple[int, int]]:
-    """For each tile along one axis, the pixels ``[lo, hi)`` of ``[0, size)`` whose nearest tile centre is its own."""
-    bounds = [0] + [(a + b + tile) // 2 for a, b in zip(starts, starts[1:], strict=False)] + [size]
-    return [(max(0, lo), min(size, hi)) for lo, hi in zip(bounds, bounds[1:], strict=False)]
-
-
-def dihedral_box(box: tuple[int, int, int, int], side: int, index: int) -> tuple[int, int, int, int]:
-    """Where the box ``(top, bottom, left, right)`` of a ``side``-pixel square lands under ``dihedral(., index)``."""
-    top, bottom, left, right = box
-    mask = torch.zeros(side, side, dtype=torch.bool)
-    mask[top:bottom, left:right] = True
-    rows, cols = dihedral(mask, index).nonzero(as_tuple=True)
-    return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
 
 
 class TiledPredictor:
@@ -137,15 +74,7 @@ class TiledPredictor:
         compile: bool = False,
         queue_pixels: int = 16_000_000,
     ) -> None:
-        if not 0.0 <= overlap < 1.0:
-            raise ValueError(f"overlap={overlap} must be in [0, 1)")
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} must be at least 1")
-        if stitching not in STITCHINGS:
-            raise ValueError(f"stitching={stitching!r} must be one of {', '.join(STITCHINGS)}")
-        bad = [t for t in tta if t not in DIHEDRAL]
-        if bad or not tta:
-            raise ValueError(f"tta={list(tta)} must list dihedral transforms 0..7 (0 = identity)")
+        _check_arguments(overlap, batch_size, stitching, tta)
         self.net = net
         self.device = torch.device(device)
         self.batch_size = batch_size
@@ -169,24 +98,17 @@ class TiledPredictor:
         self.stitching = stitching
         # Only the boxes a tile keeps go through the expanding path: same padding, crop stitching.
         self.by_box = stitching == "crop" and net.padding == "same"
-        # Eager inference runs a copy with BatchNorm folded into the convolutions (same output, less work);
-        # compiling with weight freezing folds them itself.
-        run = net if compile else fold_batchnorm(net)
+        # Eager inference runs a copy with BatchNorm fused into the convolutions (same output, less work);
+        # compiling with weight freezing fuses them itself.
+        run = net if compile else fuse_batchnorm(net)
         self.run_net: Callable[[torch.Tensor], torch.Tensor] = run
         self.run_boxes: Callable[[torch.Tensor, tuple[int, int, int, int]], torch.Tensor] = functools.partial(
             _box_forward, run
         )
-        if compile:
-            import torch._dynamo.config as dynamo_config
-            import torch._inductor.config as inductor_config
-
-            inductor_config.freezing = True  # fold BatchNorm and pre-pack weights: inference only
-            # one graph per box shape (and per TTA orientation of it): more than dynamo's default of 8
-            dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
-            if self.by_box:
-                self.run_boxes = torch.compile(self.run_boxes, dynamic=False)
-            else:
-                self.run_net = torch.compile(run, dynamic=False)
+        if compile and self.by_box:
+            self.run_boxes = compiled_for_inference(self.run_boxes)
+        elif compile:
+            self.run_net = compiled_for_inference(run)
         self.step = max(self.align, int(self.tile_out * (1 - overlap)) // self.align * self.align)
         self.weights = torch.from_numpy(gaussian_weights(self.tile_out, sigma_scale))
         self._boxes: dict[tuple, tuple[int, int, int, int]] = {}
@@ -211,19 +133,18 @@ class TiledPredictor:
     def _forward(self, batch: torch.Tensor, box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
         """Mean interior probability over the TTA transforms: inside ``box`` of the output tile, computed only
         there, ``(B, box height, box width)``; or, with no box, of the whole output tile."""
-        total = None
-        for index in self.tta:
-            x = dihedral(batch, index).contiguous(memory_format=self.memory_format)
+
+        def predict(x: torch.Tensor, index: int) -> torch.Tensor:
+            x = x.contiguous(memory_format=self.memory_format)
             with self._autocast():
                 if box is not None:
-                    turned = self._turned_box(tuple(v + self.crop for v in box), index)
-                    prob = dihedral_inverse(self.run_boxes(x, turned), index)
-                else:
-                    prob = dihedral_inverse(self.run_net(x).float().softmax(dim=1)[:, 1], index)
-                    if self.crop:
-                        prob = prob[:, self.crop : -self.crop, self.crop : -self.crop]
-            total = prob if total is None else total + prob
-        return total / len(self.tta)
+                    return self.run_boxes(x, self._turned_box(tuple(v + self.crop for v in box), index))
+                return self.run_net(x).float().softmax(dim=1)[:, 1]
+
+        prob = tta_mean(batch, self.tta, predict)
+        if box is None and self.crop:
+            prob = prob[:, self.crop : -self.crop, self.crop : -self.crop]
+        return prob
 
     def predict(self, image: np.ndarray, on_tiles: Callable[[int], None] | None = None) -> np.ndarray:
         """Interior probability ``(H, W)`` float32 of a normalised slice; ``on_tiles(n)`` reports progress."""
@@ -272,7 +193,7 @@ class TiledPredictor:
         extent_y, extent_x = rows[-1] + self.tile_out, cols[-1] + self.tile_out
         c = self.context
         x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
-        padded = _mirror_pad(x, (c, extent_x - width + c, c, extent_y - height + c)).to(self.device)
+        padded = mirror_pad(x, (c, extent_x - width + c, c, extent_y - height + c)).to(self.device)
         origins = [(r, q) for r in rows for q in cols]
         if self.stitching == "crop":
             own_y = owned_ranges(rows, self.tile_out, height)
@@ -333,23 +254,32 @@ class _Slice:
         return (self.acc / self.norm)[:height, :width].numpy()
 
 
-def fold_batchnorm(net: nn.Module) -> nn.Module:
-    """A copy of ``net`` for inference with every Conv2d -> BatchNorm2d pair folded into one convolution.
+def _check_arguments(overlap: float, batch_size: int, stitching: str, tta: Sequence[int]) -> None:
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap={overlap} must be in [0, 1)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be at least 1")
+    if stitching not in STITCHINGS:
+        raise ValueError(f"stitching={stitching!r} must be one of {', '.join(STITCHINGS)}")
+    bad = [t for t in tta if t not in DIHEDRAL]
+    if bad or not tta:
+        raise ValueError(f"tta={list(tta)} must list dihedral transforms 0..7 (0 = identity)")
 
-    In eval mode a batch norm is an affine map per channel, so ``bn(conv(x)) = conv'(x)`` with scaled weights
-    and a shifted bias: the same output (to float rounding) for one convolution's work.
+
+def compiled_for_inference(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``torch.compile`` of ``fn`` with weight freezing (BatchNorm folded, weights pre-packed: inference only).
+
+    The settings hold only inside its calls, where compiling happens, so other compiled code is not affected;
+    one graph per box shape (and per TTA orientation of it) needs more than dynamo's default of 8 recompiles.
     """
-    folded = copy.deepcopy(net).eval()
-    for module in folded.modules():
-        if not isinstance(module, nn.Sequential):
-            continue
-        children = list(module.named_children())
-        for (_, conv), (bn_name, bn) in zip(children, children[1:], strict=False):
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
-                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-                with torch.no_grad():
-                    conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
-                    conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
-                setattr(module, bn_name, nn.Identity())
-    return folded
+    import torch._dynamo.config as dynamo_config
+    import torch._inductor.config as inductor_config
+
+    compiled = torch.compile(fn, dynamic=False)
+    limit = max(dynamo_config.recompile_limit, 64)
+
+    def run(*args: object) -> torch.Tensor:
+        with inductor_config.patch(freezing=True), dynamo_config.patch(recompile_limit=limit):
+            return compiled(*args)
+
+    return run

@@ -23,7 +23,7 @@ def _pad_amounts(net: UNet, size: int) -> tuple[int, int, int]:
     return context, padded - size - context, 0
 
 
-def _mirror_pad(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
+def mirror_pad(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
     left, right, top, bottom = pads
     # Reflection needs each pad smaller than the side; repeat it for tiny images, as the overlap-tile
     # strategy mirrors the image as often as needed.
@@ -42,6 +42,6 @@ def predict_logits(net: UNet, image: torch.Tensor) -> torch.Tensor:
     height, width = image.shape[-2:]
     top, bottom, off_y = _pad_amounts(net, height)
     left, right, off_x = _pad_amounts(net, width)
-    padded = _mirror_pad(image, (left, right, top, bottom))
+    padded = mirror_pad(image, (left, right, top, bottom))
     logits = net(padded)
     return logits[..., off_y : off_y + height, off_x : off_x + width]

@@ -1,28 +1,28 @@
-"""Batch normalisation that trains channels-last networks through PyTorch's faster NCHW kernels where it must.
+"""Batch normalisation: trained through PyTorch's NCHW kernels where its CPU channels-last kernel is slow, and
+fused into the convolutions for inference.
 
-On CPU (torch 2.13), the backward pass of batch normalisation on a channels-last tensor whose channel count is not a
-multiple of 16 is 8-40x slower than on the same tensor in NCHW layout (1.25 M elements on a 2-core Xeon with AMX,
-bf16: 8 channels 18.9 ms against 0.7 ms, 12: 16.1 against 0.6, 20: 9.4 against 0.7, 2: 5.8 against 0.7; at 16, 32,
-48, 64 and above both are fast, 1.1-1.3 against 0.7 ms). The CPU recipe's networks have 8 channels at full
-resolution, where its pair spent about 166 ms of a 380 ms step in that one kernel. :class:`BatchNorm2d` runs such
-layers in NCHW during training: the input is copied to NCHW once, the forward and backward kernels run there,
-and the output and the input's gradient go back to channels-last (three copies of about 0.3 ms for the recipe's
-(4, 8, 256, 256) tensors). Everything else is ``nn.BatchNorm2d``: the same parameters, buffers, running statistics
-and results (to float rounding; nearer to a float64 computation than the channels-last kernel's, whose weight
-gradient on 8 channels of 1 M pixels each was off by 2.5e-4 relative against 2e-6), and the same evaluation.
+On CPUs, the backward pass of batch normalisation on a channels-last tensor whose channel count is not a multiple
+of 16 is several times slower than on the same tensor in NCHW layout (docs/speed.md has the measurements).
+:class:`BatchNorm2d` runs such layers in NCHW during training on a CPU: the input is copied to NCHW once, the
+forward and backward kernels run there, and the output and the input's gradient go back to channels-last.
+Everything else is ``nn.BatchNorm2d``: the same parameters, buffers, running statistics and results (to float
+rounding), and the same evaluation.
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-FAST_CHANNEL_MULTIPLE = 16  # channel counts at which the channels-last kernels are fast (measured: see above)
+FAST_CHANNEL_MULTIPLE = 16  # channel counts at which the CPU channels-last kernels are fast
 
 
 def needs_nchw_kernels(x: torch.Tensor) -> bool:
-    """True for a channels-last 4-D tensor whose channel count makes PyTorch's channels-last kernel slow."""
-    if x.dim() != 4 or x.stride(1) != 1 or x.is_contiguous():
+    """True for a channels-last 4-D CPU tensor whose channel count makes PyTorch's channels-last kernel slow."""
+    if x.device.type != "cpu" or x.dim() != 4 or x.stride(1) != 1 or x.is_contiguous():
         return False  # not channels-last
     return x.shape[1] > 1 and x.shape[1] % FAST_CHANNEL_MULTIPLE != 0
 
@@ -67,3 +67,18 @@ class BatchNorm2d(nn.BatchNorm2d):
         running_mean = self.running_mean if self.track_running_stats else None
         running_var = self.running_var if self.track_running_stats else None
         return _BatchNormInNCHW.apply(x, self.weight, self.bias, running_mean, running_var, momentum, self.eps)
+
+
+def fuse_batchnorm(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` for inference with every Conv2d -> BatchNorm2d pair fused into one convolution
+    (``torch.nn.utils.fusion.fuse_conv_bn_eval``): the same output, to float rounding, for one layer's work."""
+    fused = copy.deepcopy(net).eval()
+    for module in fused.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module.named_children())
+        for (conv_name, conv), (bn_name, bn) in zip(children, children[1:], strict=False):
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
+                setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
+                setattr(module, bn_name, nn.Identity())
+    return fused

@@ -65,9 +65,8 @@ def _center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
 def concat_channels(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """``torch.cat([first, second], dim=1)``; for channels-last tensors, through their (N, H, W, C) views.
 
-    The same values either way. On CPU (torch 2.13), ``torch.cat`` along the channels of two channels-last
-    tensors takes a slow path: two (8, 16, 256, 256) tensors took 9.3 ms in bf16 and 17.9 ms in fp32, while
-    concatenating their NHWC views along the last dimension took 1.3 ms (a copy of one of them: 0.4 ms).
+    The same values either way. On CPUs, ``torch.cat`` along the channels of two channels-last tensors takes a
+    slow path, several times slower than concatenating their NHWC views along the last dimension (docs/speed.md).
     The result is channels-last, as the convolution after it wants.
     """
     if first.stride(1) == 1 and second.stride(1) == 1 and first.shape[1] > 1 and second.shape[1] > 1:
@@ -81,12 +80,10 @@ class UpConvolution(nn.ConvTranspose2d):
 
     With a 2x2 kernel and stride 2 every input pixel makes its own 2x2 block of output pixels, so the layer is one
     matrix product: the (N*H*W, in) rows of the input's NHWC view times the weight as an (in, 2*2*out) matrix,
-    then each row's 2x2 block moved into place. When a gradient is needed that is what runs: on CPU (torch 2.13,
-    oneDNN) the transposed convolution's backward pass is slow, and a matrix product's is two more matrix
-    products. Forward and backward of the paper-size network's four up-convolutions (bf16, channels-last,
-    2-core Xeon with AMX): 138 to 67 ms; of the recipe's five (batch 8): 85 to 57 ms. Without a gradient
-    (inference) moving the blocks costs more than the transposed convolution's own forward pass, which runs
-    then (docs/benchmarks.md).
+    then each row's 2x2 block moved into place. When a gradient is needed that is what runs: on CPUs (oneDNN)
+    the transposed convolution's backward pass is slow, and a matrix product's is two more matrix products
+    (about twice as fast in all; docs/speed.md). Without a gradient (inference) moving the blocks costs more
+    than the transposed convolution's own forward pass, which runs then.
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:

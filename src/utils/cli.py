@@ -19,8 +19,8 @@ from hydra.errors import HydraException, InstantiationException
 from hydra.types import RunMode
 from omegaconf.errors import OmegaConfBaseException
 
+from src.config import PROJECT_ROOT, setup
 from src.utils.allocator import reuse_freed_memory
-from src.utils.config import PROJECT_ROOT, setup
 from src.utils.ddp_jobs import child_command_line, is_rank_zero_process, job_scope, parent_job
 from src.utils.errors import UserError
 

@@ -17,7 +17,7 @@ import numpy as np
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from src.utils.run_dir import write_text_atomic
+from src.utils.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 

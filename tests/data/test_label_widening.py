@@ -70,7 +70,7 @@ def test_datamodule_widens_training_labels_only():
     assert wide.train_labels.sum() < plain.train_labels.sum()
     # Validation and test slices keep the stack's own labels.
     for split in ("val", "test"):
-        for a, b in zip(plain._subset(split), wide._subset(split), strict=True):
+        for a, b in zip(plain.subset(split), wide.subset(split), strict=True):
             assert np.array_equal(a["label"], b["label"])
     with pytest.raises(UserError, match="data.membrane_widening=-1"):
         EMDataModule(SyntheticSource(num_slices=10, size=64), membrane_widening=-1)

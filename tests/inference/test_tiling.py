@@ -4,16 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from src.inference.tiling import (
-    DIHEDRAL,
-    TiledPredictor,
-    dihedral,
-    dihedral_box,
-    dihedral_inverse,
-    fold_batchnorm,
-    gaussian_weights,
-    tile_starts,
-)
+from src.inference.tile_grid import tile_starts
+from src.inference.tiling import TiledPredictor
+from src.inference.tta import DIHEDRAL, dihedral, dihedral_inverse
 from src.inference.whole import predict_logits
 from src.models.unet import UNet
 
@@ -69,22 +62,6 @@ def test_tta_is_the_mean_of_the_transformed_predictions():
     assert np.abs(singles[0] - singles[5]).max() > 1e-4  # the transforms do change a random net's output
 
 
-def test_dihedral_group_inverses():
-    x = torch.arange(12.0).reshape(1, 3, 4)
-    for index in DIHEDRAL:
-        assert torch.equal(dihedral_inverse(dihedral(x, index), index), x)
-    assert len({dihedral(torch.arange(9.0).reshape(3, 3), i).flatten().tolist().__str__() for i in DIHEDRAL}) == 8
-
-
-def test_tile_geometry():
-    starts = tile_starts(300, 100, 48, 16)
-    assert starts[0] == 0 and starts[-1] + 100 >= 300 and all(s % 16 == 0 for s in starts)
-    assert all(b - a <= 48 for a, b in zip(starts, starts[1:], strict=False))
-    assert tile_starts(50, 100, 48, 16) == [0]
-    weights = gaussian_weights(64, 0.125)
-    assert weights.max() == pytest.approx(1.0) and weights.min() > 0 and weights[0, 0] < 0.01
-
-
 @pytest.mark.parametrize(
     "kwargs", [{"overlap": 1.0}, {"tta": [9]}, {"batch_size": 0}, {"halo": 40}, {"stitching": "mean"}]
 )
@@ -106,22 +83,6 @@ def test_tiles_batched_across_slices_give_each_slice_its_own_result(pad_batches)
     assert sum(seen) == sum(batched.tiles_per_slice(*i.shape) for i in images) and max(seen) <= 5
     for image, result in zip(images, results, strict=True):
         np.testing.assert_allclose(result, per_slice.predict(image), atol=1e-5)
-
-
-def test_folding_batchnorm_keeps_the_output():
-    net = _net("same")
-    for module in net.modules():  # give the norms non-trivial statistics
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-1, 1)
-            module.running_var.uniform_(0.5, 2)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.5, 0.5)
-    folded = fold_batchnorm(net)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
-    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) > 0  # the original is untouched
-    x = torch.randn(2, 1, 64, 48)
-    with torch.no_grad():
-        torch.testing.assert_close(folded(x), net(x), atol=1e-4, rtol=1e-4)
 
 
 def _nearest_centre_assembly(net: UNet, image: np.ndarray, predictor: TiledPredictor) -> np.ndarray:
@@ -221,15 +182,6 @@ def test_crop_stitching_of_a_valid_padding_network_is_exact():
     image = np.random.default_rng(10).normal(size=(200, 170)).astype(np.float32)
     predictor = TiledPredictor(net, tile_size=120, overlap=0.5, stitching="crop", channels_last=False)
     np.testing.assert_allclose(predictor.predict(image), _whole(net, image), atol=1e-5)
-
-
-def test_dihedral_box_follows_the_pixels():
-    square = torch.zeros(10, 10)
-    square[1:4, 6:9] = 1
-    for index in DIHEDRAL:
-        top, bottom, left, right = dihedral_box((1, 4, 6, 9), 10, index)
-        moved = dihedral(square, index)
-        assert moved[top:bottom, left:right].sum() == 9 and moved.sum() == 9
 
 
 def test_compiled_crop_stitching_matches_eager():

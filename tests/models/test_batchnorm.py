@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from src.models.batchnorm import BatchNorm2d, needs_nchw_kernels
+from src.models.batchnorm import BatchNorm2d, fuse_batchnorm, needs_nchw_kernels
+from src.models.unet import UNet
 
 CL = torch.channels_last
 
@@ -74,3 +75,19 @@ def test_the_nchw_gradients_are_as_near_float64_as_the_channels_last_kernels():
         grads = _train_step(norm, image, weights, False)[1]
         for got, want in zip(grads, exact, strict=True):
             torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
+
+
+def test_fusing_batchnorm_keeps_the_output():
+    net = UNet(depth=3, base_channels=4, padding="same").eval()
+    for module in net.modules():  # give the norms non-trivial statistics
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    folded = fuse_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) > 0  # the original is untouched
+    x = torch.randn(2, 1, 64, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), net(x), atol=1e-4, rtol=1e-4)

@@ -1,10 +1,9 @@
 import pytest
 import torch
 
-from src.data.stack_io import normalize_slices
+from src.data.normalize import normalize_slices
 from src.data.synthetic import synthetic_stack
 from src.models.module import SegmentationModule
-from src.models.schedules import poly, warmup_cosine
 from src.utils.errors import UserError
 
 NET = {"_target_": "src.models.unet.UNet", "depth": 2, "base_channels": 8}
@@ -58,20 +57,6 @@ def test_non_finite_loss_stops_with_the_step():
     with pytest.raises(FloatingPointError, match="global step 0") as raised:
         module.training_step(batch, 0)
     assert isinstance(raised.value, UserError)  # the command line prints it as one line, without a traceback
-
-
-@pytest.mark.parametrize("schedule", [warmup_cosine, poly])
-def test_schedules_follow_progress(schedule):
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    total = 100
-    scheduler = schedule(optimizer, progress=lambda step: step / total)
-    rates = []
-    for _ in range(total):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    assert max(rates) <= 1.0 and rates[-1] < 0.1 * max(rates)
-    assert rates[-1] == min(rates[10:])  # decays monotonically after warm-up
 
 
 def test_an_ensemble_fits_each_member_on_the_labels_and_predicts_their_mean_probability():

@@ -1,0 +1,25 @@
+"""Per-slice standardisation of EM images, the same in training, evaluation and prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from src.utils.errors import UserError
+
+
+def normalize_slices(stack: np.ndarray) -> np.ndarray:
+    """Per-slice standardisation to zero mean and unit variance, as float32.
+
+    Works the same for 8-bit, 16-bit and float images, so a model trained on one microscope's bit depth
+    can be applied to another's. NaN or infinite pixels are refused: they would poison every output.
+    """
+    data = stack.astype(np.float32, copy=True)
+    if not np.isfinite(data).all():
+        bad = int((~np.isfinite(data)).sum())
+        raise UserError(f"image stack holds {bad} NaN or infinite pixels; clean or mask them before use")
+    axes = tuple(range(1, data.ndim))
+    mean = data.mean(axis=axes, keepdims=True)
+    std = data.std(axis=axes, keepdims=True)
+    data -= mean
+    data /= np.maximum(std, 1e-6)
+    return data

@@ -1,0 +1,134 @@
+"""Scoring any prediction stack against binary labels by the ISBI 2012 protocol, from arrays or TIFF files.
+
+What the prediction holds (``kind``): ``probability`` of cell interior (floats in [0, 1], or 8/16-bit integers
+scaled by their maximum; binary masks are probabilities of 0 and 1), or ``labels``: cells numbered 1..n with
+0 for borders, scored as they are (thinned, no sweep). ``auto`` takes floats, 8-bit and {0, 1} images as
+probabilities and other integer images as labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from src.data.labels import binary_labels
+from src.data.slices import parse_slices
+from src.data.tiff import read_stack
+from src.metrics.isbi import THRESHOLDS, score_probabilities, score_segmentations
+from src.postprocess.instances import postprocess_stack
+from src.utils.errors import UserError
+
+KINDS = ("auto", "probability", "labels")
+
+
+def _as_probability(stack: np.ndarray, where: str) -> np.ndarray:
+    if stack.dtype.kind == "f":
+        if not np.isfinite(stack).all():
+            raise UserError(f"prediction {where} holds NaN or infinite values; probabilities must lie in [0, 1]")
+        low, high = float(stack.min()), float(stack.max())
+        if low >= -1e-6 and high <= 1 + 1e-6:  # rounding of a sigmoid or softmax output
+            return np.clip(stack, 0, 1).astype(np.float32)
+        if low < 0 or high > 1:
+            raise UserError(
+                f"prediction {where} has values in [{low:g}, {high:g}]; probabilities must lie in [0, 1] "
+                "(rescale it, or pass kind=labels if it holds numbered cells)"
+            )
+        return stack.astype(np.float32)
+    if stack.dtype.kind in "iu":
+        if stack.min() < 0:
+            raise UserError(f"prediction {where} has negative values; expected probabilities or cell labels")
+        if stack.max() <= 1:
+            return stack.astype(np.float32)
+        return (stack / np.iinfo(stack.dtype).max).astype(np.float32)
+    raise UserError(f"prediction {where} has pixel type {stack.dtype}; expected integers or floats")
+
+
+def _resolve_kind(stack: np.ndarray, kind: str) -> str:
+    if kind not in KINDS:
+        raise UserError(f"kind={kind!r} is not one of {', '.join(KINDS)}")
+    if kind != "auto":
+        return kind
+    if stack.dtype.kind == "f" or stack.dtype == np.uint8 or stack.max() <= 1:
+        return "probability"
+    return "labels"
+
+
+def score_arrays(
+    prediction: np.ndarray,
+    labels: np.ndarray,
+    kind: str = "auto",
+    invert: bool = False,
+    thresholds: Sequence[float] = THRESHOLDS,
+    slice_ids: Sequence[int] | None = None,
+    workers: int = 1,
+    postprocess: Any = None,
+    where: str = "",
+) -> dict:
+    """Score an ``(N, H, W)`` prediction against ``(N, H, W)`` binary labels; see the module docstring."""
+    if prediction.ndim == 2:
+        prediction = prediction[None]
+    if labels.ndim == 2:
+        labels = labels[None]
+    if prediction.shape != labels.shape:
+        raise UserError(
+            f"prediction {where} has shape {prediction.shape} but the labels have {labels.shape}; "
+            "select matching slices with prediction_slices= and label_slices="
+        )
+    labels = binary_labels(labels)
+    kind = _resolve_kind(prediction, kind)
+    result: dict[str, Any] = {"kind": kind}
+    if kind == "labels":
+        if prediction.dtype.kind not in "iu" or prediction.min() < 0:
+            raise UserError(f"prediction {where} must hold non-negative integer cell labels for kind=labels")
+        if invert or postprocess is not None:
+            raise UserError("invert and postprocess apply to probabilities, not to kind=labels predictions")
+        result.update(score_segmentations(prediction, labels, slice_ids, workers=workers))
+        return result
+    prob = _as_probability(prediction, where)
+    if invert:
+        prob = 1.0 - prob
+    thresholds = tuple(float(t) for t in thresholds)
+    if not thresholds or any(not 0.0 <= t < 1.0 for t in thresholds):
+        raise UserError(f"thresholds={list(thresholds)} must be a non-empty list of values in [0, 1)")
+    result.update(score_probabilities(prob, labels, thresholds, slice_ids, workers=workers))
+    if postprocess is not None:
+        cells = postprocess_stack(postprocess, prob)
+        result["postprocess"] = {
+            "method": type(postprocess).__name__,
+            **score_segmentations(cells, labels, slice_ids, workers=workers),
+        }
+    return result
+
+
+def score_files(
+    prediction: str | Path,
+    labels: str | Path,
+    prediction_slices: Any = None,
+    label_slices: Any = None,
+    **kwargs: Any,
+) -> dict:
+    """Read two TIFF stacks, select slices and score them (keyword arguments as :func:`score_arrays`)."""
+    pred_stack = read_stack(prediction, "prediction", hint="check prediction=")
+    label_stack = read_stack(labels, "label stack", hint="check labels=")
+    pred_ids = parse_slices(prediction_slices, len(pred_stack), "prediction_slices")
+    label_ids = parse_slices(label_slices, len(label_stack), "label_slices")
+    if prediction_slices is None and label_slices is not None and len(pred_stack) == len(label_stack):
+        pred_ids = label_ids  # a prediction of the whole stack, scored on the chosen slices
+    if len(pred_ids) != len(label_ids):
+        raise UserError(
+            f"{len(pred_ids)} prediction slices but {len(label_ids)} label slices; choose matching ranges "
+            "with prediction_slices= and label_slices= (e.g. label_slices=24:30 for a 6-slice prediction)"
+        )
+    result = score_arrays(
+        pred_stack[pred_ids], label_stack[label_ids], slice_ids=label_ids, where=str(prediction), **kwargs
+    )
+    return {
+        "prediction": str(Path(prediction).resolve()),
+        "labels": str(Path(labels).resolve()),
+        "prediction_slices": pred_ids,
+        "label_slices": label_ids,
+        **result,
+    }

@@ -1,0 +1,36 @@
+"""Where the tiles of a slice lie and how their outputs are weighted: origins, owned ranges, Gaussian weights."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def gaussian_weights(size: int, sigma_scale: float) -> np.ndarray:
+    """Square importance map: 1 at the centre, falling as a Gaussian of sigma ``sigma_scale * size``."""
+    if sigma_scale <= 0:
+        return np.ones((size, size), np.float32)
+    axis = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    g = np.exp(-(axis**2) / (2 * (sigma_scale * size) ** 2))
+    weights = np.outer(g, g)
+    return np.maximum(weights / weights.max(), 1e-4).astype(np.float32)
+
+
+def tile_starts(size: int, tile: int, step: int, align: int) -> list[int]:
+    """Origins of output tiles covering ``[0, size)``: multiples of ``align``, ``step`` apart, the last one
+    moved back (or forward to the next multiple of ``align``) to reach the end."""
+    if size <= tile:
+        return [0]
+    last = math.ceil((size - tile) / align) * align
+    return sorted(set(range(0, last, step)) | {last})
+
+
+STITCHINGS = ("crop", "gaussian")
+
+
+def owned_ranges(starts: Sequence[int], tile: int, size: int) -> list[tuple[int, int]]:
+    """For each tile along one axis, the pixels ``[lo, hi)`` of ``[0, size)`` whose nearest tile centre is its own."""
+    bounds = [0] + [(a + b + tile) // 2 for a, b in zip(starts, starts[1:], strict=False)] + [size]
+    return [(max(0, lo), min(size, hi)) for lo, hi in zip(bounds, bounds[1:], strict=False)]

@@ -1,0 +1,55 @@
+"""Test-time augmentation: the 8 flips/rotations of the square (the dihedral group), applied and undone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from src.utils.errors import UserError
+
+DIHEDRAL = tuple(range(8))  # k rotations by 90 degrees, then a flip for 4..7
+
+
+def dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
+    """Element ``index`` of the dihedral group of the square applied to the last two axes."""
+    if index >= 4:
+        x = x.flip(-1)
+    return torch.rot90(x, index % 4, dims=(-2, -1))
+
+
+def dihedral_inverse(x: torch.Tensor, index: int) -> torch.Tensor:
+    x = torch.rot90(x, -(index % 4), dims=(-2, -1))
+    return x.flip(-1) if index >= 4 else x
+
+
+def dihedral_box(box: tuple[int, int, int, int], side: int, index: int) -> tuple[int, int, int, int]:
+    """Where the box ``(top, bottom, left, right)`` of a ``side``-pixel square lands under ``dihedral(., index)``."""
+    top, bottom, left, right = box
+    mask = torch.zeros(side, side, dtype=torch.bool)
+    mask[top:bottom, left:right] = True
+    rows, cols = dihedral(mask, index).nonzero(as_tuple=True)
+    return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+
+
+def tta_transforms(value: Any, key: str = "tta") -> tuple[int, ...]:
+    """A ``tta`` setting as transform indices: ``false`` -> identity, ``true`` -> all 8, or a list of 0..7."""
+    if value is None or value is False:
+        return (0,)
+    if value is True:
+        return DIHEDRAL
+    if isinstance(value, Sequence) and not isinstance(value, str) and value and all(v in DIHEDRAL for v in value):
+        return tuple(int(v) for v in value)
+    raise UserError(f"{key}={value} must be true, false or a list of transforms 0..7 (0 = identity)")
+
+
+def tta_mean(
+    x: torch.Tensor, transforms: Sequence[int], predict: Callable[[torch.Tensor, int], torch.Tensor]
+) -> torch.Tensor:
+    """Mean over ``transforms`` of ``predict(dihedral(x, t), t)``, each mapped back to ``x``'s orientation (float32).
+
+    ``predict`` gets the transform's index too, for work that depends on it (a box turned with the tile).
+    """
+    views = [dihedral_inverse(predict(dihedral(x, t), t), t).float() for t in transforms]
+    return views[0] if len(views) == 1 else torch.stack(views).mean(dim=0)

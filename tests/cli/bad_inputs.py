@@ -1,0 +1,479 @@
+"""The catalogue of bad inputs a new user may give the command-line tasks, run as that user would.
+
+Each case builds its files in a fresh folder, runs ``python -m src.<task> ...`` there and records the exit
+status and the last line of the error output. The reliability tests (tests/cli/test_bad_inputs.py) require, for
+every bad case: a non-zero exit, one short line without a traceback naming what is wrong, and no new or
+changed file anywhere in the folder. Cases marked ``accepted`` are inputs the tasks take on purpose (16-bit
+and float stacks, normalised per slice); a control case with good inputs must succeed, so the failures
+come from the one thing each case changes.
+
+    python -m tests.cli.bad_inputs --write docs/bad_inputs.md   # run every case, write the table
+
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from tests.conftest import run_cli, write_small_checkpoint
+
+SLICES, SIDE = 10, 64
+OFFLINE = {"WANDB_MODE": "offline"}  # no run may reach out, whatever its logger
+
+# A tiny but complete training run on the user's own stacks: one optimizer step, no loggers beyond CSV.
+TINY_TRAIN = [
+    "data=tiff",
+    "data.crop_size=32",
+    "data.batch_size=2",
+    "data.train_samples=2",
+    "data.num_workers=0",
+    "model.depth=3",
+    "model.base_channels=4",
+    "trainer.accelerator=cpu",
+    "trainer.max_steps=1",
+    "logger=csv",
+    "augmentation_preview=0",
+    "test=false",
+]
+
+
+def em_like(slices: int = SLICES, side: int = SIDE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """An 8-bit image stack and its 0/255 labels: dark membranes on a grid, textured interiors."""
+    rng = np.random.default_rng(seed)
+    labels = np.full((slices, side, side), 255, np.uint8)
+    labels[:, ::16, :] = 0
+    labels[:, :, ::16] = 0
+    images = np.where(labels > 0, 170, 60) + rng.normal(0, 20, labels.shape)
+    return np.clip(images, 0, 255).astype(np.uint8), labels
+
+
+def write_stacks(folder: Path, images: np.ndarray | None = None, labels: np.ndarray | None = None) -> list[str]:
+    """Write ``images.tif`` and ``labels.tif`` into ``folder``; the train overrides that point at them."""
+    good_images, good_labels = em_like()
+    tifffile.imwrite(folder / "images.tif", good_images if images is None else images)
+    tifffile.imwrite(folder / "labels.tif", good_labels if labels is None else labels)
+    return [f"data.source.images={folder / 'images.tif'}", f"data.source.labels={folder / 'labels.tif'}"]
+
+
+def train(folder: Path, *extra: str, images=None, labels=None) -> list[str]:
+    return ["src.train", *TINY_TRAIN, *write_stacks(folder, images, labels), f"paths.log_dir={folder / 'logs'}", *extra]
+
+
+def small_checkpoint(path: Path, depth: int = 3) -> Path:
+    """A small untrained same-padding U-Net's checkpoint, as src.train saves it."""
+    return write_small_checkpoint(path, depth, padding="same")
+
+
+def predict(folder: Path, *extra: str, ckpt: Path | None = None, stack: np.ndarray | None = None) -> list[str]:
+    ckpt = ckpt or small_checkpoint(folder / "model.ckpt")
+    tifffile.imwrite(folder / "stack.tif", em_like()[0] if stack is None else stack)
+    return [
+        "src.predict",
+        f"ckpt_path={ckpt}",
+        f"input={folder / 'stack.tif'}",
+        f"output={folder / 'out'}",
+        "postprocess=none",
+        f"paths.log_dir={folder / 'logs'}",
+        *extra,
+    ]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    group: str  # data | config | checkpoint | output
+    what: str  # the bad input, in a user's words
+    build: Callable[[Path], list[str]]  # makes the case's files in a folder; returns [module, *overrides]
+    expect: str  # a fragment the one-line message must hold (what it names)
+    accepted: bool = False  # the task takes this input on purpose and must succeed
+
+
+def _text_file(folder: Path) -> list[str]:
+    args = train(folder)
+    (folder / "images.tif").write_text("this is a CSV export, not an image\n1,2,3\n")
+    return args
+
+
+def _truncated(folder: Path) -> list[str]:
+    args = train(folder)
+    data = (folder / "images.tif").read_bytes()
+    (folder / "images.tif").write_bytes(data[: len(data) // 3])
+    return args
+
+
+def _empty(folder: Path) -> list[str]:
+    args = train(folder)
+    tifffile.imwrite(folder / "images.tif", np.zeros((0, SIDE, SIDE), np.uint8))
+    return args
+
+
+def _corrupt_checkpoint(folder: Path) -> list[str]:
+    args = predict(folder)
+    (folder / "model.ckpt").write_bytes(os.urandom(4096))
+    return args
+
+
+def _other_architecture(folder: Path) -> list[str]:
+    """Resume, with a depth-2 model, the last checkpoint of a real depth-3 training run."""
+    first = folder / "first"
+    first.mkdir()
+    first_run = run_cli(*train(first), env=OFFLINE)
+    if first_run.returncode != 0:
+        raise RuntimeError(f"the depth-3 run to resume failed:\n{first_run.stderr[-2000:]}")
+    (last,) = first.glob("logs/train/runs/*/checkpoints/last.ckpt")
+    return train(folder, f"ckpt_path={last}", "model.depth=2")
+
+
+class _OpensAFile:
+    """Unpickling this calls ``open(path, "w")``: a stand-in for code hidden in a checkpoint."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def _code_in_checkpoint(folder: Path) -> list[str]:
+    import torch
+
+    args = predict(folder)
+    checkpoint = torch.load(folder / "model.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["payload"] = _OpensAFile(folder / "code_ran.txt")
+    torch.save(checkpoint, folder / "model.ckpt")
+    return args
+
+
+def _existing_output(folder: Path) -> list[str]:
+    args = predict(folder)
+    (folder / "out").mkdir()
+    (folder / "out" / "stack_prob.tif").write_bytes(b"a result the user wants to keep")
+    return args
+
+
+def _unwritable_output(folder: Path) -> list[str]:
+    (folder / "results").write_text("a file where the output folder's parent should be\n")
+    return [
+        *predict(folder)[:-3],
+        f"output={folder / 'results' / 'out'}",
+        "postprocess=none",
+        f"paths.log_dir={folder / 'logs'}",
+    ]
+
+
+def _score_existing(folder: Path) -> list[str]:
+    images, labels = em_like()
+    tifffile.imwrite(folder / "pred.tif", (labels > 0).astype(np.float32))
+    tifffile.imwrite(folder / "labels.tif", labels)
+    (folder / "scores.json").write_text('{"kept": true}\n')
+    return [
+        "src.score",
+        f"prediction={folder / 'pred.tif'}",
+        f"labels={folder / 'labels.tif'}",
+        f"output={folder / 'scores.json'}",
+    ]
+
+
+def _mirror_with_bad_file(folder: Path) -> list[str]:
+    """A mirror folder whose ISBI files do not match the recorded sha256: refused, kept aside, never used."""
+    mirror = folder / "mirror"
+    mirror.mkdir()
+    images, labels = em_like()
+    tifffile.imwrite(mirror / "train-volume.tif", images)
+    tifffile.imwrite(mirror / "train-labels.tif", labels)
+    return [
+        "src.train",
+        "data=isbi2012",
+        f"data.source.mirror={mirror}",
+        f"data.source.root={folder / 'data'}",
+        *TINY_TRAIN[1:],
+        f"paths.log_dir={folder / 'logs'}",
+    ]
+
+
+_, _LABELS = em_like()
+_GREY = np.clip(_LABELS.astype(int) + np.random.default_rng(1).integers(-3, 4, _LABELS.shape), 0, 255).astype(np.uint8)
+_NAN = em_like()[0].astype(np.float32)
+_NAN[3, 10, 10] = np.nan
+_INF = em_like()[0].astype(np.float32)
+_INF[2, 5, 5] = np.inf
+
+CASES: list[Case] = [
+    Case(
+        "good_inputs", "control", "good 8-bit stacks (the control: must train)", lambda f: train(f), "", accepted=True
+    ),
+    Case(
+        "uint16_images",
+        "data",
+        "16-bit images",
+        lambda f: train(f, images=em_like()[0].astype(np.uint16) * 257),
+        "",
+        accepted=True,
+    ),
+    Case(
+        "float_images",
+        "data",
+        "float32 images in [0, 1]",
+        lambda f: train(f, images=em_like()[0] / np.float32(255)),
+        "",
+        accepted=True,
+    ),
+    Case(
+        "labels_0_1",
+        "data",
+        "labels 0/1 instead of 0/255",
+        lambda f: train(f, labels=(_LABELS > 0).astype(np.uint8)),
+        "",
+        accepted=True,
+    ),
+    Case("not_a_tiff", "data", "an image file that is not a TIFF", _text_file, "could not be read as a TIFF"),
+    Case("truncated_tiff", "data", "a truncated TIFF", _truncated, "images.tif"),
+    Case("empty_stack", "data", "an empty stack (0 slices)", _empty, "empty"),
+    Case(
+        "missing_file",
+        "data",
+        "an image path that does not exist",
+        lambda f: train(f, f"data.source.images={f / 'nope.tif'}"),
+        "not found",
+    ),
+    Case(
+        "folder_not_file",
+        "data",
+        "a folder given as the image stack",
+        lambda f: train(f, f"data.source.images={f}"),
+        "is a folder",
+    ),
+    Case(
+        "slice_count_mismatch",
+        "data",
+        "9 label slices for 10 images",
+        lambda f: train(f, labels=_LABELS[:9]),
+        "slice for slice",
+    ),
+    Case(
+        "size_mismatch",
+        "data",
+        "labels of 64x60 for images of 64x64",
+        lambda f: train(f, labels=_LABELS[:, :, :60]),
+        "64",
+    ),
+    Case(
+        "labels_three_values",
+        "data",
+        "labels with values 0/1/2",
+        lambda f: train(f, labels=(_LABELS > 0) + (_LABELS[:, ::-1] > 0).astype(np.uint8)),
+        "label",
+    ),
+    Case("labels_grey", "data", "labels with grey values (lossy saving)", lambda f: train(f, labels=_GREY), "label"),
+    Case(
+        "rgb_images",
+        "data",
+        "RGB images (N, H, W, 3)",
+        lambda f: train(f, images=np.repeat(em_like()[0][..., None], 3, -1)),
+        "RGB",
+    ),
+    Case(
+        "two_channel_images",
+        "data",
+        "two-channel images (N, 2, H, W)",
+        lambda f: train(f, images=np.stack([em_like()[0]] * 2, axis=1)),
+        "channel",
+    ),
+    Case(
+        "missing_folder",
+        "data",
+        "a stack to segment in a folder that does not exist",
+        lambda f: [*predict(f)[:2], f"input={f / 'no_such_folder' / 'stack.tif'}", *predict(f)[3:]],
+        "not found",
+    ),
+    Case("nan_images", "data", "a NaN pixel in a float stack", lambda f: train(f, images=_NAN), "NaN"),
+    Case("inf_images", "data", "an infinite pixel in a float stack", lambda f: train(f, images=_INF), "infinite"),
+    Case(
+        "crop_larger_than_slices",
+        "data",
+        "64x64 slices, crops of 128 (mirror-padded, as the paper's 572-pixel tiles from 512-pixel slices)",
+        lambda f: train(f, "data.crop_size=128"),
+        "",
+        accepted=True,
+    ),
+    Case("sha256_mismatch", "data", "an ISBI mirror whose file fails its sha256", _mirror_with_bad_file, "sha256"),
+    Case("unknown_key", "config", "a misspelt key (model.dept=5)", lambda f: train(f, "model.dept=5"), "model.dept"),
+    Case(
+        "wrong_type",
+        "config",
+        "a value of the wrong type (model.depth=four)",
+        lambda f: train(f, "model.depth=four"),
+        "model.depth",
+    ),
+    Case("depth_zero", "config", "model.depth=0", lambda f: train(f, "model.depth=0"), "model.depth"),
+    Case("depth_too_large", "config", "model.depth=6 for 32-pixel crops", lambda f: train(f, "model.depth=6"), "depth"),
+    Case(
+        "crop_not_divisible",
+        "config",
+        "data.crop_size=36 with model.depth=3",
+        lambda f: train(f, "data.crop_size=36"),
+        "crop_size",
+    ),
+    Case("negative_lr", "config", "optimizer.lr=-0.001", lambda f: train(f, "optimizer.lr=-0.001"), "lr"),
+    Case("negative_batch", "config", "data.batch_size=-2", lambda f: train(f, "data.batch_size=-2"), "batch_size"),
+    Case("fold_out_of_range", "config", "data.fold=7 of 5 folds", lambda f: train(f, "data.fold=7"), "fold"),
+    Case(
+        "too_many_devices",
+        "config",
+        "trainer.devices=64 on a 2-core machine",
+        lambda f: train(f, "trainer.devices=64"),
+        "devices",
+    ),
+    Case(
+        "fp16_on_cpu",
+        "config",
+        "trainer.precision=16-mixed on a CPU",
+        lambda f: train(f, "trainer.precision=16-mixed"),
+        "16-mixed",
+    ),
+    Case(
+        "sync_batchnorm_on_cpu",
+        "config",
+        "trainer=ddp trainer.sync_batchnorm=true on CPUs (torch's SyncBatchNorm is CUDA-only)",
+        lambda f: train(f, "trainer=ddp", "trainer.accelerator=cpu", "trainer.sync_batchnorm=true"),
+        "sync_batchnorm",
+    ),
+    Case(
+        "missing_checkpoint",
+        "checkpoint",
+        "a checkpoint path that does not exist",
+        lambda f: predict(f, ckpt=f / "gone.ckpt"),
+        "gone.ckpt",
+    ),
+    Case(
+        "resume_last_without_runs",
+        "checkpoint",
+        "ckpt_path=last before any run saved a checkpoint",
+        lambda f: train(f, "ckpt_path=last"),
+        "ckpt_path=last",
+    ),
+    Case("corrupt_checkpoint", "checkpoint", "a checkpoint of random bytes", _corrupt_checkpoint, "model.ckpt"),
+    Case(
+        "code_in_checkpoint",
+        "checkpoint",
+        "a checkpoint with a pickled object that would run code (it would create code_ran.txt)",
+        _code_in_checkpoint,
+        "untrusted",
+    ),
+    Case(
+        "other_architecture",
+        "checkpoint",
+        "resuming a depth-3 run with model.depth=2",
+        _other_architecture,
+        "depth",
+    ),
+    Case("existing_prediction", "output", "src.predict into an output that exists", _existing_output, "overwrite=true"),
+    Case("existing_scores", "output", "src.score output=scores.json that exists", _score_existing, "overwrite=true"),
+    Case(
+        "unwritable_output",
+        "output",
+        "an output folder that cannot be made (its parent is a file)",
+        _unwritable_output,
+        "results",
+    ),
+]
+
+
+@dataclass
+class Outcome:
+    case: Case
+    returncode: int
+    message: str  # the last non-empty line of stderr
+    traceback: bool
+    changed: list[str]  # files new, changed or removed in the case's folder
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def run_case(case: Case, folder: Path, threads: int | None = None) -> Outcome:
+    module, *overrides = case.build(folder)
+    before = snapshot(folder)
+    result = run_cli(module, *overrides, env={**OFFLINE, **({"OMP_NUM_THREADS": str(threads)} if threads else {})})
+    after = snapshot(folder)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    return Outcome(
+        case, result.returncode, lines[-1] if lines else "", "Traceback" in result.stderr + result.stdout, changed
+    )
+
+
+def run_cases(cases: list[Case], root: Path, workers: int = 2) -> dict[str, Outcome]:
+    """Run ``cases``, each in its own folder under ``root``, ``workers`` at a time (one thread each)."""
+
+    def run(case: Case) -> Outcome:
+        folder = root / case.name
+        folder.mkdir(parents=True)
+        return run_case(case, folder, threads=max(1, (os.cpu_count() or 1) // workers))
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return {outcome.case.name: outcome for outcome in pool.map(run, cases)}
+
+
+def table(outcomes: list[Outcome]) -> str:
+    rows = [
+        "| group | input | exit | what the user sees (last line of stderr) | files changed |",
+        "| --- | --- | ---: | --- | --- |",
+    ]
+    for o in outcomes:
+        seen = "runs to the end" if o.case.accepted and o.returncode == 0 else o.message.replace("|", "\\|")
+        changed = "none" if not o.changed else ("a new run folder" if o.case.accepted else ", ".join(o.changed))
+        rows.append(f"| {o.case.group} | {o.case.what} | {o.returncode} | {seen} | {changed} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run every bad-input case and write the table.")
+    parser.add_argument("--write", type=Path, help="markdown file for the table")
+    parser.add_argument("--only", help="comma-separated case names")
+    args = parser.parse_args()
+    cases = [c for c in CASES if not args.only or c.name in args.only.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        outcomes = list(run_cases(cases, Path(tmp)).values())
+    for outcome in outcomes:
+        print(
+            json.dumps(
+                {
+                    "case": outcome.case.name,
+                    "rc": outcome.returncode,
+                    "message": outcome.message,
+                    "traceback": outcome.traceback,
+                    "changed": outcome.changed[:5],
+                }
+            ),
+            flush=True,
+        )
+    if args.write:
+        header = (
+            "# Bad inputs and what the user sees\n\n"
+            "Every case of `tests/cli/bad_inputs.py`, run from the command line as a new user would "
+            "(`python -m tests.cli.bad_inputs --write docs/bad_inputs.md`); `tests/cli/test_bad_inputs.py` runs "
+            "the same cases and requires a non-zero exit, one line without a traceback and no changed file.\n\n"
+        )
+        # the temporary folder shown as $TMP, so the table changes only when a message does
+        args.write.write_text(header + table(outcomes).replace(tmp + "/", "$TMP/") + "\n")
+
+
+if __name__ == "__main__":
+    main()

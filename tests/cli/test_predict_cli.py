@@ -1,0 +1,135 @@
+"""`python -m src.predict`: stacks of odd sizes and bit depths in, probability and cell stacks of their shape out."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from src.data.tiff import StackReader, StackWriter
+from tests.conftest import run_cli
+
+
+@pytest.mark.parametrize(
+    "shape,dtype,stitching",
+    [((37, 45), np.uint16, "crop"), ((2, 300, 211), np.float32, "gaussian"), ((1, 600, 130), np.uint8, "crop")],
+)
+def test_outputs_have_the_input_shape(small_checkpoint, tmp_path, shape, dtype, stitching):
+    rng = np.random.default_rng(0)
+    stack = (rng.random(shape) * (255 if dtype != np.float32 else 1)).astype(dtype)
+    tifffile.imwrite(tmp_path / "in.tif", stack)
+    out = tmp_path / "out"
+    result = run_cli(
+        "src.predict",
+        f"ckpt_path={small_checkpoint}",
+        f"input={tmp_path / 'in.tif'}",
+        f"output={out}",
+        "tile_size=128",
+        "batch_size=4",
+        f"stitching={stitching}",
+        "progress=false",
+        f"paths.log_dir={tmp_path / 'logs'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    prob = tifffile.imread(out / "in_prob.tif").reshape(-1, *shape[-2:])
+    cells = tifffile.imread(out / "in_cells.tif").reshape(-1, *shape[-2:])
+    slices = 1 if len(shape) == 2 else shape[0]
+    assert prob.shape == cells.shape == (slices, *shape[-2:]) and summary["slices"] == slices
+    assert prob.dtype == np.float32 and prob.min() >= 0 and prob.max() <= 1
+    assert cells.dtype == np.uint32
+    assert sorted(p.name for p in out.iterdir()) == ["in_cells.tif", "in_prob.tif"]  # no temporary files left
+
+
+def test_uint8_output_tta_and_slices_match_the_python_api(small_checkpoint, tmp_path):
+    stack = (np.random.default_rng(1).random((4, 90, 70)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "s.tif", stack)
+    args = [
+        f"ckpt_path={small_checkpoint}",
+        f"input={tmp_path / 's.tif'}",
+        "progress=false",
+        f"paths.log_dir={tmp_path}",
+        "precision=32",  # as the Python API below (auto is bf16 where the CPU has it natively)
+    ]
+    first = run_cli("src.predict", *args, f"output={tmp_path / 'a'}", "slices=1:3", "tta=[0,4]", "postprocess=none")
+    assert first.returncode == 0, first.stderr[-3000:]
+    prob = tifffile.imread(tmp_path / "a" / "s_prob.tif")
+    assert prob.shape == (2, 90, 70) and not (tmp_path / "a" / "s_cells.tif").exists()
+
+    from src.data.normalize import normalize_slices
+    from src.inference.tiling import TiledPredictor
+    from src.models.checkpoint import load_module
+
+    predictor = TiledPredictor(load_module(small_checkpoint).net, tile_size=256, tta=(0, 4))
+    expected = predictor.predict(normalize_slices(stack[1:2])[0])
+    np.testing.assert_allclose(prob[0], expected, atol=1e-5)
+
+    small = run_cli("src.predict", *args, f"output={tmp_path / 'b'}", "prob_dtype=uint8", "slices=[1]")
+    assert small.returncode == 0, small.stderr[-3000:]
+    as_bytes = tifffile.imread(tmp_path / "b" / "s_prob.tif")
+    predicted = run_cli("src.predict", *args, f"output={tmp_path / 'c'}", "slices=[1]")
+    assert predicted.returncode == 0
+    assert as_bytes.dtype == np.uint8
+    as_float = tifffile.imread(tmp_path / "c" / "s_prob.tif")
+    assert np.abs(as_bytes / 255.0 - as_float).max() <= 0.5 / 255 + 1e-6
+
+
+def test_agglomeration_writes_its_contour_map_and_the_cells_it_cuts(small_checkpoint, isbi_stack, tmp_path):
+    tifffile.imwrite(tmp_path / "em.tif", isbi_stack[0][:2, :160, :192])
+    out = tmp_path / "out"
+    result = run_cli(
+        "src.predict",
+        f"ckpt_path={small_checkpoint}",
+        f"input={tmp_path / 'em.tif'}",
+        f"output={out}",
+        "postprocess=agglomeration",
+        "postprocess.h=0.02",
+        "postprocess.threshold=0.99",  # an untrained network's borders are weak: keep all but the weakest
+        "progress=false",
+        f"paths.log_dir={tmp_path / 'logs'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["em_cells.tif", "em_contours.tif", "em_prob.tif"]
+    prob, contours, cells = (tifffile.imread(out / f"em_{n}.tif") for n in ("prob", "contours", "cells"))
+    assert contours.dtype == np.float32 and contours.shape == prob.shape == cells.shape == (2, 160, 192)
+
+    from src.postprocess.agglomeration import Agglomeration
+
+    method = Agglomeration(h=0.02, threshold=0.99)
+    for p, c, k in zip(prob, contours, cells, strict=True):
+        np.testing.assert_array_equal(c, method.contours(p))
+        np.testing.assert_array_equal(k, method.cut(c))
+    assert (contours < 1).any() and cells.max() > 1
+
+
+def test_existing_outputs_are_never_replaced_and_bad_input_is_one_line(small_checkpoint, tmp_path):
+    tifffile.imwrite(tmp_path / "s.tif", np.zeros((40, 40), np.uint8))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "s_prob.tif").write_bytes(b"mine")
+    base = ["src.predict", f"ckpt_path={small_checkpoint}", f"output={out}", f"paths.log_dir={tmp_path / 'logs'}"]
+    for extra, words in (
+        ([f"input={tmp_path / 's.tif'}"], "exists"),
+        ([f"input={tmp_path / 'missing.tif'}", f"output={tmp_path / 'o2'}"], "not found"),
+        ([f"input={tmp_path / 's.tif'}", f"output={tmp_path / 'o3'}", "tta=[9]"], "tta"),
+        ([f"input={tmp_path / 's.tif'}", f"output={tmp_path / 'o4'}", "overlap=1.0"], "overlap"),
+        ([f"input={tmp_path / 's.tif'}", f"output={tmp_path / 'o5'}", "stitching=mean"], "stitching"),
+    ):
+        result = run_cli(*base, *extra)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
+    assert (out / "s_prob.tif").read_bytes() == b"mine"
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*.tif"))
+
+
+def test_a_failed_write_leaves_no_finished_looking_file(tmp_path):
+    path = tmp_path / "stack.tif"
+    with pytest.raises(RuntimeError), StackWriter(path) as writer:
+        writer.write(np.zeros((4, 4), np.float32))
+        raise RuntimeError("crash in the middle")
+    assert list(tmp_path.iterdir()) == []
+    with StackWriter(path) as writer:
+        for i in range(3):
+            writer.write(np.full((4, 5), i, np.uint8))
+        writer.commit()
+    with StackReader(path) as reader:
+        assert reader.shape == (3, 4, 5) and reader.read(2).max() == 2

@@ -1,0 +1,57 @@
+"""Scoring prediction stacks from TIFF files: kinds of prediction, inversion, refused values."""
+
+import numpy as np
+import pytest
+import tifffile
+from scipy import ndimage
+
+from src.evaluation.scoring import score_arrays, score_files
+from src.metrics.isbi import truth_segments
+from src.utils.errors import UserError
+
+
+def _write(path, array):
+    tifffile.imwrite(path, array)
+    return path
+
+
+@pytest.fixture()
+def stacks(isbi_stack, tmp_path):
+    labels = isbi_stack[1]
+    rng = np.random.default_rng(5)
+    noisy = (labels[24:30] > 0).astype(np.float32) + rng.normal(0, 0.6, labels[24:30].shape).astype(np.float32)
+    pred = np.clip(ndimage.gaussian_filter(noisy, (0, 1.2, 1.2)), 0, 1).astype(np.float32)
+    return _write(tmp_path / "pred.tif", pred), _write(tmp_path / "labels.tif", labels), pred, labels
+
+
+def test_binary_uint8_masks_and_labelled_cells_of_the_truth_score_one(isbi_stack, tmp_path):
+    labels = isbi_stack[1][:3]
+    as_mask = score_files(_write(tmp_path / "mask.tif", labels), _write(tmp_path / "labels.tif", labels))
+    assert as_mask["kind"] == "probability" and as_mask["vrand"] == pytest.approx(1.0)
+    assert as_mask["pixel_error"] == 0.0
+    cells = np.stack([truth_segments(lab) for lab in labels]).astype(np.uint16)
+    as_cells = score_files(_write(tmp_path / "cells.tif", cells), tmp_path / "labels.tif")
+    assert as_cells["kind"] == "labels" and as_cells["threshold"] is None
+    assert as_cells["vrand"] == pytest.approx(1.0) and as_cells["vinfo"] == pytest.approx(1.0)
+
+
+def test_a_membrane_probability_can_be_inverted(stacks):
+    pred_path, label_path, pred, _ = stacks
+    direct = score_files(pred_path, label_path, label_slices="24:30")
+    membrane = _write(pred_path.with_name("membrane.tif"), 1.0 - pred)
+    inverted = score_files(membrane, label_path, label_slices="24:30", invert=True)
+    assert inverted["vrand"] == pytest.approx(direct["vrand"], abs=1e-6)
+
+
+def test_probabilities_outside_zero_to_one_are_refused(isbi_stack, tmp_path):
+    labels = isbi_stack[1][:1]
+    with pytest.raises(UserError, match=r"values in \[0, 2\]"):
+        score_files(_write(tmp_path / "p.tif", (labels > 0) * np.float32(2)), _write(tmp_path / "l.tif", labels))
+
+
+def test_arrays_and_files_give_the_same_scores(stacks):
+    pred_path, label_path, pred, labels = stacks
+    from_files = score_files(pred_path, label_path, label_slices="24:30")
+    from_arrays = score_arrays(pred, labels[24:30], slice_ids=list(range(24, 30)))
+    assert from_files["vrand"] == from_arrays["vrand"] and from_files["per_slice"] == from_arrays["per_slice"]
+    assert from_files["prediction_slices"] == list(range(6)) and from_files["label_slices"] == list(range(24, 30))

@@ -1,0 +1,25 @@
+"""The CLI wrapper: user errors folded into one line naming the cause."""
+
+from hydra.errors import InstantiationException
+
+from src.utils.cli import is_user_error, one_line
+from src.utils.errors import UserError
+
+
+def test_a_multi_line_config_error_becomes_one_line_without_hydras_noise():
+    error = UserError(
+        "Key 'dept' not in 'UNetSchema'\n    full_key: model.dept\n    object_type=UNetSchema\n"
+        "Key 'dept' not in 'UNetSchema'"
+    )
+    assert one_line(error) == "Key 'dept' not in 'UNetSchema'"
+
+
+def test_a_rejected_target_names_its_reason_and_the_target():
+    try:
+        try:
+            raise UserError("data.crop_size=0 must be positive")
+        except UserError as cause:
+            raise InstantiationException("Error in call to target 'src.data.datamodule.EMDataModule':") from cause
+    except InstantiationException as error:
+        assert is_user_error(error)
+        assert one_line(error) == "data.crop_size=0 must be positive (while building src.data.datamodule.EMDataModule)"
