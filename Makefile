@@ -30,14 +30,14 @@ test: install
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 format: install
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks scripts
+	$(BIN)/ruff check --fix src tests benchmarks scripts
 
-# Benchmarks (not tests): tables in benchmarks/results/ (docs/benchmarks.md reads them). MONAI is installed here
+# Benchmarks (not tests): tables in benchmarks/results/ (docs/speed.md reads them). MONAI is installed here
 # only, never for the runtime. Options: BENCH_TRAIN_ARGS="--compile false", BENCH_PREDICT_ARGS="--slices 4".
 bench: install
 	$(BIN)/pip install --quiet -e ".[bench]"

@@ -49,7 +49,7 @@ def run_seed(seed: int, log_dir: Path) -> Path:
 
 
 def row_of(run: Path) -> dict:
-    """One run's scores, seed, steps, commit, date and machine (the machine this script runs on)."""
+    """One run's scores, seed, steps, commit, date and CPU."""
     config = OmegaConf.load(run / "config.yaml")
     overrides = OmegaConf.load(run / ".hydra" / "overrides.yaml")
     if f"experiment={EXPERIMENT}" not in overrides or any(
@@ -64,7 +64,7 @@ def row_of(run: Path) -> dict:
         "run": run.name,
         "steps": metrics["global_step"],
         "commit": (info.get("git_commit") or "")[:7],
-        "machine": cpu_description(),
+        "machine": info.get("cpu") or cpu_description(),  # runs recorded before run_info held the CPU: this one
         **{f"{key}_{score}": held[key][score] for _, key in ROWS for score in ("vrand", "vinfo")},
     }
 

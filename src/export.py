@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from torch import nn
 
 from src.models.checkpoint import load_module
 from src.models.unet import UNet
+from src.utils.atomic import atomic_path
 from src.utils.cli import run_task
 from src.utils.errors import UserError
 
@@ -90,6 +90,26 @@ def _runner(fmt: str, path: Path):
     return lambda x: session.run(None, {"image": x})[0]
 
 
+def _largest_difference(model: nn.Module, run, sizes: list[int]) -> float:
+    """The largest difference between the exported model's probabilities and the checkpoint's, on random inputs
+    of the checked sizes (square and not)."""
+    generator = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for height in sizes:
+        for width in (sizes[0], height):
+            x = torch.randn(2, 1, height, width, generator=generator)
+            with torch.no_grad():
+                expected = model(x).numpy()
+            got = run(x.numpy())
+            if got.shape != expected.shape:
+                raise UserError(
+                    f"exported model gives shape {got.shape} for input {tuple(x.shape)}, "
+                    f"the checkpoint {expected.shape}; the export is not usable"
+                )
+            worst = max(worst, float(np.abs(got - expected).max()))
+    return worst
+
+
 def export(cfg: DictConfig) -> dict:
     logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # one line per merged weight otherwise
     if cfg.format not in SUFFIX:
@@ -102,36 +122,15 @@ def export(cfg: DictConfig) -> dict:
     model = InteriorProbability(module.net.float().eval()).eval()
     sizes = check_sizes(module.net, list(cfg.check_sides))
     example = torch.randn(2, 1, sizes[0], sizes[0])  # batch 2: a batch of 1 would be fixed in the graph
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
+    with atomic_path(path) as tmp:
         with torch.no_grad():
             if cfg.format == "torchscript":
                 _write_torchscript(model, example, tmp)
             else:
                 _write_onnx(model, example, tmp, cfg.opset)
-        run = _runner(cfg.format, tmp)
-        generator = torch.Generator().manual_seed(0)
-        worst = 0.0
-        for height in sizes:
-            for width in (sizes[0], height):
-                x = torch.randn(2, 1, height, width, generator=generator)
-                with torch.no_grad():
-                    expected = model(x).numpy()
-                got = run(x.numpy())
-                if got.shape != expected.shape:
-                    raise UserError(
-                        f"exported model gives shape {got.shape} for input {tuple(x.shape)}, "
-                        f"the checkpoint {expected.shape}; the export is not usable"
-                    )
-                worst = max(worst, float(np.abs(got - expected).max()))
+        worst = _largest_difference(model, _runner(cfg.format, tmp), sizes)
         if worst > cfg.tolerance:
             raise UserError(f"exported model differs from the checkpoint by {worst:.3g} (> tolerance={cfg.tolerance})")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        for extra in path.parent.glob(f".{path.name}.partial*"):  # side files some exporters write
-            extra.unlink(missing_ok=True)
     summary = {
         "path": str(path.resolve()),
         "format": cfg.format,

@@ -62,7 +62,9 @@ def train(cfg: DictConfig) -> float | None:
             log.info("augmented training crops: %s", figure)
 
     fitted = fit(cfg, trainer, module, datamodule)
-    tested = evaluate_best(trainer, module, datamodule) if cfg.test else {}  # loads the best weights into `module`
+    tested = (
+        evaluate_best(trainer, module, datamodule, fitted) if cfg.test else {}
+    )  # loads the best weights into `module`
     record = run_record(cfg, trainer, fitted, tested)
     if trainer.is_global_zero:
         if cfg.test:

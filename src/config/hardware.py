@@ -36,8 +36,9 @@ def cpu_description() -> str:
 
 
 def default_precision(device_type: str | None = None) -> str:
-    """``bf16-mixed`` where the hardware computes bf16 natively (recent GPUs; CPUs with the avx512_bf16 or amx_bf16 flag),
-    ``16-mixed`` on older GPUs at inference, else ``32``. ``device_type`` None: the device training would use."""
+    """``bf16-mixed`` where the hardware computes bf16 natively (recent GPUs; CPUs with the avx512_bf16 or
+    amx_bf16 flag), ``16-mixed`` on older GPUs at inference, else ``32``. ``device_type`` None: the device
+    training would use."""
     on_gpu = torch.cuda.is_available() if device_type is None else device_type == "cuda"
     if on_gpu:
         if torch.cuda.is_bf16_supported():

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 from lightning.pytorch.loggers import WandbLogger  # noqa: E402
 
 from src.metrics.isbi import segment_errors, thinned_segments, truth_segments  # noqa: E402
+from src.utils.atomic import atomic_path  # noqa: E402
 
 MERGE_COLOUR = (0.9, 0.1, 0.1)  # red: a proposed segment that covers parts of several true cells
 SPLIT_COLOUR = (0.1, 0.45, 1.0)  # blue: a true cell cut into several proposed segments
@@ -119,8 +120,9 @@ def augmentation_figure(dataset, path: str | Path, count: int = 8) -> Path:
 
 def _save(fig, path: Path) -> Path:
     """Save and close ``fig`` through a hidden temporary file renamed to ``path``: never a half-written PNG."""
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=80)
+    finally:
+        plt.close(fig)
     return path

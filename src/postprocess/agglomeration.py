@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from src.postprocess.instances import ConnectedComponents, SeededWatershed, _check_probability
+from src.postprocess.instances import ConnectedComponents, SeededWatershed, check_probability
 
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 
@@ -141,7 +141,7 @@ class Agglomeration:
 
     def contours(self, prob: np.ndarray) -> np.ndarray:
         """The contour map of one probability slice (float32, 1 inside regions, ``1 - level`` on borders)."""
-        prob = _check_probability(prob)
+        prob = check_probability(prob)
         return contour_map(self._regions(prob), 1.0 - prob)
 
     def cut(self, contours: np.ndarray) -> np.ndarray:

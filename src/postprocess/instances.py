@@ -27,7 +27,8 @@ _EIGHT = ndimage.generate_binary_structure(2, 2)
 MARKERS = ("maxima", "distance")
 
 
-def _check_probability(prob: np.ndarray) -> np.ndarray:
+def check_probability(prob: np.ndarray) -> np.ndarray:
+    """One ``(H, W)`` probability slice as float32, as every post-processing method takes it."""
     prob = np.asarray(prob, dtype=np.float32)
     if prob.ndim != 2:
         raise ValueError(f"post-processing takes one (H, W) probability slice, got shape {prob.shape}")
@@ -45,7 +46,7 @@ class ConnectedComponents:
             raise UserError(f"postprocess.threshold={self.threshold} must be in [0, 1)")
 
     def __call__(self, prob: np.ndarray) -> np.ndarray:
-        labels, _ = ndimage.label(_check_probability(prob) > self.threshold, structure=_FOUR)
+        labels, _ = ndimage.label(check_probability(prob) > self.threshold, structure=_FOUR)
         return labels.astype(np.int32)
 
 
@@ -80,7 +81,7 @@ class SeededWatershed:
             raise UserError(f"postprocess.threshold={self.threshold} must be in [0, 1)")
 
     def __call__(self, prob: np.ndarray) -> np.ndarray:
-        prob = _check_probability(prob)
+        prob = check_probability(prob)
         smooth = ndimage.gaussian_filter(prob, self.sigma) if self.sigma > 0 else prob
         if self.markers == "maxima":
             relief = smooth

@@ -51,7 +51,8 @@ def validate_final_weights(trainer: L.Trainer, module: L.LightningModule, datamo
 
 def fit(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule) -> dict:
     """``trainer.fit`` (resuming from ``cfg.ckpt_path``) when ``cfg.train``; returns what ``metrics.json`` records
-    of it: the fit's metrics and where it resumed from."""
+    of it: the fit's metrics, where it resumed from, and the best checkpoint with its score (read now: testing
+    from a checkpoint resets the checkpoint callback's record)."""
     resume_from = resume_path(cfg) if cfg.train else None
     if cfg.train:
         if resume_from:
@@ -60,25 +61,30 @@ def fit(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodu
         # weights_only: resuming runs no code from the checkpoint file either.
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
         validate_final_weights(trainer, module, datamodule)
-    return {"metrics": scalar_metrics(trainer.callback_metrics), "resumed_from": resume_from}
+    checkpoint = trainer.checkpoint_callback
+    best_score = checkpoint.best_model_score if checkpoint else None
+    return {
+        "metrics": scalar_metrics(trainer.callback_metrics),
+        "resumed_from": resume_from,
+        "best_checkpoint": (checkpoint.best_model_path if checkpoint else "") or None,
+        "best_score": float(best_score) if best_score is not None else None,
+    }
 
 
-def evaluate_best(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule) -> dict:
-    """Test the best checkpoint (the module's own weights if none was kept); loads those weights into ``module``."""
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+def evaluate_best(
+    trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule, fitted: dict
+) -> dict:
+    """Test the fit's best checkpoint (the module's own weights if none was kept), loading it into ``module``."""
+    trainer.test(module, datamodule=datamodule, ckpt_path=fitted["best_checkpoint"], weights_only=True)
     return scalar_metrics(trainer.callback_metrics)
 
 
 def run_record(cfg: DictConfig, trainer: L.Trainer, fitted: dict, tested: dict) -> dict:
     """What ``metrics.json`` holds of the fit and test: metrics, best checkpoint, steps, world size."""
-    checkpoint = trainer.checkpoint_callback
-    best = checkpoint.best_model_path if checkpoint else ""
-    best_score = checkpoint.best_model_score if checkpoint else None
-    value = float(best_score) if best_score is not None else fitted["metrics"].get(cfg.optimized_metric)
+    value = fitted["best_score"] if fitted["best_score"] is not None else fitted["metrics"].get(cfg.optimized_metric)
     return {
         "metrics": {**fitted["metrics"], **tested},
-        "best_checkpoint": best or None,
+        "best_checkpoint": fitted["best_checkpoint"],
         "optimized_metric": cfg.optimized_metric,
         "optimized_value": value,
         "epochs": trainer.current_epoch,

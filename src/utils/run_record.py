@@ -13,6 +13,7 @@ from rich import print as rich_print
 from rich.tree import Tree
 
 from src.config import PROJECT_ROOT
+from src.config.hardware import cpu_description
 from src.utils.atomic import write_json_atomic, write_text_atomic
 
 PACKAGES = (
@@ -62,7 +63,7 @@ def package_versions() -> dict[str, str]:
 
 
 def save_run_record(output_dir: str | Path, cfg: DictConfig) -> None:
-    """The resolved config and the run's provenance (git commit, package versions, machine)."""
+    """The resolved config and the run's provenance (git commit, package versions, machine and CPU)."""
     output_dir = Path(output_dir)
     write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     write_json_atomic(
@@ -72,6 +73,7 @@ def save_run_record(output_dir: str | Path, cfg: DictConfig) -> None:
             "packages": package_versions(),
             "machine": platform.platform(),
             "processor": platform.processor() or platform.machine(),
+            "cpu": cpu_description(),
         },
     )
 

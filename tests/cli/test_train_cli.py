@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from omegaconf import OmegaConf
 
 from src.config import PROJECT_ROOT
 from src.metrics.isbi import score_probabilities, score_segmentations
@@ -225,7 +226,7 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path):
 
 def test_paper_experiment_runs_a_few_steps_on_cpu(tmp_path):
     # The paper's structure (valid padding, SGD 0.99, batch 1, dropout) at a small width, on generated data.
-    _, metrics = _train_run(
+    run, metrics = _train_run(
         tmp_path,
         "experiment=isbi2012_paper",
         "data=synthetic",
@@ -237,6 +238,9 @@ def test_paper_experiment_runs_a_few_steps_on_cpu(tmp_path):
         "trainer.accelerator=cpu",
     )
     assert metrics["global_step"] == 1 and 0.0 <= metrics["metrics"]["test/vrand"] <= 1.0
+    ran = OmegaConf.load(run / "config.yaml")
+    assert (ran.model.padding, ran.model.dropout, ran.optimizer.momentum) == ("valid", 0.5, 0.99) and ran.loss.weighted
+    assert ran.data.weight_map.w0 == 10.0 and ran.data.augmentation.elastic_p == 1.0
 
 
 def test_weights_training_ends_with_are_validated(tmp_path):

@@ -95,8 +95,8 @@ def test_python_defaults_of_config_targets_agree_with_the_yaml(node):
     disagree = []
     for key in node:
         parameter = signature.parameters.get(key)
-        if key.startswith("_") or parameter is None or parameter.default is inspect.Parameter.empty:
-            continue
+        if key.startswith("_") or parameter is None or parameter.default in (inspect.Parameter.empty, None):
+            continue  # None: an optional argument left out, not a default value
         raw = node._get_node(key)
         if OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key) or isinstance(raw, DictConfig):
             continue

@@ -55,10 +55,11 @@ def test_final_weights_no_validation_saw_are_validated_kept_and_tested(tmp_path)
     fitted = fit(cfg, trainer, module, datamodule)
     assert fitted["resumed_from"] is None and trainer.global_step == 3
     assert Path(checkpoint.best_model_path) == tmp_path / "final_step_000003.ckpt"
-    assert checkpoint.best_model_score is not None
-    tested = evaluate_best(trainer, module, datamodule)
+    best_score = float(checkpoint.best_model_score)
+    assert best_score == pytest.approx(fitted["metrics"]["val/vrand"])
+    tested = evaluate_best(trainer, module, datamodule, fitted)
     record = run_record(cfg, trainer, fitted, tested)
-    assert record["optimized_value"] == pytest.approx(float(checkpoint.best_model_score))
-    assert record["best_checkpoint"] == checkpoint.best_model_path and record["global_step"] == 3
+    assert record["optimized_value"] == pytest.approx(best_score)
+    assert record["best_checkpoint"] == str(tmp_path / "final_step_000003.ckpt") and record["global_step"] == 3
     assert "test/vrand" in record["metrics"] and "val/vrand" in record["metrics"]
     json.dumps(record)  # what metrics.json holds is plain data

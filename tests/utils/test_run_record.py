@@ -4,6 +4,7 @@ import json
 
 from omegaconf import OmegaConf
 
+from src.config.hardware import cpu_description
 from src.utils.run_record import git_commit, save_run_record
 
 
@@ -15,3 +16,4 @@ def test_the_record_holds_the_resolved_config_the_commit_and_the_packages(tmp_pa
     assert info["git_commit"] == git_commit()
     assert info["git_commit"] is None or len(info["git_commit"].removesuffix("-dirty")) == 40
     assert {"python", "torch", "lightning", "hydra-core"} <= set(info["packages"])
+    assert info["cpu"] == cpu_description()
