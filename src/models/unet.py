@@ -69,7 +69,8 @@ def concat_channels(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     slow path, several times slower than concatenating their NHWC views along the last dimension (docs/speed.md).
     The result is channels-last, as the convolution after it wants.
     """
-    if first.stride(1) == 1 and second.stride(1) == 1 and first.shape[1] > 1 and second.shape[1] > 1:
+    channels_last = first.stride(1) == 1 and second.stride(1) == 1 and first.shape[1] > 1 and second.shape[1] > 1
+    if first.device.type == "cpu" and channels_last:  # the slow path is the CPU's
         return torch.cat([first.permute(0, 2, 3, 1), second.permute(0, 2, 3, 1)], dim=3).permute(0, 3, 1, 2)
     return torch.cat([first, second], dim=1)
 
@@ -80,7 +81,7 @@ class UpConvolution(nn.ConvTranspose2d):
 
     With a 2x2 kernel and stride 2 every input pixel makes its own 2x2 block of output pixels, so the layer is one
     matrix product: the (N*H*W, in) rows of the input's NHWC view times the weight as an (in, 2*2*out) matrix,
-    then each row's 2x2 block moved into place. When a gradient is needed that is what runs: on CPUs (oneDNN)
+    then each row's 2x2 block moved into place. When a gradient is needed on a CPU that is what runs: there (oneDNN)
     the transposed convolution's backward pass is slow, and a matrix product's is two more matrix products
     (about twice as fast in all; docs/speed.md). Without a gradient (inference) moving the blocks costs more
     than the transposed convolution's own forward pass, which runs then.
@@ -91,8 +92,8 @@ class UpConvolution(nn.ConvTranspose2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         training = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
-        if not training or x.dim() != 4 or x.stride(1) != 1:
-            return super().forward(x)
+        if not training or x.device.type != "cpu" or x.dim() != 4 or x.stride(1) != 1:
+            return super().forward(x)  # the matrix product pays only for the CPU's slow backward pass
         n, _, height, width = x.shape
         out = self.out_channels
         rows = x.permute(0, 2, 3, 1).reshape(n * height * width, self.in_channels)
