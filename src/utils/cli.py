@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import difflib
 import functools
 import logging
 import os
+import re
 import shutil
 import sys
 import traceback
@@ -19,7 +22,7 @@ from hydra.errors import HydraException, InstantiationException
 from hydra.types import RunMode
 from omegaconf.errors import OmegaConfBaseException
 
-from src.config import PROJECT_ROOT, setup
+from src.config import PROJECT_ROOT, schemas, setup
 from src.utils.allocator import reuse_freed_memory
 from src.utils.ddp_jobs import child_command_line, is_rank_zero_process, job_scope, parent_job
 from src.utils.errors import UserError
@@ -44,6 +47,23 @@ def one_line(exc: BaseException) -> str:
     if isinstance(cause, USER_ERRORS) and str(cause) not in " ".join(parts):
         parts.append(one_line(cause))
     return " ".join(parts) or type(exc).__name__
+
+
+_UNKNOWN_KEY = re.compile(r"Could not override '(?P<full>[^']+)'.*Key '(?P<key>[^']+)' not in '(?P<schema>\w+)'")
+_APPEND_HINT = re.compile(r" To append to your config use \+\S+")
+
+
+def suggest_keys(message: str) -> str:
+    """A misspelt key's message with Hydra's hint to append it (``+key=``) replaced by the closest valid keys."""
+    found = _UNKNOWN_KEY.search(message)
+    schema = getattr(schemas, found["schema"], None) if found else None
+    if schema is None or not dataclasses.is_dataclass(schema):
+        return message
+    prefix = found["full"][: -len(found["key"])]
+    fields = [f.name for f in dataclasses.fields(schema) if not f.name.startswith("_")]
+    close = difflib.get_close_matches(found["key"], fields, n=3, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(prefix + name for name in close)}?)" if close else ""
+    return _APPEND_HINT.sub("", message) + hint
 
 
 def is_user_error(exc: BaseException) -> bool:
@@ -84,7 +104,7 @@ def _remove_if_empty_run_dir(task_name: str) -> None:
 
 
 def fail(exc: BaseException, task_name: str | None = None) -> None:
-    print(f"error: {one_line(exc)}", file=sys.stderr)
+    print(f"error: {suggest_keys(one_line(exc))}", file=sys.stderr)
     if task_name and is_rank_zero_process():  # the folder is rank zero's; a DDP child never removes it
         _remove_if_empty_run_dir(task_name)
     sys.exit(2)

@@ -131,6 +131,7 @@ def test_config_typo_exits_with_one_line(tmp_path):
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "model.dept" in lines[0], result.stderr
+    assert lines[0].endswith("(did you mean model.depth?)") and "+model.dept" not in lines[0]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "train").exists()
 

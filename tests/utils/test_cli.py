@@ -2,7 +2,7 @@
 
 from hydra.errors import InstantiationException
 
-from src.utils.cli import is_user_error, one_line
+from src.utils.cli import is_user_error, one_line, suggest_keys
 from src.utils.errors import UserError
 
 
@@ -23,3 +23,15 @@ def test_a_rejected_target_names_its_reason_and_the_target():
     except InstantiationException as error:
         assert is_user_error(error)
         assert one_line(error) == "data.crop_size=0 must be positive (while building src.data.datamodule.EMDataModule)"
+
+
+def test_a_misspelt_key_gets_the_closest_keys_of_its_schema_instead_of_the_append_hint():
+    message = (
+        "Could not override 'model.dept'. To append to your config use +model.dept=5 Key 'dept' not in 'UNetSchema'"
+    )
+    assert suggest_keys(message) == (
+        "Could not override 'model.dept'. Key 'dept' not in 'UNetSchema' (did you mean model.depth?)"
+    )
+    far = "Could not override 'zzz'. To append to your config use +zzz=1 Key 'zzz' not in 'TrainSchema'"
+    assert suggest_keys(far) == "Could not override 'zzz'. Key 'zzz' not in 'TrainSchema'"
+    assert suggest_keys("data.crop_size=0 must be positive") == "data.crop_size=0 must be positive"
