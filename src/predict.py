@@ -28,6 +28,7 @@ from src.data.tiff import StackReader, StackWriter
 from src.inference.tiling import TiledPredictor
 from src.inference.tta import tta_transforms
 from src.models.checkpoint import load_module
+from src.postprocess.instances import cells_and_contours
 from src.utils.cli import run_task
 from src.utils.errors import UserError
 
@@ -114,12 +115,11 @@ def predict(cfg: DictConfig) -> dict:
                         writers["prob"].write(np.round(prob * 255).astype(np.uint8))
                     else:
                         writers["prob"].write(prob.astype(np.float32))
-                    if "contours" in writers:
-                        contours = postprocess.contours(prob)
-                        writers["contours"].write(contours)
-                        writers["cells"].write(postprocess.cut(contours).astype(np.uint32))
-                    elif postprocess is not None:
-                        writers["cells"].write(postprocess(prob).astype(np.uint32))
+                    if postprocess is not None:
+                        cells, contours = cells_and_contours(postprocess, prob)
+                        writers["cells"].write(cells.astype(np.uint32))
+                        if contours is not None:
+                            writers["contours"].write(contours)
                     bar.advance(slices)
         except BaseException:
             for writer in writers.values():

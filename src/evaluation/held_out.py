@@ -15,7 +15,7 @@ from src.data.tiff import StackWriter
 from src.inference.tta import tta_mean
 from src.metrics.isbi import score_probabilities, score_segmentations
 from src.models.module import SegmentationModule
-from src.postprocess.instances import postprocess_stack
+from src.postprocess.instances import cells_and_contours
 
 SWEEP_KEYS = ("vrand", "vinfo", "threshold", "vinfo_threshold")
 
@@ -57,11 +57,9 @@ def stacked(outputs: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarra
 
 def cells_of(method: Any, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Labelled cells of a probability stack by a post-processing ``method``, and its contour map where it
-    has one (:class:`~src.postprocess.agglomeration.Agglomeration`: the cells are that map cut)."""
-    if hasattr(method, "contours"):
-        contours = np.stack([method.contours(prob) for prob in probs])
-        return np.stack([method.cut(contour) for contour in contours]), contours
-    return postprocess_stack(method, probs), None
+    has one (:func:`~src.postprocess.instances.cells_and_contours`, slice by slice)."""
+    cells, contours = zip(*(cells_and_contours(method, prob) for prob in probs), strict=True)
+    return np.stack(cells), (None if contours[0] is None else np.stack(contours))
 
 
 def score_method(method: Any, probs: np.ndarray, labels: np.ndarray, ids: Sequence[int]) -> dict:

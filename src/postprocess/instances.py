@@ -95,6 +95,15 @@ class SeededWatershed:
         return labels.astype(np.int32)
 
 
+def cells_and_contours(method, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labelled cells of one probability slice by ``method``, and its contour map where it has one
+    (:class:`~src.postprocess.agglomeration.Agglomeration`: the cells are that map cut)."""
+    if hasattr(method, "contours"):
+        contours = method.contours(prob)
+        return method.cut(contours), contours
+    return method(prob), None
+
+
 def postprocess_stack(method, probs: np.ndarray) -> np.ndarray:
     """Apply ``method`` to every slice of an ``(N, H, W)`` probability stack."""
     return np.stack([method(prob) for prob in probs])
