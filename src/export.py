@@ -11,111 +11,39 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
+import sys
 from pathlib import Path
 
-import numpy as np
-import torch
 from omegaconf import DictConfig
-from torch import nn
 
-from src.models.checkpoint import load_module
-from src.models.unet import UNet
-from src.utils.atomic import atomic_path
 from src.utils.cli import run_task
 from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
-SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
-
-
-class InteriorProbability(nn.Module):
-    """The network followed by the softmax, keeping the cell-interior channel."""
-
-    def __init__(self, net: UNet) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.net(image).softmax(dim=1)[:, 1:2]
-
-
-def check_sizes(net: UNet, sides: list[int]) -> list[int]:
-    """Per requested side, the smallest input whose output is at least that side (same padding: a multiple of
-    ``2**depth`` at or above it)."""
-    return sorted({net.valid_input_size(side) for side in sides})
-
-
-def _write_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace(model, example, check_trace=False)
-    traced.save(str(path))
-
-
-def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
-    try:
-        import onnxscript  # noqa: F401  (the exporter needs it)
-    except ImportError:
-        raise UserError("format=onnx needs the export extra: pip install -e '.[export]'") from None
-    dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
-    program = torch.onnx.export(
-        model,
-        (example,),
-        dynamo=True,
-        opset_version=opset,
-        input_names=["image"],
-        output_names=["interior"],
-        dynamic_shapes={"image": dims},
-        verbose=False,
-    )
-    program.save(str(path))
-
-
-def _runner(fmt: str, path: Path):
-    if fmt == "torchscript":
-        loaded = torch.jit.load(str(path))
-
-        def run(x: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
-                return loaded(torch.from_numpy(x)).numpy()
-
-        return run
-    try:
-        import onnxruntime
-    except ImportError:
-        raise UserError("checking the ONNX file needs onnxruntime: pip install -e '.[export]'") from None
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda x: session.run(None, {"image": x})[0]
-
-
-def _largest_difference(model: nn.Module, run, sizes: list[int]) -> float:
-    """The largest difference between the exported model's probabilities and the checkpoint's, on random inputs
-    of the checked sizes (square and not)."""
-    generator = torch.Generator().manual_seed(0)
-    worst = 0.0
-    for height in sizes:
-        for width in (sizes[0], height):
-            x = torch.randn(2, 1, height, width, generator=generator)
-            with torch.no_grad():
-                expected = model(x).numpy()
-            got = run(x.numpy())
-            if got.shape != expected.shape:
-                raise UserError(
-                    f"exported model gives shape {got.shape} for input {tuple(x.shape)}, "
-                    f"the checkpoint {expected.shape}; the export is not usable"
-                )
-            worst = max(worst, float(np.abs(got - expected).max()))
-    return worst
-
 
 def export(cfg: DictConfig) -> dict:
+    # Imported once the config is composed: a bad key fails in about a second (docs/speed.md).
+    import torch
+
+    from src.models.checkpoint import load_module
+    from src.models.exported import (
+        SUFFIX,
+        InteriorProbability,
+        check_sizes,
+        largest_difference,
+        runner,
+        write_onnx,
+        write_torchscript,
+    )
+    from src.utils.atomic import atomic_path
+
     logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # one line per merged weight otherwise
     if cfg.format not in SUFFIX:
         raise UserError(f"format={cfg.format} is not one of {', '.join(SUFFIX)}")
     ckpt = Path(cfg.ckpt_path)
-    path = Path(cfg.output) if cfg.output else ckpt.with_suffix(SUFFIX[cfg.format])
+    # Default: beside the checkpoint, named for it and the network, e.g. checkpoints/last-unet.onnx.
+    path = Path(cfg.output) if cfg.output else ckpt.with_name(f"{ckpt.stem}-unet{SUFFIX[cfg.format]}")
     if path.exists() and not cfg.overwrite:
         raise UserError(f"{path} exists; choose another output= or pass overwrite=true")
     module = load_module(ckpt)
@@ -125,10 +53,10 @@ def export(cfg: DictConfig) -> dict:
     with atomic_path(path) as tmp:
         with torch.no_grad():
             if cfg.format == "torchscript":
-                _write_torchscript(model, example, tmp)
+                write_torchscript(model, example, tmp)
             else:
-                _write_onnx(model, example, tmp, cfg.opset)
-        worst = _largest_difference(model, _runner(cfg.format, tmp), sizes)
+                write_onnx(model, example, tmp, cfg.opset)
+        worst = largest_difference(model, runner(cfg.format, tmp), sizes)
         if worst > cfg.tolerance:
             raise UserError(f"exported model differs from the checkpoint by {worst:.3g} (> tolerance={cfg.tolerance})")
     summary = {
@@ -140,6 +68,8 @@ def export(cfg: DictConfig) -> dict:
         "max_abs_diff": worst,
     }
     print(json.dumps(summary, indent=2))
+    where = "" if cfg.output else " (beside the checkpoint; output=PATH writes elsewhere)"
+    print(f"exported {cfg.format} model: {summary['path']}{where}", file=sys.stderr)
     return summary
 
 

@@ -1,4 +1,5 @@
-"""Train a U-Net: ``python -m src.train [overrides]``; fits, then tests the best checkpoint on held-out slices.
+"""Train a U-Net: ``python -m src.train [overrides]``; fits, then predicts the held-out slices with the best
+weights by the inference recipe, scores them and ends with one headline line (also in metrics.json, report.md).
 
 Returns (for Hydra sweepers) the value of ``optimized_metric`` for the best checkpoint.
 """
@@ -8,38 +9,58 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.evaluation.figures import augmentation_figure
-from src.evaluation.held_out import held_out_evaluation
-from src.inference.tta import tta_transforms
-from src.training.build import build_module, build_trainer, instantiate_group
-from src.training.fit import evaluate_best, fit, run_record
-from src.utils.atomic import write_json_atomic
 from src.utils.cli import run_task
-from src.utils.run_record import print_config_tree, save_run_record
 
+# Torch, Lightning and our modules are imported inside the functions, once the config is composed: a bad key
+# then fails in about a second instead of after several seconds of imports (docs/speed.md).
 log = logging.getLogger(__name__)
 
 
-def _log_held_out(held_out: dict, slices: list[int], output_dir: Path) -> None:
-    parts = [f"threshold V_rand {held_out['threshold']['vrand']:.4f} V_info {held_out['threshold']['vinfo']:.4f}"]
-    if "contours" in held_out:
-        parts.append("contour map V_rand {vrand:.4f} V_info {vinfo:.4f}".format(**held_out["contours"]))
-    if "postprocess" in held_out:
-        parts.append("{method} V_rand {vrand:.4f} V_info {vinfo:.4f}".format(**held_out["postprocess"]))
-    log.info(
-        "held-out slices %s (TTA %s): %s; written to %s",
-        slices,
-        held_out["tta"],
-        "; ".join(parts),
-        output_dir / "predictions",
+def _log_held_out(held_out: dict, output_dir: Path) -> None:
+    from src.inference.recipe import describe
+
+    parts = [f"{held_out['threshold']['what']}: V_rand {held_out['threshold']['vrand']:.4f}"]
+    for key in ("contours", "postprocess"):
+        if key in held_out:
+            parts.append(f"{held_out[key]['what']}: V_rand {held_out[key]['vrand']:.4f}")
+    log.info("held-out slices %s by %s", held_out["slices"], describe(held_out["recipe"]))
+    log.info("scores: %s; stacks in %s", "; ".join(parts), output_dir / "predictions")
+
+
+def _test(module, datamodule, trainer, output_dir: Path, record: dict) -> None:
+    """The held-out evaluation by the module's inference recipe: its scores in ``record``, report.md beside."""
+    from src.evaluation.held_out import held_out_evaluation
+    from src.evaluation.report import markdown_report
+    from src.utils.atomic import write_text_atomic
+
+    ids = datamodule.splits["test"]
+    held_out = held_out_evaluation(
+        module,
+        datamodule.subset("test"),
+        trainer,
+        module.hparams.inference,
+        output_dir,
+        images=datamodule.images_as_read[ids],
     )
+    record["headline"] = held_out["headline"]
+    record["held_out"] = held_out
+    _log_held_out(held_out, output_dir)
+    report = markdown_report(held_out, checkpoint=record["best_checkpoint"] or "the final weights (none kept)")
+    write_text_atomic(output_dir / "report.md", report)
 
 
 def train(cfg: DictConfig) -> float | None:
     import lightning as L
+    from hydra.utils import instantiate
+
+    from src.evaluation.figures import augmentation_figure
+    from src.evaluation.held_out import headline_line
+    from src.training.build import build_module, build_trainer, instantiate_group
+    from src.training.fit import evaluate_best, fit, run_record
+    from src.utils.atomic import write_json_atomic
+    from src.utils.run_record import print_config_tree, save_run_record
 
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -68,14 +89,11 @@ def train(cfg: DictConfig) -> float | None:
     record = run_record(cfg, trainer, fitted, tested)
     if trainer.is_global_zero:
         if cfg.test:
-            method = instantiate(cfg.postprocess) if cfg.get("postprocess") else None
-            test_slices = datamodule.subset("test")
-            tta = tta_transforms(cfg.test_tta, "test_tta")
-            record["held_out"] = held_out_evaluation(module, test_slices, trainer, method, tta, output_dir)
-            record["test_per_slice"] = getattr(module, "test_report", {}).get("per_slice", [])
-            _log_held_out(record["held_out"], datamodule.splits["test"], output_dir)
+            _test(module, datamodule, trainer, output_dir, record)
         write_json_atomic(output_dir / "metrics.json", record)
         log.info("world size %d; outputs in %s", trainer.world_size, output_dir)
+        if "headline" in record:
+            log.info(headline_line(record["headline"]))
     for logger in trainer.loggers:
         logger.finalize("success")
     return record["optimized_value"]

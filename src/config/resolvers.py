@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from src.config import PROJECT_ROOT
+from src.config.help import task_help
 
 
 def wandb_offline() -> bool:
@@ -41,6 +42,7 @@ def register_resolvers() -> None:
         "default_workers": _hardware("default_workers"),
         "cuda_available": _hardware("cuda_available"),
         "wandb_offline": wandb_offline,
+        "task_help": task_help,
     }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -110,6 +110,33 @@ class TrainerSchema:
 
 
 @dataclass
+class InferenceSchema:
+    """The inference recipe (conf/inference/default.yaml); src.predict and src.eval take the same keys, null
+    meaning the checkpoint's."""
+
+    tile_size: int = MISSING
+    overlap: float = MISSING
+    stitching: str = MISSING
+    sigma_scale: float = MISSING
+    halo: int = MISSING
+    tta: Any = MISSING
+    scored: str = MISSING
+
+
+@dataclass
+class RecipeOverrides:
+    """src.predict's and src.eval's recipe keys (conf/inference/checkpoint.yaml): null = the checkpoint's."""
+
+    tile_size: int | None = MISSING
+    overlap: float | None = MISSING
+    stitching: str | None = MISSING
+    sigma_scale: float | None = MISSING
+    halo: int | None = MISSING
+    tta: Any = MISSING
+    scored: str | None = MISSING
+
+
+@dataclass
 class TaskSchema:
     """What every task's entry config has."""
 
@@ -124,7 +151,6 @@ class TrainSchema(TaskSchema):
     ckpt_path: str | None = MISSING
     train: bool = MISSING
     test: bool = MISSING
-    test_tta: Any = MISSING
     channels_last: bool = MISSING
     compile: bool = MISSING
     reuse_freed_memory: bool = MISSING
@@ -137,23 +163,23 @@ class TrainSchema(TaskSchema):
     scheduler: Any = None
     loss: Any = None
     postprocess: Any = None
+    inference: InferenceSchema = field(default_factory=InferenceSchema)
     trainer: Any = MISSING
     logger: Any = None
     callbacks: Any = None
 
 
 @dataclass
-class EvalSchema(TaskSchema):
+class EvalSchema(RecipeOverrides, TaskSchema):
     tags: list[str] = MISSING
     seed: int | None = MISSING
     ckpt_path: str = MISSING
     figure_slices: int = MISSING
-    tta: Any = MISSING
     reuse_freed_memory: bool = MISSING
     data: Any = MISSING
     trainer: Any = MISSING
-    logger: Any = None
     postprocess: Any = None
+    compare: Any = None
 
 
 @dataclass
@@ -173,19 +199,13 @@ class ScoreSchema(TaskSchema):
 
 
 @dataclass
-class PredictSchema(TaskSchema):
+class PredictSchema(RecipeOverrides, TaskSchema):
     ckpt_path: str = MISSING
     input: str = MISSING
     output: str = MISSING
     slices: Any = MISSING
-    tile_size: int = MISSING
-    overlap: float = MISSING
-    stitching: str = MISSING
-    sigma_scale: float = MISSING
-    halo: int = MISSING
     batch_size: int = MISSING
     queue_megapixels: float = MISSING
-    tta: Any = MISSING
     device: str = MISSING
     precision: str = MISSING
     channels_last: bool = MISSING

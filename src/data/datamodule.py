@@ -103,6 +103,7 @@ class EMDataModule(L.LightningDataModule):
             raise UserError("no slices are left for training; lower data.num_folds or unset data.val_fold")
         self.splits = {"train": train, "val": val, "test": test}
         self.images = normalize_slices(images)
+        self.images_as_read = images  # what a user would give src.predict (the held-out input is written too)
         self.labels = labels
         self.train_labels = widen_membranes(labels[train], self.membrane_widening)
         if self.weight_map is not None:

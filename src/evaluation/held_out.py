@@ -1,5 +1,5 @@
-"""The held-out evaluation that training and ``src.eval`` both run: predict whole slices (with test-time
-augmentation), turn the probability into cells, score both by the ISBI 2012 protocol, write the stacks."""
+"""The held-out evaluation that training and ``src.eval`` both run: predict the slices by the inference recipe,
+turn the probability into cells, score every output by the ISBI 2012 protocol, write the stacks and the headline."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-import torch
+from hydra.utils import instantiate
 
 from src.data.tiff import StackWriter
-from src.inference.tta import tta_mean
+from src.inference.recipe import slice_predictor
 from src.metrics.isbi import score_probabilities, score_segmentations
 from src.models.module import SegmentationModule
 from src.postprocess.instances import cells_and_contours
@@ -21,29 +21,24 @@ SWEEP_KEYS = ("vrand", "vinfo", "threshold", "vinfo_threshold")
 
 
 def predict_slices(
-    module: SegmentationModule, dataset, trainer: L.Trainer, tta: Sequence[int] = (0,)
+    module: SegmentationModule, dataset, trainer: L.Trainer, recipe: dict
 ) -> list[dict[str, np.ndarray]]:
-    """Interior probability of every slice of ``dataset``, at the trainer's precision.
-
-    ``tta`` lists the dihedral transforms (0 = identity, 0..7 all flips/rotations) whose probabilities are
-    averaged, each mapped back to the slice's orientation.
-    """
+    """Interior probability of every slice of ``dataset`` as the inference ``recipe`` predicts it (whole slices or
+    tiles, test-time augmentation; :func:`~src.inference.recipe.slice_predictor`), at the trainer's precision."""
     device = next(module.parameters()).device
-    module.eval()
-    outputs = []
-    with torch.inference_mode(), trainer.precision_plugin.forward_context():
-        for item in dataset:
-            image = item["image"][None].to(device)
-            prob = tta_mean(image, tta, lambda x, _: module.interior_probability(x))[0]
-            outputs.append(
-                {
-                    "image": item["image"][0].numpy(),
-                    "label": item["label"].numpy(),
-                    "prob": prob.float().cpu().numpy(),
-                    "slice": int(item["slice"]),
-                }
-            )
-    return outputs
+    predictor = slice_predictor(module, recipe, device, autocast_dtype=None)
+    items = list(dataset)
+    with trainer.precision_plugin.forward_context():
+        probs = list(predictor.predict_many(item["image"][0].numpy() for item in items))
+    return [
+        {
+            "image": item["image"][0].numpy(),
+            "label": item["label"].numpy(),
+            "prob": prob,
+            "slice": int(item["slice"]),
+        }
+        for item, prob in zip(items, probs, strict=True)
+    ]
 
 
 def stacked(outputs: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -62,6 +57,10 @@ def cells_of(method: Any, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray | N
     return np.stack(cells), (None if contours[0] is None else np.stack(contours))
 
 
+def method_name(config: dict) -> str:
+    return config["_target_"].rsplit(".", 1)[-1]
+
+
 def score_method(method: Any, probs: np.ndarray, labels: np.ndarray, ids: Sequence[int]) -> dict:
     """The cells of ``method`` scored by the protocol (no sweep), with the sweep of its contour map if any."""
     cells, contours = cells_of(method, probs)
@@ -72,67 +71,123 @@ def score_method(method: Any, probs: np.ndarray, labels: np.ndarray, ids: Sequen
     return result
 
 
-def write_held_out(
-    output_dir: Path,
-    probs: np.ndarray,
-    labels: np.ndarray,
-    cells: np.ndarray | None,
-    contours: np.ndarray | None = None,
-) -> dict:
-    """Write the held-out slices' interior probability, labelled cells and ground truth as TIFF stacks.
+def write_held_out(output_dir: Path, stacks: dict[str, np.ndarray]) -> dict:
+    """Write the held-out stacks to ``output_dir/predictions/`` as TIFF, each through a temporary name, so a file
+    that exists is complete; their paths relative to ``output_dir``.
 
-    Files go to ``output_dir/predictions/`` (``test_probability.tif`` float32, ``test_cells.tif`` uint32 with
-    0 = border, ``test_labels.tif`` uint8 0 = membrane / 255 = interior, and with a post-processing that has
-    one, ``test_contours.tif`` float32, its contour map), each through a temporary name, so a file that exists
-    is complete. Returns their paths relative to ``output_dir``.
+    ``test_images.tif`` (the input slices as read), ``test_probability.tif`` (float32 interior probability),
+    ``test_cells.tif`` (uint32, 0 = border), ``test_contours.tif`` (float32 contour map of a post-processing that
+    has one) and ``test_labels.tif`` (uint8, 0 = membrane, 255 = interior).
     """
     folder = output_dir / "predictions"
     folder.mkdir(parents=True, exist_ok=True)
-    stacks = {
-        "test_probability.tif": probs.astype(np.float32),
-        "test_labels.tif": (labels > 0).astype(np.uint8) * 255,
-    }
-    if cells is not None:
-        stacks["test_cells.tif"] = cells.astype(np.uint32)
-    if contours is not None:
-        stacks["test_contours.tif"] = contours.astype(np.float32)
     written = {}
     for name, stack in stacks.items():
-        with StackWriter(folder / name) as writer:
+        with StackWriter(folder / f"test_{name}.tif") as writer:
             for page in stack:
                 writer.write(page)
-            written[name] = str(writer.commit().relative_to(output_dir))
+            written[f"test_{name}.tif"] = str(writer.commit().relative_to(output_dir))
     return written
+
+
+def _compared(methods: dict[str, dict], probs: np.ndarray, labels: np.ndarray, ids: Sequence[int]) -> dict:
+    """Other post-processing methods' cells (and contour-map sweeps), scored beside the recipe's."""
+    results = {}
+    for name, config in methods.items():
+        params = {k: v for k, v in config.items() if k != "_target_"}
+        scores = score_method(instantiate(config), probs, labels, ids)
+        results[name] = {
+            "what": f"cells of {method_name(config)} ({', '.join(f'{k}={v}' for k, v in params.items())}), no sweep",
+            "params": params,
+            **{k: v for k, v in scores.items() if k not in ("cells", "contour_map")},
+        }
+    return results
 
 
 def held_out_evaluation(
     module: SegmentationModule,
     dataset,
     trainer: L.Trainer,
-    method: Any,
-    tta: Sequence[int],
+    recipe: dict,
     output_dir: Path,
+    images: np.ndarray | None = None,
+    compare: dict[str, dict] | None = None,
 ) -> dict:
-    """Predict the held-out ``dataset`` (with ``tta``), post-process it by ``method`` (or None), score both and
-    write them (:func:`write_held_out`).
+    """Predict the held-out ``dataset`` by the inference ``recipe``, then :func:`score_held_out`."""
+    outputs = predict_slices(module, dataset, trainer, recipe)
+    return score_held_out(outputs, recipe, output_dir, images, compare)
 
-    Returns the threshold sweep's scores, the post-processed cells' scores (and, for a method with a contour
-    map, the sweep of that map) and the files written.
+
+def score_held_out(
+    outputs: list[dict[str, np.ndarray]],
+    recipe: dict,
+    output_dir: Path,
+    images: np.ndarray | None = None,
+    compare: dict[str, dict] | None = None,
+) -> dict:
+    """Post-process the predicted held-out slices by the ``recipe``, score every output by the ISBI 2012 protocol
+    and write the stacks (:func:`write_held_out`; ``images``: the input slices as read).
+
+    Returns the ``headline`` (the recipe's scored output) and every other score labelled with what it is: the
+    probability's threshold sweep, the contour map's sweep, the cells at the method's fixed cut, and the
+    ``compare`` methods' cells.
     """
-    probs, labels, ids = stacked(predict_slices(module, dataset, trainer, tta))
+    probs, labels, ids = stacked(outputs)
     sweep = score_probabilities(probs, labels, slice_ids=ids, workers=0)
-    result: dict = {"tta": list(tta), "threshold": {k: sweep[k] for k in SWEEP_KEYS}}
-    cells = contours = None
-    if method is not None:
-        scores = score_method(method, probs, labels, ids)
-        cells, contours = scores["cells"], scores["contour_map"]
+    result: dict = {
+        "recipe": recipe,
+        "slices": ids,
+        "tta": recipe["tta"],
+        "threshold": {"what": "interior probability, best of the threshold sweep (ISBI 2012 protocol)", **sweep},
+    }
+    stacks = {} if images is None else {"images": images}
+    stacks["probability"] = probs.astype(np.float32)
+    if recipe["postprocess"]:
+        name = method_name(recipe["postprocess"])
+        scores = score_method(instantiate(recipe["postprocess"]), probs, labels, ids)
+        stacks["cells"] = scores["cells"].astype(np.uint32)
         if "contours" in scores:
-            result["contours"] = scores["contours"]
+            stacks["contours"] = scores["contour_map"].astype(np.float32)
+            result["contours"] = {"what": f"contour map of {name}, best of the threshold sweep", **scores["contours"]}
         result["postprocess"] = {
-            "method": type(method).__name__,
-            "vrand": scores["vrand"],
-            "vinfo": scores["vinfo"],
-            "per_slice": scores["per_slice"],
+            "what": f"cells of {name} at its fixed cut (no sweep)",
+            "method": name,
+            **{k: scores[k] for k in ("vrand", "vinfo", "pixel_error", "per_slice")},
         }
-    result["files"] = write_held_out(output_dir, probs, labels, cells, contours)
+    compare = {name: config for name, config in (compare or {}).items() if config != recipe["postprocess"]}
+    if compare:
+        result["compared"] = _compared(compare, probs, labels, ids)
+    stacks["labels"] = (labels > 0).astype(np.uint8) * 255
+    result["files"] = write_held_out(output_dir, stacks)
+    result["headline"] = headline_of(result)
     return result
+
+
+SCORED_SECTION = {"probability": "threshold", "contours": "contours", "cells": "postprocess"}
+
+
+def headline_of(result: dict) -> dict:
+    """The one score of a held-out evaluation: the recipe's scored output, its file, slices, V_rand and V_info."""
+    scored = result["recipe"]["scored"]
+    section = result[SCORED_SECTION[scored]]
+    headline = {
+        "scored": scored,
+        "what": section["what"],
+        "prediction": result["files"][f"test_{'probability' if scored == 'probability' else scored}.tif"],
+        "slices": result["slices"],
+        "vrand": section["vrand"],
+        "vinfo": section["vinfo"],
+    }
+    if "threshold" in section:
+        headline.update(threshold=section["threshold"], vinfo_threshold=section["vinfo_threshold"])
+    return headline
+
+
+def headline_line(headline: dict) -> str:
+    """The headline as the one line a task ends with."""
+    slices = headline["slices"]
+    span = f"{slices[0]}-{slices[-1]}" if slices == list(range(slices[0], slices[-1] + 1)) else str(slices)
+    return (
+        f"headline: {headline['what']} ({headline['prediction']}), held-out slices {span}: "
+        f"V_rand {headline['vrand']:.4f}, V_info {headline['vinfo']:.4f}"
+    )

@@ -1,8 +1,13 @@
-"""The evaluation report in markdown: headline scores, post-processing, the threshold sweep, each slice."""
+"""The held-out report in markdown (report.md of src.train and src.eval): the headline, every scored output,
+the threshold sweep, each slice."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from src.inference.recipe import describe
+
+SECTIONS = ("threshold", "contours", "postprocess")  # probability sweep, contour-map sweep, cells at a fixed cut
 
 
 def _f(value: Any, digits: int = 4) -> str:
@@ -14,75 +19,67 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
+def _row(what: str, section: dict, swept: bool) -> list[str]:
+    cut = f"{_f(section['threshold'], 2)} / {_f(section['vinfo_threshold'], 2)}" if swept else "–"
+    return [what, _f(section["vrand"]), _f(section["vinfo"]), cut, _f(section.get("pixel_error"))]
+
+
 def _scores(result: dict) -> list[str]:
-    thresholds = f"{_f(result['threshold'], 1)} / {_f(result['vinfo_threshold'], 1)}"
-    methods = [
-        [
-            "threshold sweep (challenge protocol)",
-            _f(result["vrand"]),
-            _f(result["vinfo"]),
-            thresholds,
-            _f(result["pixel_error"]),
-        ]
-    ]
-    for name, scores in result.get("postprocess", {}).items():
-        methods.append(
-            [
-                f"{name} ({scores['description']})",
-                _f(scores["vrand"]),
-                _f(scores["vinfo"]),
-                "–",
-                _f(scores["pixel_error"]),
-            ]
-        )
-    return _table(["method", "V_rand", "V_info", "threshold", "pixel error"], methods)
+    rows = [_row(result[key]["what"], result[key], key != "postprocess") for key in SECTIONS if key in result]
+    rows += [_row(f"compared: {section['what']}", section, False) for section in result.get("compared", {}).values()]
+    return _table(["prediction scored", "V_rand", "V_info", "best threshold (V_rand / V_info)", "pixel error"], rows)
 
 
 def _sweep(result: dict) -> list[str]:
     rows = [
-        [_f(r["threshold"], 1), _f(r["vrand"]), _f(r["vinfo"]), _f(r["rand_split"]), _f(r["rand_merge"])]
-        for r in result["per_threshold"]
+        [_f(r["threshold"], 2), _f(r["vrand"]), _f(r["vinfo"]), _f(r["rand_split"]), _f(r["rand_merge"])]
+        for r in result["threshold"]["per_threshold"]
     ]
     return _table(["threshold", "V_rand", "V_info", "Rand split", "Rand merge"], rows)
 
 
 def _slices(result: dict) -> list[str]:
-    post = result.get("postprocess", {})
+    methods = {"cells": result["postprocess"]} if "postprocess" in result else {}
+    methods.update(result.get("compared", {}))
     header = ["slice", "V_rand", "V_info", "Rand split", "Rand merge", "pixel error"]
-    header += [f"V_rand ({name})" for name in post]
-    by_slice = {name: {s["slice"]: s for s in scores["per_slice"]} for name, scores in post.items()}
+    header += [f"V_rand ({name})" for name in methods]
+    by_slice = {name: {s["slice"]: s for s in scores["per_slice"]} for name, scores in methods.items()}
     rows = []
-    for s in result["per_slice"]:
+    for s in result["threshold"]["per_slice"]:
         row = [str(s["slice"])] + [_f(s[k]) for k in ("vrand", "vinfo", "rand_split", "rand_merge", "pixel_error")]
-        rows.append(row + [_f(by_slice[name][s["slice"]]["vrand"]) for name in post])
+        rows.append(row + [_f(by_slice[name][s["slice"]]["vrand"]) for name in methods])
     return _table(header, rows)
 
 
-def markdown_report(result: dict, figure: str | None = None) -> str:
-    """Markdown text of an evaluation ``result`` (the dict ``src.eval`` writes to ``metrics.json``)."""
+def markdown_report(result: dict, checkpoint: str, figure: str | None = None) -> str:
+    """Markdown text of a held-out evaluation ``result`` (:func:`~src.evaluation.held_out.held_out_evaluation`),
+    the same for ``src.train`` and ``src.eval``."""
+    headline = result["headline"]
     lines = [
-        "# Evaluation report",
+        "# Held-out evaluation",
         "",
-        f"- checkpoint: `{result['checkpoint']}`",
+        f"- checkpoint: `{checkpoint}`",
         f"- slices: {', '.join(str(s) for s in result['slices'])} ({len(result['slices'])} held-out slices)",
-        f"- best method by V_rand: **{result['best_method']}**",
+        f"- inference recipe: {describe(result['recipe'])}",
+        f"- **headline: {headline['what']}** (`{headline['prediction']}`): "
+        f"**V_rand {headline['vrand']:.4f}, V_info {headline['vinfo']:.4f}**",
         "",
         "V_rand and V_info are the ISBI 2012 challenge's foreground-restricted scores after border thinning",
-        "(Arganda-Carreras et al. 2015), averaged over slices; the threshold sweep reports the best threshold",
-        "(V_rand's / V_info's). Post-processed cells are scored by the same protocol without a sweep; their",
-        "pixel error counts only their border pixels (0) as membrane, so a watershed's thin lines raise it.",
-        "These slices come from the challenge's training stack, so the numbers are not the challenge's",
-        "test-set leaderboard (U-Net paper: V_rand 0.97276, V_info 0.98662 there).",
+        "(Arganda-Carreras et al. 2015), averaged over slices; a swept prediction reports its best threshold",
+        "(V_rand's / V_info's). Cells are scored by the same protocol without a sweep; their pixel error counts",
+        "only their border pixels (0) as membrane, so a watershed's thin lines raise it. These slices come from",
+        "the challenge's training stack, so the numbers are not the challenge's test-set leaderboard (U-Net",
+        "paper: V_rand 0.97276, V_info 0.98662 there).",
         "",
         "## Scores",
         "",
         *_scores(result),
         "",
-        "## Threshold sweep",
+        "## Threshold sweep of the probability",
         "",
         *_sweep(result),
         "",
-        "## Per slice",
+        "## Per slice (probability at its best threshold; cells)",
         "",
         *_slices(result),
     ]

@@ -37,6 +37,8 @@ class SegmentationModule(L.LightningModule):
         channels_last: run convolutions in channels-last memory format (faster on CPUs and recent GPUs).
         figure_slices: how many validation slices to keep for the results figure.
         loss: config of a loss from :mod:`src.models.losses` (default: plain cross-entropy).
+        inference: the inference recipe training scored the held-out slices with (:mod:`src.inference.recipe`),
+            kept in the checkpoint for ``src.predict`` and ``src.eval``.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class SegmentationModule(L.LightningModule):
         channels_last: bool = True,
         figure_slices: int = 3,
         loss: dict | None = None,
+        inference: dict | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

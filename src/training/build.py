@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.config.hardware import check_precision, runs_on_cpu
+from src.inference.recipe import make_recipe
 from src.models.module import SegmentationModule
 from src.utils.errors import UserError
 
@@ -33,6 +34,14 @@ def build_module(cfg: DictConfig) -> SegmentationModule:
         channels_last=cfg.channels_last,
         figure_slices=cfg.figure_slices,
         loss=OmegaConf.to_container(cfg.loss, resolve=True) if cfg.get("loss") else None,
+        inference=make_recipe(
+            {
+                **OmegaConf.to_container(cfg.inference, resolve=True),
+                "held_out": {"fold": cfg.data.fold, "num_folds": cfg.data.num_folds},
+            },
+            OmegaConf.to_container(cfg.postprocess, resolve=True) if cfg.get("postprocess") else None,
+            prefix="inference.",
+        ),
     )
     crop = cfg.data.crop_size
     try:

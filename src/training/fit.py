@@ -75,7 +75,8 @@ def evaluate_best(
     trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule, fitted: dict
 ) -> dict:
     """Test the fit's best checkpoint (the module's own weights if none was kept), loading it into ``module``."""
-    trainer.test(module, datamodule=datamodule, ckpt_path=fitted["best_checkpoint"], weights_only=True)
+    # verbose=False: the run's one printed score is the headline of the held-out evaluation that follows.
+    trainer.test(module, datamodule=datamodule, ckpt_path=fitted["best_checkpoint"], weights_only=True, verbose=False)
     return scalar_metrics(trainer.callback_metrics)
 
 
@@ -83,6 +84,13 @@ def run_record(cfg: DictConfig, trainer: L.Trainer, fitted: dict, tested: dict) 
     """What ``metrics.json`` holds of the fit and test: metrics, best checkpoint, steps, world size."""
     value = fitted["best_score"] if fitted["best_score"] is not None else fitted["metrics"].get(cfg.optimized_metric)
     return {
+        "about": {
+            "headline": "the held-out score of the inference recipe's scored output (held_out.headline)",
+            "held_out": "the held-out slices predicted by the inference recipe; each section says what it scores",
+            "metrics": "what Lightning logged: train/* over the last epoch; val/* on the validation slices at the "
+            "last validation (the best checkpoint is chosen on optimized_metric, best-on-validation); test/* on "
+            "the held-out slices with the best weights, whole slices, no test-time augmentation",
+        },
         "metrics": {**fitted["metrics"], **tested},
         "best_checkpoint": fitted["best_checkpoint"],
         "optimized_metric": cfg.optimized_metric,

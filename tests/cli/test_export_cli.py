@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from src.export import InteriorProbability
 from src.models.checkpoint import load_module
+from src.models.exported import InteriorProbability
 from tests.conftest import run_cli
 
 

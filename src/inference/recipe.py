@@ -1,0 +1,166 @@
+"""The inference recipe a checkpoint carries: how training predicted its held-out slices (whole slices or tiles,
+test-time augmentation), how it post-processed them, and which output it scored.
+
+``src.train`` saves it with the weights (conf/inference/); ``src.predict`` and ``src.eval`` follow it, and any key
+given on their command line overrides it, so the default prediction of a checkpoint is the one it was scored by.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import get_class
+from omegaconf import OmegaConf
+
+from src.config import PROJECT_ROOT
+from src.inference.tiling import TiledPredictor
+from src.inference.tta import tta_mean, tta_transforms
+from src.utils.errors import UserError
+
+TILE_KEYS = ("tile_size", "overlap", "stitching", "sigma_scale", "halo")
+RECIPE_KEYS = (*TILE_KEYS, "tta", "scored", "postprocess")
+SCORED = ("probability", "cells", "contours")
+
+
+def has_contour_map(postprocess: dict | None) -> bool:
+    """Whether the post-processing config's method makes a contour map (and cuts its cells from it)."""
+    return bool(postprocess) and hasattr(get_class(postprocess["_target_"]), "contours")
+
+
+def make_recipe(settings: dict, postprocess: dict | None, prefix: str = "") -> dict:
+    """A recipe from plain settings (conf/inference/ keys) and a post-processing config (None for none),
+    checked: ``scored`` must name an output the recipe makes."""
+    recipe = {**{key: settings[key] for key in RECIPE_KEYS if key != "postprocess"}, "postprocess": postprocess or None}
+    recipe["tta"] = list(tta_transforms(recipe["tta"], f"{prefix}tta"))
+    if settings.get("held_out"):
+        recipe["held_out"] = dict(settings["held_out"])  # the data fold training held out: src.eval's default
+    if recipe["scored"] not in SCORED:
+        raise UserError(f"{prefix}scored={recipe['scored']} must be one of {', '.join(SCORED)}")
+    if recipe["scored"] == "cells" and not recipe["postprocess"]:
+        raise UserError(f"{prefix}scored=cells needs a post-processing (postprocess=watershed, for one)")
+    if recipe["scored"] == "contours" and not has_contour_map(recipe["postprocess"]):
+        raise UserError(
+            f"{prefix}scored=contours needs a post-processing with a contour map (postprocess=agglomeration); "
+            f"or set {prefix}scored=cells or probability"
+        )
+    if not isinstance(recipe["tile_size"], int) or recipe["tile_size"] < 0:
+        raise UserError(f"{prefix}tile_size={recipe['tile_size']} must be 0 (whole slices) or a tile side in pixels")
+    return recipe
+
+
+def default_recipe() -> dict:
+    """The recipe of a checkpoint that carries none (written before recipes were saved): the training defaults,
+    conf/inference/default.yaml with conf/postprocess/watershed.yaml."""
+    conf = PROJECT_ROOT / "conf"
+    settings = OmegaConf.to_container(OmegaConf.load(conf / "inference" / "default.yaml"))
+    postprocess = OmegaConf.to_container(OmegaConf.load(conf / "postprocess" / "watershed.yaml"))
+    return make_recipe(settings, postprocess)
+
+
+def follow_recipe(saved: dict | None, overrides: dict) -> tuple[dict, str]:
+    """The checkpoint's recipe (or :func:`default_recipe`) with ``overrides`` (keys given on the command line),
+    and where it came from. A scored output the overrides no longer make falls back to one they do."""
+    source = "the checkpoint's recipe" if saved else "the default recipe (this checkpoint carries none)"
+    settings = {**(saved or default_recipe()), **overrides}
+    if overrides:
+        source += f", overridden: {', '.join(sorted(overrides))}"
+    if "scored" not in overrides:
+        if settings["scored"] == "contours" and not has_contour_map(settings["postprocess"]):
+            settings["scored"] = "cells"
+        if settings["scored"] == "cells" and not settings["postprocess"]:
+            settings["scored"] = "probability"
+    return make_recipe(settings, settings["postprocess"]), source
+
+
+def command_line_overrides(cfg: Any) -> dict:
+    """The recipe keys a ``src.predict`` / ``src.eval`` command line gave (conf/inference/checkpoint.yaml): the
+    non-null ones, and ``postprocess`` where its group was chosen (``postprocess=none``: no post-processing)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = {
+        key: OmegaConf.to_container(cfg[key]) if OmegaConf.is_config(cfg[key]) else cfg[key]
+        for key in RECIPE_KEYS
+        if key != "postprocess" and cfg.get(key) is not None
+    }
+    choice = HydraConfig.get().runtime.choices.get("postprocess")
+    if choice is not None:
+        chosen = choice != "none" and cfg.get("postprocess")
+        overrides["postprocess"] = OmegaConf.to_container(cfg.postprocess, resolve=True) if chosen else None
+    return overrides
+
+
+def describe(recipe: dict) -> str:
+    """The recipe in a few words, for the line a task prints before it predicts."""
+    if recipe["tile_size"] == 0:
+        how = "whole slices"
+    else:
+        how = f"tiles of {recipe['tile_size']} px (overlap {recipe['overlap']}, {recipe['stitching']} stitching)"
+    tta = "no test-time augmentation" if recipe["tta"] == [0] else f"mean of {len(recipe['tta'])} flips/rotations"
+    method = recipe["postprocess"]
+    if method:
+        params = ", ".join(f"{k}={v}" for k, v in method.items() if k != "_target_")
+        post = f"post-processing {method['_target_'].rsplit('.', 1)[-1]}({params})"
+    else:
+        post = "no post-processing"
+    return f"{how}, {tta}, {post}; scored output: {recipe['scored']}"
+
+
+class WholeSlicePredictor:
+    """Interior probability of whole slices through the module (mirror-padded to fit the network), the mean over
+    the ``tta`` flips/rotations: what training scores its held-out slices with when the recipe's tile_size is 0."""
+
+    def __init__(self, module: torch.nn.Module, tta, autocast_dtype: torch.dtype | None, device: torch.device):
+        self.module = module.eval().to(device)
+        self.tta = tuple(tta)
+        self.autocast_dtype = autocast_dtype
+        self.device = torch.device(device)
+
+    def tiles_per_slice(self, height: int, width: int) -> int:
+        return 1
+
+    def predict_many(
+        self, images: Iterable[np.ndarray], on_tiles: Callable[[int], None] | None = None
+    ) -> Iterator[np.ndarray]:
+        autocast = (
+            torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+        for image in images:
+            x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(self.device)
+            with torch.inference_mode(), autocast:
+                prob = tta_mean(x, self.tta, lambda view, _: self.module.interior_probability(view))[0]
+            if on_tiles is not None:
+                on_tiles(1)
+            yield prob.float().cpu().numpy()
+
+
+def slice_predictor(
+    module: torch.nn.Module,
+    recipe: dict,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None,
+    **tiling: Any,
+) -> WholeSlicePredictor | TiledPredictor:
+    """The predictor the recipe names: whole slices (tile_size 0) or :class:`TiledPredictor` with the recipe's
+    tiles; ``tiling`` passes the tiled predictor's speed settings (batch size, compile, memory format)."""
+    if recipe["tile_size"] == 0:
+        return WholeSlicePredictor(module, recipe["tta"], autocast_dtype, device)
+    channels_last = tiling.get("channels_last", True)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    net = module.net.eval().to(device=device, memory_format=memory_format)
+    try:
+        return TiledPredictor(
+            net,
+            **{key: recipe[key] for key in TILE_KEYS},
+            tta=recipe["tta"],
+            autocast_dtype=autocast_dtype,
+            device=device,
+            **tiling,
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None

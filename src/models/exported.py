@@ -1,0 +1,95 @@
+"""Writing a trained U-Net as a TorchScript or ONNX file and checking it against the checkpoint (``src.export``)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from src.models.unet import UNet
+from src.utils.errors import UserError
+
+SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
+
+
+class InteriorProbability(nn.Module):
+    """The network followed by the softmax, keeping the cell-interior channel."""
+
+    def __init__(self, net: UNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image).softmax(dim=1)[:, 1:2]
+
+
+def check_sizes(net: UNet, sides: list[int]) -> list[int]:
+    """Per requested side, the smallest input whose output is at least that side (same padding: a multiple of
+    ``2**depth`` at or above it)."""
+    return sorted({net.valid_input_size(side) for side in sides})
+
+
+def write_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(model, example, check_trace=False)
+    traced.save(str(path))
+
+
+def write_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
+    try:
+        import onnxscript  # noqa: F401  (the exporter needs it)
+    except ImportError:
+        raise UserError("format=onnx needs the export extra: pip install -e '.[export]'") from None
+    dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+    program = torch.onnx.export(
+        model,
+        (example,),
+        dynamo=True,
+        opset_version=opset,
+        input_names=["image"],
+        output_names=["interior"],
+        dynamic_shapes={"image": dims},
+        verbose=False,
+    )
+    program.save(str(path))
+
+
+def runner(fmt: str, path: Path):
+    if fmt == "torchscript":
+        loaded = torch.jit.load(str(path))
+
+        def run(x: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return loaded(torch.from_numpy(x)).numpy()
+
+        return run
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UserError("checking the ONNX file needs onnxruntime: pip install -e '.[export]'") from None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"image": x})[0]
+
+
+def largest_difference(model: nn.Module, run, sizes: list[int]) -> float:
+    """The largest difference between the exported model's probabilities and the checkpoint's, on random inputs
+    of the checked sizes (square and not)."""
+    generator = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for height in sizes:
+        for width in (sizes[0], height):
+            x = torch.randn(2, 1, height, width, generator=generator)
+            with torch.no_grad():
+                expected = model(x).numpy()
+            got = run(x.numpy())
+            if got.shape != expected.shape:
+                raise UserError(
+                    f"exported model gives shape {got.shape} for input {tuple(x.shape)}, "
+                    f"the checkpoint {expected.shape}; the export is not usable"
+                )
+            worst = max(worst, float(np.abs(got - expected).max()))
+    return worst

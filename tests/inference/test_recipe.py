@@ -1,0 +1,76 @@
+"""The inference recipe: checked when made, followed with command-line overrides, and predicted by."""
+
+import numpy as np
+import pytest
+import torch
+
+from src.inference.recipe import (
+    WholeSlicePredictor,
+    default_recipe,
+    describe,
+    follow_recipe,
+    make_recipe,
+    slice_predictor,
+)
+from src.inference.tiling import TiledPredictor
+from src.inference.tta import tta_mean
+from src.models.module import SegmentationModule
+from src.utils.errors import UserError
+
+SETTINGS = {"tile_size": 0, "overlap": 0.5, "stitching": "crop", "sigma_scale": 0.125, "halo": 0, "tta": True}
+AGGLOMERATION = {"_target_": "src.postprocess.agglomeration.Agglomeration", "h": 0.07, "sigma": 0.0, "threshold": 0.55}
+WATERSHED = {"_target_": "src.postprocess.instances.SeededWatershed"}
+
+
+def test_a_recipe_must_make_the_output_it_scores():
+    recipe = make_recipe({**SETTINGS, "scored": "contours"}, AGGLOMERATION)
+    assert recipe["tta"] == list(range(8)) and recipe["postprocess"] == AGGLOMERATION
+    with pytest.raises(UserError, match="inference.scored=contours needs a post-processing with a contour map"):
+        make_recipe({**SETTINGS, "scored": "contours"}, WATERSHED, prefix="inference.")
+    with pytest.raises(UserError, match="scored=cells needs a post-processing"):
+        make_recipe({**SETTINGS, "scored": "cells"}, None)
+    with pytest.raises(UserError, match="scored=best must be one of"):
+        make_recipe({**SETTINGS, "scored": "best"}, None)
+    with pytest.raises(UserError, match="tile_size=-1"):
+        make_recipe({**SETTINGS, "tile_size": -1, "scored": "probability"}, None)
+
+
+def test_overrides_win_and_a_scored_output_they_no_longer_make_falls_back():
+    saved = make_recipe({**SETTINGS, "scored": "contours", "held_out": {"fold": 4, "num_folds": 5}}, AGGLOMERATION)
+    recipe, source = follow_recipe(saved, {})
+    assert recipe == saved and source == "the checkpoint's recipe"
+    recipe, source = follow_recipe(saved, {"tta": False, "postprocess": WATERSHED})
+    assert recipe["tta"] == [0] and recipe["scored"] == "cells" and recipe["held_out"] == {"fold": 4, "num_folds": 5}
+    assert source.endswith("overridden: postprocess, tta")
+    recipe, _ = follow_recipe(saved, {"postprocess": None})
+    assert recipe["scored"] == "probability" and recipe["postprocess"] is None
+    with pytest.raises(UserError, match="scored=contours needs"):
+        follow_recipe(saved, {"postprocess": WATERSHED, "scored": "contours"})
+
+
+def test_a_checkpoint_without_a_recipe_gets_the_training_defaults():
+    recipe, source = follow_recipe(None, {})
+    assert recipe == default_recipe() and "carries none" in source
+    assert recipe["tile_size"] == 0 and recipe["tta"] == list(range(8)) and recipe["scored"] == "probability"
+    assert recipe["postprocess"]["_target_"] == "src.postprocess.instances.SeededWatershed"
+    assert describe(recipe).startswith("whole slices, mean of 8 flips/rotations, post-processing SeededWatershed(")
+    assert describe({**recipe, "tile_size": 256, "tta": [0]}).startswith("tiles of 256 px (overlap 0.5, crop")
+
+
+def test_whole_slices_are_the_modules_tta_mean_and_tiles_the_tiled_predictor():
+    torch.manual_seed(0)
+    module = SegmentationModule(
+        net={"_target_": "src.models.unet.UNet", "depth": 2, "base_channels": 4},
+        optimizer={"_target_": "torch.optim.Adam", "_partial_": True},
+    ).eval()
+    image = np.random.default_rng(0).normal(size=(36, 44)).astype(np.float32)
+    recipe = make_recipe({**SETTINGS, "tta": [0, 5], "scored": "probability"}, None)
+    predictor = slice_predictor(module, recipe, torch.device("cpu"), None)
+    assert isinstance(predictor, WholeSlicePredictor) and predictor.tiles_per_slice(36, 44) == 1
+    (got,) = predictor.predict_many([image])
+    with torch.inference_mode():
+        x = torch.from_numpy(image)[None, None]
+        expected = tta_mean(x, (0, 5), lambda view, _: module.interior_probability(view))[0].numpy()
+    assert got.shape == (36, 44) and np.array_equal(got, expected)
+    tiled = slice_predictor(module, {**recipe, "tile_size": 16}, torch.device("cpu"), None, batch_size=2)
+    assert isinstance(tiled, TiledPredictor) and tiled.tta == (0, 5) and tiled.batch_size == 2

@@ -1,0 +1,32 @@
+"""The export engine: the exported module is the network's interior probability; the checked sizes fit the net."""
+
+import torch
+
+from src.models.exported import InteriorProbability, check_sizes, largest_difference
+from src.models.unet import UNet
+
+
+def test_interior_probability_is_the_softmax_of_the_interior_channel():
+    torch.manual_seed(0)
+    net = UNet(depth=2, base_channels=4).eval()
+    x = torch.randn(2, 1, 32, 48)
+    with torch.no_grad():
+        got = InteriorProbability(net)(x)
+        expected = net(x).softmax(dim=1)[:, 1:2]
+    assert got.shape == (2, 1, 32, 48)
+    assert torch.equal(got, expected)
+
+
+def test_checked_sizes_are_inputs_the_network_takes():
+    net = UNet(depth=3, base_channels=4, padding="same")
+    assert check_sizes(net, [20, 64, 70]) == [24, 64, 72]
+
+
+def test_largest_difference_of_the_model_with_itself_is_zero():
+    net = InteriorProbability(UNet(depth=2, base_channels=4).eval()).eval()
+
+    def run(x):
+        with torch.no_grad():
+            return net(torch.from_numpy(x)).numpy()
+
+    assert largest_difference(net, run, [32]) == 0.0
