@@ -46,6 +46,7 @@ def _test(module, datamodule, trainer, output_dir: Path, record: dict) -> None:
     )
     record["headline"] = held_out["headline"]
     record["held_out"] = held_out
+    record["test_per_slice"] = getattr(module, "test_report", {}).get("per_slice", [])
     _log_held_out(held_out, output_dir)
     report = markdown_report(held_out, checkpoint=record["best_checkpoint"] or "the final weights (none kept)")
     write_text_atomic(output_dir / "report.md", report)

@@ -15,13 +15,19 @@ from omegaconf import OmegaConf
 from benchmarks.headline import RESULTS as HEADLINE_RESULTS
 from benchmarks.headline import replace_block, table
 from src.config import PROJECT_ROOT
+from src.config.help import task_help
 from tests.conftest import compose_config
 
 TASKS = {"train", "eval", "predict", "export", "score"}
 # The README's example of a misspelt key, shown with the error it gives.
 MISSPELT = "python -m src.train model.dept=5"
 # Placeholders the README writes in angle brackets, replaced by plausible values.
-PLACEHOLDERS = {"<time>": "2026-01-01_00-00-00", "<best>": "best", "<p>": "gpu"}
+PLACEHOLDERS = {
+    "<time>": "2026-01-01_00-00-00",
+    "<best>": "best",
+    "<p>": "gpu",
+    "$RUN": "logs/train/runs/2026-01-01_00-00-00",
+}
 
 
 def readme_commands() -> list[str]:
@@ -60,6 +66,9 @@ def test_readme_command_composes(command):
     overrides = [w for w in words[3:] if w not in ("-m", "--multirun")]
     if overrides[-2:] == ["--cfg", "job"]:
         overrides = overrides[:-2]
+    if overrides == ["--help"]:
+        assert task_help(task).startswith(f"python -m src.{task}: ")
+        return
     if command == MISSPELT:
         with pytest.raises(Exception, match="Could not override 'model.dept'"):
             compose_config(task, overrides)

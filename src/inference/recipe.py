@@ -17,7 +17,7 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from src.config import PROJECT_ROOT
-from src.inference.tiling import TiledPredictor
+from src.inference.tiling import TiledPredictor, check_tiling
 from src.inference.tta import tta_mean, tta_transforms
 from src.utils.errors import UserError
 
@@ -47,6 +47,10 @@ def make_recipe(settings: dict, postprocess: dict | None, prefix: str = "") -> d
             f"{prefix}scored=contours needs a post-processing with a contour map (postprocess=agglomeration); "
             f"or set {prefix}scored=cells or probability"
         )
+    try:
+        check_tiling(recipe["overlap"], 1, recipe["stitching"], recipe["tta"])
+    except ValueError as exc:
+        raise UserError(f"{prefix}{exc}") from None
     if not isinstance(recipe["tile_size"], int) or recipe["tile_size"] < 0:
         raise UserError(f"{prefix}tile_size={recipe['tile_size']} must be 0 (whole slices) or a tile side in pixels")
     return recipe

@@ -74,7 +74,7 @@ class TiledPredictor:
         compile: bool = False,
         queue_pixels: int = 16_000_000,
     ) -> None:
-        _check_arguments(overlap, batch_size, stitching, tta)
+        check_tiling(overlap, batch_size, stitching, tta)
         self.net = net
         self.device = torch.device(device)
         self.batch_size = batch_size
@@ -254,7 +254,8 @@ class _Slice:
         return (self.acc / self.norm)[:height, :width].numpy()
 
 
-def _check_arguments(overlap: float, batch_size: int, stitching: str, tta: Sequence[int]) -> None:
+def check_tiling(overlap: float, batch_size: int, stitching: str, tta: Sequence[int]) -> None:
+    """Tiling settings checked before any work: a ValueError names the bad one."""
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap={overlap} must be in [0, 1)")
     if batch_size < 1:

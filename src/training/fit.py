@@ -89,7 +89,8 @@ def run_record(cfg: DictConfig, trainer: L.Trainer, fitted: dict, tested: dict) 
             "held_out": "the held-out slices predicted by the inference recipe; each section says what it scores",
             "metrics": "what Lightning logged: train/* over the last epoch; val/* on the validation slices at the "
             "last validation (the best checkpoint is chosen on optimized_metric, best-on-validation); test/* on "
-            "the held-out slices with the best weights, whole slices, no test-time augmentation",
+            "the held-out slices with the best weights, whole slices, no test-time augmentation (test_per_slice: "
+            "the same per slice, gathered from every process)",
         },
         "metrics": {**fitted["metrics"], **tested},
         "best_checkpoint": fitted["best_checkpoint"],

@@ -95,8 +95,8 @@ def _remove_if_empty_run_dir(task_name: str) -> None:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
     except Exception:
         return
-    if not run_dir.is_dir():
-        return
+    if not run_dir.is_dir() or run_dir.resolve() == Path.cwd().resolve() or not (run_dir / ".hydra").is_dir():
+        return  # only a run folder Hydra made for this run (predict, score and export make none)
     names = {name.format(task=task_name) for name in BOOKKEEPING_FILES}
     files = [p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if not p.is_dir()]
     if all(f in names or f.startswith(BOOKKEEPING_FOLDERS) for f in files):

@@ -1,4 +1,5 @@
-"""`python -m src.eval` as a user runs it: the held-out scores of a checkpoint, its report, each post-processing."""
+"""`python -m src.eval` as a user runs it: the held-out scores of a checkpoint by its recipe, its report, the
+other post-processings compared."""
 
 import json
 
@@ -8,39 +9,46 @@ import pytest
 from src.data.datamodule import EMDataModule
 from src.data.sources import SyntheticSource
 from src.evaluation.held_out import predict_slices, stacked
+from src.inference.recipe import default_recipe
 from src.metrics.isbi import score_probabilities
 from src.models.checkpoint import load_module
 from tests.conftest import run_cli
 
 
-def test_eval_with_tta_rescores_the_sweep_and_reports_each_method(small_checkpoint, tmp_path):
+def test_eval_of_a_checkpoint_without_a_recipe_follows_the_default_one_and_takes_overrides(small_checkpoint, tmp_path):
     result = run_cli(
         "src.eval",
         "data=synthetic",
+        "data.fold=4",
         f"ckpt_path={small_checkpoint}",
-        "tta=true",
+        "tta=[0,3]",
         "figure_slices=0",
         "trainer.accelerator=cpu",
         "trainer.precision=32",
         f"paths.log_dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "(the default recipe (this checkpoint carries none), overridden: tta)" in result.stdout
     (run,) = (tmp_path / "eval" / "runs").iterdir()
     saved = json.loads((run / "metrics.json").read_text())
-    assert saved["tta"] == list(range(8)) and saved["slices"] == [8, 9]
+    recipe = {**default_recipe(), "tta": [0, 3]}
+    assert saved["recipe"] == recipe and saved["slices"] == [8, 9]
 
-    # The same checkpoint, slices and transforms in this process give the same sweep.
+    # The same checkpoint, slices and recipe in this process give the same sweep, which is the headline.
     datamodule = EMDataModule(SyntheticSource(num_slices=10, size=128, num_cells=30, seed=0), fold=4)
     datamodule.setup()
     trainer = L.Trainer(accelerator="cpu", precision="32", logger=False)
     probs, labels, ids = stacked(
-        predict_slices(load_module(small_checkpoint), datamodule.subset("test"), trainer, range(8))
+        predict_slices(load_module(small_checkpoint), datamodule.subset("test"), trainer, recipe)
     )
-    assert saved["vrand"] == pytest.approx(score_probabilities(probs, labels, slice_ids=ids)["vrand"], abs=1e-6)
+    expected = score_probabilities(probs, labels, slice_ids=ids)
+    assert saved["headline"]["vrand"] == saved["threshold"]["vrand"]
+    assert saved["headline"]["vrand"] == pytest.approx(expected["vrand"], abs=1e-6)
+    assert saved["headline"]["prediction"] == "predictions/test_probability.tif"
 
-    assert set(saved["postprocess"]) == {"watershed", "components", "agglomeration"}
-    assert set(saved["postprocess"]["agglomeration"]["contours"]) == {"vrand", "vinfo", "threshold", "vinfo_threshold"}
-    assert saved["best_method"] in {"threshold", *saved["postprocess"]}
+    assert set(saved["compared"]) == {"components", "agglomeration"}  # the recipe's watershed is scored once
+    assert set(saved["compared"]["agglomeration"]["contours"]) == {"vrand", "vinfo", "threshold", "vinfo_threshold"}
     report = (run / "report.md").read_text()
-    assert "| threshold sweep (challenge protocol) |" in report and "agglomeration (" in report
+    assert "headline: interior probability, best of the threshold sweep" in report
+    assert "| compared: cells of Agglomeration (" in report and "| cells of SeededWatershed at its fixed cut" in report
     assert not (run / "figures").exists()

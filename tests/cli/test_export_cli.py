@@ -52,3 +52,15 @@ def test_existing_file_and_bad_format_are_refused(small_checkpoint, tmp_path):
         result = run_cli("src.export", f"ckpt_path={small_checkpoint}", *extra, f"paths.log_dir={tmp_path / 'l'}")
         assert result.returncode == 2 and words in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert out.read_text() == "mine"
+
+
+def test_without_output_the_file_goes_beside_the_checkpoint_and_the_path_is_said(small_checkpoint, tmp_path):
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(small_checkpoint.read_bytes())
+    result = run_cli("src.export", f"ckpt_path={ckpt}", "format=torchscript", f"paths.log_dir={tmp_path / 'logs'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = ckpt.parent / "last-unet.pt"
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["last-unet.pt", "last.ckpt"]
+    assert f"exported torchscript model: {written} (beside the checkpoint" in result.stderr
+    assert not (tmp_path / "logs").exists()  # no run folder

@@ -39,6 +39,7 @@ def test_outputs_have_the_input_shape(small_checkpoint, tmp_path, shape, dtype, 
     assert prob.dtype == np.float32 and prob.min() >= 0 and prob.max() <= 1
     assert cells.dtype == np.uint32
     assert sorted(p.name for p in out.iterdir()) == ["in_cells.tif", "in_prob.tif"]  # no temporary files left
+    assert not (tmp_path / "logs").exists()  # predict writes to output= only: no run folder
 
 
 def test_uint8_output_tta_and_slices_match_the_python_api(small_checkpoint, tmp_path):
@@ -51,7 +52,9 @@ def test_uint8_output_tta_and_slices_match_the_python_api(small_checkpoint, tmp_
         f"paths.log_dir={tmp_path}",
         "precision=32",  # as the Python API below (auto is bf16 where the CPU has it natively)
     ]
-    first = run_cli("src.predict", *args, f"output={tmp_path / 'a'}", "slices=1:3", "tta=[0,4]", "postprocess=none")
+    first = run_cli(
+        "src.predict", *args, f"output={tmp_path / 'a'}", "slices=1:3", "tile_size=256", "tta=[0,4]", "postprocess=none"
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     prob = tifffile.imread(tmp_path / "a" / "s_prob.tif")
     assert prob.shape == (2, 90, 70) and not (tmp_path / "a" / "s_cells.tif").exists()
@@ -119,6 +122,17 @@ def test_existing_outputs_are_never_replaced_and_bad_input_is_one_line(small_che
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
     assert (out / "s_prob.tif").read_bytes() == b"mine"
     assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*.tif"))
+
+
+def test_help_describes_the_task_its_keys_and_examples():
+    result = run_cli("src.predict", "--help")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert text.startswith("python -m src.predict: segment a TIFF image or stack")
+    assert "Examples:" in text and "python -m src.predict ckpt_path=RUN/checkpoints/last.ckpt input=" in text
+    assert "tile_size: null" in text and "# 0: whole slices" in text and "output: ???" in text
+    assert "postprocess: agglomeration, components, none, watershed" in text
+    assert "optimizer" not in text and "max_epochs" not in text  # training's keys are not predict's
 
 
 def test_a_failed_write_leaves_no_finished_looking_file(tmp_path):

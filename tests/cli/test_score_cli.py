@@ -1,6 +1,8 @@
 """`python -m src.score`: any prediction stack scored against labels, checked against scikit-image."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -97,3 +99,18 @@ def test_bad_input_is_one_line(stacks, overrides, words):
     result = run_cli("src.score", f"prediction={pred_path}", f"labels={label_path}", *overrides)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
+
+
+def test_a_failed_score_in_an_empty_folder_leaves_it_as_it_was(tmp_path):
+    # score, predict and export make no run folder: their working directory is never taken for one and removed.
+    work = tmp_path / "empty"
+    work.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "src.score", "prediction=missing.tif", "labels=missing.tif"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "prediction not found: missing.tif" in result.stderr
+    assert work.is_dir() and list(work.iterdir()) == []

@@ -43,14 +43,10 @@ def _csv_series(run: Path, column: str) -> list[tuple[int, float]]:
         return [(int(row["step"]), float(row[column])) for row in csv.DictReader(handle) if row.get(column)]
 
 
-def _slices(metrics: dict) -> list[int]:
-    return [entry["slice"] for entry in metrics["test_per_slice"]]
-
-
 def test_fast_dev_run_through_the_cli(tmp_path):
     run, metrics = _train_run(tmp_path, *FAST, "debug=fast", "logger=csv")
     assert 0.0 <= metrics["metrics"]["test/vrand"] <= 1.0
-    assert _slices(metrics) == [8]  # fast_dev_run tests one batch: the first held-out slice
+    assert metrics["headline"]["slices"] == [8, 9] and (run / "report.md").is_file()
     assert (run / "figures" / "augmented_crops.png").stat().st_size > 1000
     # Provenance: the resolved config, the commit and the package versions the run used.
     resolved = (run / "config.yaml").read_text()
@@ -62,10 +58,16 @@ def test_fast_dev_run_through_the_cli(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_resume_and_eval(tmp_path):
-    # 1) a short real run with W&B (offline) and CSV logging
+def test_train_resume_eval_and_predict_by_the_recipe(tmp_path):
+    # 1) a short real run with W&B (offline) and CSV logging, scored by the agglomeration's contour map
+    recipe = ["postprocess=agglomeration", "inference.scored=contours"]
     run, metrics = _train_run(
-        tmp_path, *FAST, "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1", env={"WANDB_MODE": "offline"}
+        tmp_path,
+        *FAST,
+        *recipe,
+        "trainer.max_epochs=2",
+        "trainer.check_val_every_n_epoch=1",
+        env={"WANDB_MODE": "offline"},
     )
     assert metrics["epochs"] == 2 and metrics["optimized_metric"] == "val/vrand"
     assert Path(metrics["best_checkpoint"]).is_file() and (run / "checkpoints" / "last.ckpt").is_file()
@@ -82,16 +84,23 @@ def test_train_resume_and_eval(tmp_path):
     assert sync.returncode == 0 and "Would sync 1 run(s)" in sync.stderr + sync.stdout, sync.stderr
     assert offline.name in sync.stderr + sync.stdout
     steps_per_epoch = metrics["global_step"] // 2
-    # The held-out prediction left by training: TTA probability, watershed cells and truth, rescored here.
+    # The held-out prediction left by training: TTA probability, cells, contour map and truth, rescored here.
     held = metrics["held_out"]
-    assert held["tta"] == list(range(8))
-    prob, cells, truth = (
-        tifffile.imread(run / held["files"][f"test_{n}.tif"]) for n in ("probability", "cells", "labels")
+    assert held["tta"] == list(range(8)) and held["slices"] == [8, 9]
+    prob, cells, contours, truth = (
+        tifffile.imread(run / held["files"][f"test_{n}.tif"]) for n in ("probability", "cells", "contours", "labels")
     )
     assert prob.shape == cells.shape == truth.shape and len(prob) == 2  # the 2 held-out slices, whole
     assert prob.dtype == np.float32 and cells.dtype == np.uint32 and set(np.unique(truth)) <= {0, 255}
     assert held["threshold"]["vrand"] == pytest.approx(score_probabilities(prob, truth > 0)["vrand"], abs=1e-9)
     assert held["postprocess"]["vrand"] == pytest.approx(score_segmentations(cells, truth > 0)["vrand"], abs=1e-9)
+    # One headline: the recipe's scored output, in metrics.json, report.md and the run's last line.
+    headline = metrics["headline"]
+    assert headline["scored"] == "contours" and headline["prediction"] == "predictions/test_contours.tif"
+    assert headline["vrand"] == pytest.approx(score_probabilities(contours, truth > 0)["vrand"], abs=1e-9)
+    assert f"V_rand {headline['vrand']:.4f}, V_info {headline['vinfo']:.4f}" in (run / "report.md").read_text()
+    last = (run / "train.log").read_text().strip().splitlines()[-1]
+    assert "headline: contour map of Agglomeration" in last and f"V_rand {headline['vrand']:.4f}" in last
 
     # 2) resume from last.ckpt for one more epoch: the step count goes on from where it stopped
     _, after = _train_run(
@@ -104,26 +113,35 @@ def test_train_resume_and_eval(tmp_path):
     )
     assert after["epochs"] == 3 and after["global_step"] == 3 * steps_per_epoch
 
-    # 3) evaluate the best checkpoint of the first run
+    # 3) src.eval of the best checkpoint with no recipe key: the training run's own headline
     evaluated = run_cli(
         "src.eval", "data=synthetic", f"ckpt_path={metrics['best_checkpoint']}", f"paths.log_dir={tmp_path}"
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    printed = json.loads(evaluated.stdout[evaluated.stdout.index("{") : evaluated.stdout.rindex("}") + 1])
     (eval_run,) = _runs(tmp_path, "eval")
     saved = json.loads((eval_run / "metrics.json").read_text())
-    assert {"vrand", "vinfo", "pixel_error", "threshold", "per_threshold"} <= set(saved)
-    assert printed["vrand"] == pytest.approx(saved["vrand"])
-    # The same weights on the same slices give the test score the training run recorded.
-    assert saved["vrand"] == pytest.approx(metrics["metrics"]["test/vrand"], abs=1e-6)
-    assert [s["slice"] for s in saved["per_slice"]] == saved["slices"] == [8, 9]
-    assert saved["vrand"] == pytest.approx(sum(s["vrand"] for s in saved["per_slice"]) / 2)
-    assert set(saved["postprocess"]) == {"watershed", "components", "agglomeration"}
-    best = max([saved["vrand"]] + [v["vrand"] for v in saved["postprocess"].values()])
-    assert (saved["postprocess"].get(saved["best_method"]) or saved)["vrand"] == best
+    assert saved["headline"]["vrand"] == pytest.approx(headline["vrand"], abs=1e-6)
+    assert saved["headline"]["vinfo"] == pytest.approx(headline["vinfo"], abs=1e-6)
+    assert saved["recipe"] == held["recipe"] and saved["slices"] == [8, 9]
+    assert set(saved["compared"]) == {"watershed", "components"}  # the recipe's agglomeration is the headline
+    assert "headline: contour map of Agglomeration" in evaluated.stdout.strip().splitlines()[-1]
     report = (eval_run / "report.md").read_text()
-    assert f"{saved['vrand']:.4f}" in report and "| 9 |" in report and "figures/test_slices.png" in report
+    assert f"V_rand {headline['vrand']:.4f}" in report and "| 9 |" in report and "figures/test_slices.png" in report
     assert (eval_run / "figures" / "test_slices.png").stat().st_size > 1000
+
+    # 4) src.predict with nothing but ckpt_path, input and output, scored by src.score: the same headline
+    out = tmp_path / "predicted"
+    images = run / held["files"]["test_images.tif"]
+    predicted = run_cli("src.predict", f"ckpt_path={metrics['best_checkpoint']}", f"input={images}", f"output={out}")
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert "inference: whole slices, mean of 8 flips/rotations, post-processing Agglomeration(" in predicted.stdout
+    summary = json.loads(predicted.stdout[predicted.stdout.index("{") :])
+    assert summary["scored"] == str(out / "test_images_contours.tif")
+    scored = run_cli("src.score", f"prediction={summary['scored']}", f"labels={run / held['files']['test_labels.tif']}")
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    assert json.loads(scored.stdout)["vrand"] == pytest.approx(headline["vrand"], abs=1e-4)
+    assert json.loads(scored.stdout)["vinfo"] == pytest.approx(headline["vinfo"], abs=1e-4)
+    assert sorted(p.name for p in out.iterdir()) == [f"test_images_{n}.tif" for n in ("cells", "contours", "prob")]
 
 
 def test_config_typo_exits_with_one_line(tmp_path):
@@ -159,8 +177,8 @@ def test_ddp_with_two_cpu_processes_writes_one_run(tmp_path):
     )
     assert metrics["world_size"] == 2 and _runs(tmp_path) == [run]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_000.ckpt", "last.ckpt"]
-    # Both ranks' validation slices are gathered: the per-slice table covers the whole held-out block.
-    assert _slices(metrics) == [8, 9]
+    # Both ranks' test slices are gathered: the per-slice table covers the whole held-out block.
+    assert [entry["slice"] for entry in metrics["test_per_slice"]] == [8, 9]
     # Each rank computed the same metrics (V_rand, V_info and pixel error reduced across processes) and ended
     # with the same weights. (Batch norm is not synchronised on CPUs: torch's SyncBatchNorm is CUDA-only.)
     zero, one = rank_records(run)
@@ -212,7 +230,7 @@ def test_slurm_batch_script_runs_its_tasks_into_one_run_folder(tmp_path):
     zero, one = rank_records(run)
     assert metrics["world_size"] == zero["world_size"] == one["world_size"] == 2
     assert zero["metrics"] == one["metrics"] and zero["weights_checksum"] == one["weights_checksum"]
-    assert _slices(metrics) == [8, 9]
+    assert [entry["slice"] for entry in metrics["test_per_slice"]] == [8, 9]
 
 
 def test_bf16_mixed_precision_trains_on_cpu(tmp_path):
