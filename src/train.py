@@ -29,8 +29,9 @@ def _log_held_out(held_out: dict, output_dir: Path) -> None:
     log.info("scores: %s; stacks in %s", "; ".join(parts), output_dir / "predictions")
 
 
-def _test(module, datamodule, trainer, output_dir: Path, record: dict) -> None:
-    """The held-out evaluation by the module's inference recipe: its scores in ``record``, report.md beside."""
+def _test(module, datamodule, trainer, output_dir: Path, record: dict) -> dict:
+    """The held-out evaluation by the module's inference recipe: ``record`` with the headline first and every
+    score, report.md beside, the headline's V_rand and V_info logged to the run's loggers (W&B, CSV)."""
     from src.evaluation.held_out import held_out_evaluation
     from src.evaluation.report import markdown_report
     from src.utils.atomic import write_text_atomic
@@ -44,12 +45,14 @@ def _test(module, datamodule, trainer, output_dir: Path, record: dict) -> None:
         output_dir,
         images=datamodule.images_as_read[ids],
     )
-    record["headline"] = held_out["headline"]
-    record["held_out"] = held_out
-    record["test_per_slice"] = getattr(module, "test_report", {}).get("per_slice", [])
     _log_held_out(held_out, output_dir)
     report = markdown_report(held_out, checkpoint=record["best_checkpoint"] or "the final weights (none kept)")
     write_text_atomic(output_dir / "report.md", report)
+    headline = held_out["headline"]
+    for logger in trainer.loggers:
+        logger.log_metrics({f"headline/{key}": headline[key] for key in ("vrand", "vinfo")}, step=trainer.global_step)
+    test_per_slice = getattr(module, "test_report", {}).get("per_slice", [])
+    return {"headline": headline, **record, "held_out": held_out, "test_per_slice": test_per_slice}
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -90,13 +93,13 @@ def train(cfg: DictConfig) -> float | None:
     record = run_record(cfg, trainer, fitted, tested)
     if trainer.is_global_zero:
         if cfg.test:
-            _test(module, datamodule, trainer, output_dir, record)
+            record = _test(module, datamodule, trainer, output_dir, record)
         write_json_atomic(output_dir / "metrics.json", record)
         log.info("world size %d; outputs in %s", trainer.world_size, output_dir)
-        if "headline" in record:
-            log.info(headline_line(record["headline"]))
     for logger in trainer.loggers:
         logger.finalize("success")
+    if trainer.is_global_zero and "headline" in record:
+        log.info(headline_line(record["headline"]))  # the run's last line: its one score
     return record["optimized_value"]
 
 

@@ -286,7 +286,7 @@ DETERMINISTIC = [
     "trainer.check_val_every_n_epoch=2",  # last.ckpt of epoch 0 is written without a validation
     "callbacks.model_checkpoint.last_interval_s=0",  # ... at every epoch's end, not once a minute
     "logger=csv",
-    "test_tta=false",
+    "inference.tta=false",
     "augmentation_preview=0",
     "postprocess=agglomeration",
 ]
