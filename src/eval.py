@@ -28,12 +28,24 @@ def _held_out_fold(cfg: DictConfig, recipe: dict) -> None:
             cfg.data[key] = value
 
 
+def _check_classes(module, datamodule, cfg: DictConfig) -> None:
+    """The data config must name the checkpoint's classes, in its order."""
+    from src.utils.errors import UserError
+
+    names = datamodule.class_map.names
+    if names != module.classes:
+        raise UserError(
+            f"checkpoint {cfg.ckpt_path} predicts the classes {module.classes} but data.classes names {names}; "
+            "choose the data config the checkpoint was trained on"
+        )
+
+
 def evaluate(cfg: DictConfig) -> dict:
     import lightning as L
     from hydra.utils import instantiate
 
     from src.evaluation.figures import results_figure
-    from src.evaluation.held_out import headline_line, predict_slices, score_held_out
+    from src.evaluation.held_out import class_table, headline_line, predict_slices, score_held_out
     from src.evaluation.report import markdown_report
     from src.inference.recipe import command_line_overrides, describe, follow_recipe
     from src.models.checkpoint import load_module
@@ -56,20 +68,35 @@ def evaluate(cfg: DictConfig) -> dict:
     module.to(trainer.strategy.root_device)
     ids = datamodule.splits["test"]
     compare = OmegaConf.to_container(cfg.compare, resolve=True) if cfg.get("compare") else None
+    _check_classes(module, datamodule, cfg)
     outputs = predict_slices(module, datamodule.subset("test"), trainer, recipe)
-    held_out = score_held_out(outputs, recipe, output_dir, datamodule.images_as_read[ids], compare)
+    held_out = score_held_out(
+        outputs,
+        recipe,
+        output_dir,
+        datamodule.images_as_read[ids],
+        compare,
+        module.classes,
+        module.boundary_class,
+        datamodule.labels_as_read[ids],
+    )
     result = {"headline": held_out["headline"], "checkpoint": str(Path(cfg.ckpt_path).resolve()), **held_out}
     figure = None
     if cfg.figure_slices > 0:
+        swept = held_out.get("threshold")
+        title = f"held-out slices, mean Dice {held_out['classes']['mean_dice']:.4f}"
         path = results_figure(
             outputs[: cfg.figure_slices],
             output_dir / "figures" / "test_slices.png",
-            title=f"held-out slices, V_rand {held_out['threshold']['vrand']:.4f}",
-            threshold=held_out["threshold"]["threshold"],
+            title=title + (f", V_rand {swept['vrand']:.4f}" if swept else ""),
+            threshold=swept["threshold"] if swept else 0.5,
+            class_names=module.classes,
+            boundary=module.boundary_class,
         )
         figure = str(path.relative_to(output_dir))
     write_json_atomic(output_dir / "metrics.json", result)
     write_text_atomic(output_dir / "report.md", markdown_report(held_out, result["checkpoint"], figure))
+    log.info("held-out per-class scores of the class map:\n%s", class_table(held_out["classes"]))
     log.info("metrics, report, predictions and figure written to %s", output_dir)
     log.info(headline_line(result["headline"]))
     return result

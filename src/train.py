@@ -19,13 +19,15 @@ log = logging.getLogger(__name__)
 
 
 def _log_held_out(held_out: dict, output_dir: Path) -> None:
+    from src.evaluation.held_out import class_table
     from src.inference.recipe import describe
 
-    parts = [f"{held_out['threshold']['what']}: V_rand {held_out['threshold']['vrand']:.4f}"]
-    for key in ("contours", "postprocess"):
+    parts = [f"{held_out['classes']['what']}: mean Dice {held_out['classes']['mean_dice']:.4f}"]
+    for key in ("threshold", "contours", "postprocess"):
         if key in held_out:
             parts.append(f"{held_out[key]['what']}: V_rand {held_out[key]['vrand']:.4f}")
     log.info("held-out slices %s by %s", held_out["slices"], describe(held_out["recipe"]))
+    log.info("held-out per-class scores of the class map:\n%s", class_table(held_out["classes"]))
     log.info("scores: %s; stacks in %s", "; ".join(parts), output_dir / "predictions")
 
 
@@ -44,13 +46,16 @@ def _test(module, datamodule, trainer, output_dir: Path, record: dict) -> dict:
         module.hparams.inference,
         output_dir,
         images=datamodule.images_as_read[ids],
+        labels_as_read=datamodule.labels_as_read[ids],
     )
     _log_held_out(held_out, output_dir)
     report = markdown_report(held_out, checkpoint=record["best_checkpoint"] or "the final weights (none kept)")
     write_text_atomic(output_dir / "report.md", report)
     headline = held_out["headline"]
     for logger in trainer.loggers:
-        logger.log_metrics({f"headline/{key}": headline[key] for key in ("vrand", "vinfo")}, step=trainer.global_step)
+        scores = {f"headline/{key}": headline[key] for key in ("vrand", "vinfo", "mean_dice") if key in headline}
+        scores.update({f"headline/dice/{name}": value for name, value in headline["dice"].items()})
+        logger.log_metrics(scores, step=trainer.global_step)
     test_per_slice = getattr(module, "test_report", {}).get("per_slice", [])
     return {"headline": headline, **record, "held_out": held_out, "test_per_slice": test_per_slice}
 

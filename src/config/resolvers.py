@@ -43,6 +43,7 @@ def register_resolvers() -> None:
         "cuda_available": _hardware("cuda_available"),
         "wandb_offline": wandb_offline,
         "task_help": task_help,
+        "len": len,
     }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

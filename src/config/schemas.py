@@ -27,6 +27,7 @@ class UNetSchema:
     norm: str = MISSING
     dropout: float = MISSING
     up_mode: str = MISSING
+    init_from: str | None = MISSING
 
 
 @dataclass
@@ -57,6 +58,12 @@ class WeightMapSchema:
 class DataSchema:
     _target_: str = MISSING
     source: Any = MISSING
+    classes: Any = MISSING
+    ignore: int | None = MISSING
+    boundary_class: str | None = MISSING
+    labels: str = MISSING
+    boundary_width: int = MISSING
+    class_balance: float = MISSING
     fold: int = MISSING
     num_folds: int = MISSING
     val_fold: int | None = MISSING

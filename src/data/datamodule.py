@@ -2,10 +2,10 @@
 
 The stack is cut into ``num_folds`` blocks of consecutive slices (ISBI 2012: 5 blocks of 6); block ``fold``
 is held out for validation and testing (fold 4 = slices 24-29 by default), the rest is used for training
-with random crops. ``val_fold`` can name a different block for validation, which is then not trained on.
+with random crops. Raw label values become class ids by the data config's ``classes`` (:mod:`src.data.labels`). ``val_fold`` can name a different block for validation, which is then not trained on.
 With ``weight_map`` set (``loss=weighted_ce``), the U-Net paper's border weight map of each training slice
 is computed once in ``setup`` and cropped and deformed with the label. ``membrane_widening`` > 0 widens the
-membranes of the training labels only (src/data/label_widening.py).
+boundary class of the training labels only (src/data/label_widening.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader
 
 from src.data.augment import build_train_transform
 from src.data.datasets import RandomCropDataset, SliceDataset
-from src.data.label_widening import widen_membranes
+from src.data.label_widening import widen_boundary
+from src.data.labels import ClassMap
 from src.data.normalize import normalize_slices
 from src.data.sampling import EpochSeededSampler, draw_seed
 from src.data.weight_map import border_weight_maps
@@ -41,6 +42,12 @@ class EMDataModule(L.LightningDataModule):
     def __init__(
         self,
         source: Any,
+        classes: dict | None = None,
+        ignore: int | None = None,
+        boundary_class: str | None = "membrane",
+        labels: str = "classes",
+        boundary_width: int = 2,
+        class_balance: float = 0.0,
         fold: int = 4,
         num_folds: int = 5,
         val_fold: int | None = None,
@@ -65,6 +72,17 @@ class EMDataModule(L.LightningDataModule):
             raise UserError(f"data.train_samples={train_samples} must be positive")
         if membrane_widening < 0:
             raise UserError(f"data.membrane_widening={membrane_widening} must be 0 or more pixels")
+        if not 0.0 <= class_balance <= 1.0:
+            raise UserError(f"data.class_balance={class_balance} must be a share between 0 and 1")
+        self.class_map = ClassMap(
+            dict(classes or {"membrane": [0], "interior": [1, 255]}), ignore, boundary_class, labels, boundary_width
+        )
+        boundary = self.class_map.boundary_index
+        if boundary is None and (weight_map or membrane_widening):
+            raise UserError(
+                "data.weight_map and data.membrane_widening act on the boundary class; set data.boundary_class"
+            )
+        self.class_balance = class_balance
         self.source = source
         self.fold = fold
         self.num_folds = num_folds
@@ -91,9 +109,10 @@ class EMDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._loaded:
             return
-        images, labels = self.source.load()
-        if images.shape != labels.shape:
-            raise UserError(f"image stack {images.shape} and label stack {labels.shape} differ in shape")
+        images, raw_labels = self.source.load()
+        if images.shape != raw_labels.shape:
+            raise UserError(f"image stack {images.shape} and label stack {raw_labels.shape} differ in shape")
+        labels = self.class_map.encode(raw_labels, getattr(self.source, "label_path", "the label stack"))
         n = len(images)
         test = fold_slices(n, self.num_folds, self.fold)
         val = test if self.val_fold is None else fold_slices(n, self.num_folds, self.val_fold)
@@ -105,10 +124,14 @@ class EMDataModule(L.LightningDataModule):
         self.images = normalize_slices(images)
         self.images_as_read = images  # what a user would give src.predict (the held-out input is written too)
         self.labels = labels
-        self.train_labels = widen_membranes(labels[train], self.membrane_widening)
+        self.labels_as_read = raw_labels  # the held-out labels are written in the data set's own convention
+        boundary = self.class_map.boundary_index
+        self.train_labels = (
+            widen_boundary(labels[train], self.membrane_widening, boundary) if boundary is not None else labels[train]
+        )
         if self.weight_map is not None:
             # Once per slice, before training: every crop then cuts its weights from these maps.
-            self.weights = border_weight_maps(self.train_labels, **self.weight_map)
+            self.weights = border_weight_maps(self.class_map.cell_mask(self.train_labels), **self.weight_map)
         self._loaded = True
 
     def subset(self, split: str) -> SliceDataset:
@@ -119,7 +142,15 @@ class EMDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         ids = self.splits["train"]
         transform = build_train_transform(self.crop_size, self.images.shape[1:], **self.augmentation)
-        dataset = RandomCropDataset(self.images[ids], self.train_labels, transform, self.train_samples, self.weights)
+        dataset = RandomCropDataset(
+            self.images[ids],
+            self.train_labels,
+            transform,
+            self.train_samples,
+            self.weights,
+            class_balance=self.class_balance,
+            crop_size=self.crop_size,
+        )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

@@ -47,6 +47,7 @@ def fetch_verified(
     mirror: str | Path | None = None,
     url: str | None = None,
     timeout: float = 60.0,
+    mirror_variable: str = "ISBI2012_MIRROR",
 ) -> Path:
     """Put a verified copy of ``name`` at ``destination``: kept if already verified, else copied or downloaded.
 
@@ -71,7 +72,7 @@ def fetch_verified(
         else:
             raise UserError(
                 f"{name} is missing from {destination.parent} and no mirror or URL is configured; "
-                "set ISBI2012_MIRROR=/path/to/folder (or data.source.mirror=...), give data.source.base_url, "
+                f"set {mirror_variable}=/path/to/folder (or data.source.mirror=...), give data.source.base_url, "
                 "or train on generated data with data=synthetic"
             )
         if not verify(tmp):

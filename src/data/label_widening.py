@@ -31,3 +31,15 @@ def widen_membranes(interior: np.ndarray, pixels: int) -> np.ndarray:
     kept = np.unique(cells[eroded])
     vanished = (cells > 0) & ~np.isin(cells, kept)
     return (eroded | vanished).astype(interior.dtype)
+
+
+def widen_boundary(classes: np.ndarray, pixels: int, boundary: int) -> np.ndarray:
+    """Class-id stacks with the ``boundary`` class widened by ``pixels`` into every other labelled class (the cells
+    of :func:`widen_membranes` are the pixels of any other class); unlabelled pixels stay unlabelled."""
+    from src.data.labels import IGNORE
+
+    if pixels == 0:
+        return np.array(classes, copy=True)
+    cells = (classes != boundary) & (classes != IGNORE)
+    kept = widen_membranes(cells.astype(np.uint8), pixels).astype(bool)
+    return np.where(cells & ~kept, boundary, classes).astype(classes.dtype)

@@ -1,7 +1,8 @@
-"""Where an EM stack comes from: the ISBI 2012 files, a user's own TIFFs, or a generated stack.
+"""Where an EM stack comes from: a published data set (ISBI 2012, VNC 2013), a user's own TIFFs, or a generated stack.
 
 Each source has ``prepare()`` (run once, on one process: fetch, copy, verify) and ``load()`` (run on every
-process) returning ``(images, labels)`` as ``(N, H, W)`` arrays, images raw and labels 0/1 interior masks.
+process) returning ``(images, labels)`` as ``(N, H, W)`` arrays as stored: labels keep the data set's own values
+(the data module maps them to classes, :mod:`src.data.labels`). ``label_path`` names the label file for messages.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ import numpy as np
 import tifffile
 
 from src.data.download import fetch_verified, sha256_of_file
-from src.data.labels import binary_labels
 from src.data.synthetic import synthetic_stack
 from src.data.tiff import read_stack
 from src.utils.errors import UserError
 
-# sha256 of each file and of its raw pixel bytes (C order), from shared/data/isbi2012/SOURCE.md.
+# sha256 of each file and of its raw pixel bytes (C order), from SOURCE.md beside each data set's files.
 # A file passes if either matches, so the same pixels re-saved by another TIFF writer are accepted.
 ISBI2012_SHA256 = {
     "train-volume.tif": (
@@ -36,23 +36,39 @@ ISBI2012_SHA256 = {
 }
 
 
-def _matches_isbi(name: str, path: Path) -> bool:
-    file_sha, pixel_sha = ISBI2012_SHA256[name]
+# Gerhard et al. 2013, Drosophila larva VNC, stack 1 sections 0-13 and stack 2 (shared/data/vnc2013/SOURCE.md).
+VNC2013_SHA256 = {
+    "train-volume.tif": (
+        "d014bf1d12730e83dc621000c1eebdda69f0e1761452bcb12f19ee332bfd3e4a",
+        "c563c4ec6c1b445549ffe344381dd366cfacefc29a6b09667dcb2c5bcf32e978",
+    ),
+    "train-labels.tif": (
+        "3b458b16da727c454aef2e524178a19c5e4bf85426f66c76bb0c2e7b38e8c0e5",
+        "c9934e624b89444d3f11a2cddf5bfcb61ecc66213dc5c98ab69d32d8a2befc28",
+    ),
+    "test-volume.tif": (
+        "f3e77486f1c2341f6bd47ad28c110fe625fdb2708b4768e81c485b1fa89aacb7",
+        "9ebdc89403926df5b17f1650fd77b9a2e3e0ba835c3ead9a70199900b4514e5b",
+    ),
+}
+PUBLISHED = {"isbi2012": ISBI2012_SHA256, "vnc2013": VNC2013_SHA256}
+MIRROR_VARIABLE = {"isbi2012": "ISBI2012_MIRROR", "vnc2013": "VNC2013_MIRROR"}
+
+
+def _matches(checksums: dict, name: str, path: Path) -> bool:
+    file_sha, pixel_sha = checksums[name]
     if sha256_of_file(path) == file_sha:
         return True
     try:
         pixels = np.ascontiguousarray(tifffile.imread(path))
     except Exception:
         return False
-    return (
-        pixels.shape == (30, 512, 512)
-        and pixels.dtype == np.uint8
-        and (hashlib.sha256(pixels.tobytes()).hexdigest() == pixel_sha)
-    )
+    return pixels.dtype == np.uint8 and hashlib.sha256(pixels.tobytes()).hexdigest() == pixel_sha
 
 
-class IsbiSource:
-    """The ISBI 2012 training stack, fetched into ``root`` from a mirror folder or ``base_url``."""
+class PublishedSource:
+    """A published data set's training stack (``dataset``: isbi2012 or vnc2013), fetched into ``root`` from a
+    mirror folder or ``base_url`` and verified by sha256."""
 
     def __init__(
         self,
@@ -62,29 +78,39 @@ class IsbiSource:
         image_file: str = "train-volume.tif",
         label_file: str = "train-labels.tif",
         timeout: float = 60.0,
+        dataset: str = "isbi2012",
     ) -> None:
+        if dataset not in PUBLISHED:
+            raise UserError(f"data.source.dataset={dataset} must be one of {', '.join(PUBLISHED)}")
+        self.dataset = dataset
+        self.checksums = PUBLISHED[dataset]
         self.root = Path(root)
         self.mirror = mirror or None
         self.base_url = base_url.rstrip("/") if base_url else None
         self.files = (image_file, label_file)
         self.timeout = timeout
+        self.label_path = self.root / label_file
 
     def prepare(self) -> None:
         for name in self.files:
-            if name not in ISBI2012_SHA256:
-                raise UserError(f"{name} is not an ISBI 2012 file; expected one of {sorted(ISBI2012_SHA256)}")
+            if name not in self.checksums:
+                raise UserError(f"{name} is not a {self.dataset} file; expected one of {sorted(self.checksums)}")
             fetch_verified(
                 name,
                 self.root / name,
-                verify=lambda path, name=name: _matches_isbi(name, path),
+                verify=lambda path, name=name: _matches(self.checksums, name, path),
                 mirror=self.mirror,
                 url=f"{self.base_url}/{name}" if self.base_url else None,
                 timeout=self.timeout,
+                mirror_variable=MIRROR_VARIABLE[self.dataset],
             )
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         image_file, label_file = (self.root / name for name in self.files)
-        return read_stack(image_file), binary_labels(read_stack(label_file, "label stack"), label_file)
+        return read_stack(image_file), read_stack(label_file, "label stack")
+
+
+IsbiSource = PublishedSource  # the name configs written before VNC 2013 was added use
 
 
 class TiffSource:
@@ -93,6 +119,7 @@ class TiffSource:
     def __init__(self, images: str, labels: str) -> None:
         self.images = Path(images)
         self.labels = Path(labels)
+        self.label_path = self.labels
 
     def prepare(self) -> None:
         for path in (self.images, self.labels):
@@ -109,7 +136,7 @@ class TiffSource:
                 f"image stack {self.images} has shape {images.shape} but label stack {self.labels} has "
                 f"{labels.shape}; they must match slice for slice"
             )
-        return images, binary_labels(labels, self.labels)
+        return images, labels
 
 
 class SyntheticSource:
@@ -117,10 +144,10 @@ class SyntheticSource:
 
     def __init__(self, num_slices: int = 10, size: int = 128, num_cells: int = 30, seed: int = 0) -> None:
         self.kwargs = dict(num_slices=num_slices, size=size, num_cells=num_cells, seed=seed)
+        self.label_path = "the generated label stack"
 
     def prepare(self) -> None:
         pass
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
-        images, labels = synthetic_stack(**self.kwargs)
-        return images, binary_labels(labels)
+        return synthetic_stack(**self.kwargs)

@@ -98,14 +98,16 @@ class StackReader:
 class StackWriter:
     """Appends ``(H, W)`` slices to ``path`` through a hidden temporary file, renamed by :meth:`commit`."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, metadata: dict | None = None) -> None:
         self.path = Path(path)
         self.tmp = partial_path(self.path)
         self._writer = tifffile.TiffWriter(self.tmp, bigtiff=True)
         self.count = 0
+        self.metadata = dict(metadata or {})  # written as JSON in the first page's description (e.g. class names)
 
     def write(self, array: np.ndarray) -> None:
-        self._writer.write(np.ascontiguousarray(array), contiguous=True, photometric="minisblack")
+        extra = {"metadata": self.metadata} if self.count == 0 else {}
+        self._writer.write(np.ascontiguousarray(array), contiguous=True, photometric="minisblack", **extra)
         self.count += 1
 
     def commit(self) -> Path:
@@ -123,3 +125,13 @@ class StackWriter:
     def __exit__(self, exc_type, *exc) -> None:
         if exc_type is not None:
             self.discard()
+
+
+def stack_metadata(path: str | Path) -> dict:
+    """The JSON metadata a :class:`StackWriter` wrote (e.g. ``classes`` of a class map); ``{}`` if none."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            found = tif.shaped_metadata
+    except Exception:
+        return {}
+    return dict(found[0]) if found else {}

@@ -1,4 +1,5 @@
-"""The results figure: input, label, U-Net output and its merge/split errors for a few held-out slices."""
+"""The results figure: input, label, U-Net output and its merge/split errors for a few held-out slices; classes in
+a fixed colour map with a legend."""
 
 from __future__ import annotations
 
@@ -12,11 +13,26 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from lightning.pytorch.loggers import WandbLogger  # noqa: E402
 
+from matplotlib.patches import Patch  # noqa: E402
+
+from src.data.labels import IGNORE  # noqa: E402
 from src.metrics.isbi import segment_errors, thinned_segments, truth_segments  # noqa: E402
 from src.utils.atomic import atomic_path  # noqa: E402
 
 MERGE_COLOUR = (0.9, 0.1, 0.1)  # red: a proposed segment that covers parts of several true cells
 SPLIT_COLOUR = (0.1, 0.45, 1.0)  # blue: a true cell cut into several proposed segments
+
+
+# Class i is drawn in CLASS_COLOURS[i] in every figure of every run (tab10, then tab20's other half); unlabelled black.
+CLASS_COLOURS = [plt.get_cmap("tab10")(i)[:3] for i in range(10)] + [plt.get_cmap("tab20")(2 * i + 1)[:3] for i in range(10)]
+
+
+def class_colours(classes: np.ndarray) -> np.ndarray:
+    """RGB picture of a class-id map in :data:`CLASS_COLOURS` (unlabelled pixels black)."""
+    palette = np.zeros((256, 3), dtype=np.float32)
+    palette[: len(CLASS_COLOURS)] = CLASS_COLOURS
+    palette[IGNORE] = 0.0
+    return palette[np.asarray(classes, dtype=np.uint8)]
 
 
 def error_overlay(image: np.ndarray, prob: np.ndarray, label: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -32,26 +48,44 @@ def error_overlay(image: np.ndarray, prob: np.ndarray, label: np.ndarray, thresh
 
 
 def results_figure(
-    examples: list[dict[str, np.ndarray]], path: str | Path, title: str = "", threshold: float = 0.5
+    examples: list[dict[str, np.ndarray]],
+    path: str | Path,
+    title: str = "",
+    threshold: float = 0.5,
+    class_names: list[str] | None = None,
+    boundary: int | None = 0,
 ) -> Path:
-    """Save a 4-row grid (input, label, interior probability, errors at ``threshold``), a column per slice.
+    """Save a grid, a column per slice: input, label (class colours), U-Net output (the cells' probability for two
+    classes, else the class map in class colours) and, where there is a probability, its merge/split errors at
+    ``threshold``; a legend names the classes.
 
-    Each example holds ``image``, ``label`` and ``prob`` arrays, and optionally ``slice`` (its index).
+    Each example holds ``image`` and ``label`` (class ids), ``classes`` (the predicted class map) and/or ``prob``
+    (the cells' probability), and optionally ``slice`` (its index).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    class_names = list(class_names or ["membrane", "interior"])
+    has_prob = all(example.get("prob") is not None for example in examples)
+    show_classes = not has_prob or len(class_names) > 2
+    rows = [("input", "gray"), ("label", None), ("U-Net output" + (" (classes)" if show_classes else ""), None)]
+    if has_prob:
+        rows.append((f"errors at t={threshold:g}\nred merge, blue split", None))
     cols = len(examples)
-    fig, axes = plt.subplots(4, cols, figsize=(3 * cols, 12), squeeze=False)
-    rows = (
-        ("input", "gray"),
-        ("label", "gray"),
-        ("U-Net output", "magma"),
-        (f"errors at t={threshold:g}\nred merge, blue split", None),
-    )
+    fig, axes = plt.subplots(len(rows), cols, figsize=(3 * cols, 3 * len(rows) + 0.6), squeeze=False)
     for col, example in enumerate(examples):
-        image, label, prob = (np.asarray(example[k], dtype=np.float32) for k in ("image", "label", "prob"))
-        pictures = (image, label, prob, error_overlay(image, prob, label, threshold))
+        image = np.asarray(example["image"], dtype=np.float32)
+        label = np.asarray(example["label"])
+        pictures = [image, class_colours(label)]
+        if show_classes:
+            pictures.append(class_colours(example["classes"]))
+        else:
+            pictures.append(np.asarray(example["prob"], dtype=np.float32))
+        if has_prob:
+            cells = ((label != boundary) & (label != IGNORE)).astype(np.uint8)
+            pictures.append(error_overlay(image, np.asarray(example["prob"], dtype=np.float32), cells, threshold))
         for row, ((name, cmap), picture) in enumerate(zip(rows, pictures, strict=True)):
+            if row == 2 and not show_classes:
+                cmap = "magma"
             ax = axes[row, col]
             ax.imshow(picture, cmap=cmap)
             ax.set_xticks([])
@@ -62,7 +96,9 @@ def results_figure(
             axes[0, col].set_title(f"slice {int(example['slice'])}")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    legend = [Patch(color=CLASS_COLOURS[i % len(CLASS_COLOURS)], label=name) for i, name in enumerate(class_names)]
+    fig.legend(handles=legend, loc="lower center", ncol=min(len(legend), 6), frameon=False)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return _save(fig, path)
 
 
@@ -83,8 +119,9 @@ class ResultsFigure(L.Callback):
         threshold = float(trainer.callback_metrics.get("val/threshold", 0.5))
         epoch = trainer.current_epoch
         title = f"epoch {epoch}"
-        path = results_figure(examples, self.dirpath / f"val_epoch_{epoch:03d}.png", title, threshold)
-        results_figure(examples, self.dirpath / "latest.png", title, threshold)
+        names, boundary = getattr(pl_module, "classes", None), getattr(pl_module, "boundary_class", 0)
+        path = results_figure(examples, self.dirpath / f"val_epoch_{epoch:03d}.png", title, threshold, names, boundary)
+        results_figure(examples, self.dirpath / "latest.png", title, threshold, names, boundary)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="val/results", images=[str(path)], step=trainer.global_step)

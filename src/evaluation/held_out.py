@@ -1,5 +1,6 @@
 """The held-out evaluation that training and ``src.eval`` both run: predict the slices by the inference recipe,
-turn the probability into cells, score every output by the ISBI 2012 protocol, write the stacks and the headline."""
+score the class map per class (Dice, IoU), turn the cells' probability into cells, score every output by the
+ISBI 2012 protocol, write the stacks and the headline."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import numpy as np
 from hydra.utils import instantiate
 
 from src.data.tiff import StackWriter
+from src.data.labels import IGNORE
+from src.inference.classes import cell_probability, class_map
 from src.inference.recipe import slice_predictor
+from src.metrics.classes import class_scores
 from src.metrics.isbi import score_probabilities, score_segmentations
 from src.models.module import SegmentationModule
 from src.postprocess.instances import cells_and_contours
@@ -23,29 +27,34 @@ SWEEP_KEYS = ("vrand", "vinfo", "threshold", "vinfo_threshold")
 def predict_slices(
     module: SegmentationModule, dataset, trainer: L.Trainer, recipe: dict
 ) -> list[dict[str, np.ndarray]]:
-    """Interior probability of every slice of ``dataset`` as the inference ``recipe`` predicts it (whole slices or
-    tiles, test-time augmentation; :func:`~src.inference.recipe.slice_predictor`), at the trainer's precision."""
+    """Every slice of ``dataset`` as the inference ``recipe`` predicts it (whole slices or tiles, test-time
+    augmentation; :func:`~src.inference.recipe.slice_predictor`), at the trainer's precision: its class map
+    (``classes``), its cells' probability (``prob``, where the classes name a boundary) and its label (class ids)."""
     device = next(module.parameters()).device
-    predictor = slice_predictor(module, recipe, device, autocast_dtype=None)
+    predictor = slice_predictor(module, recipe, device, autocast_dtype=None, output="classes")
     items = list(dataset)
     with trainer.precision_plugin.forward_context():
         probs = list(predictor.predict_many(item["image"][0].numpy() for item in items))
+    boundary = module.boundary_class
     return [
         {
             "image": item["image"][0].numpy(),
             "label": item["label"].numpy(),
-            "prob": prob,
+            "classes": class_map(p),
+            "prob": None if boundary is None else cell_probability(p, boundary),
             "slice": int(item["slice"]),
         }
-        for item, prob in zip(items, probs, strict=True)
+        for item, p in zip(items, probs, strict=True)
     ]
 
 
-def stacked(outputs: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """The probability stack, label stack and slice indices of :func:`predict_slices`' outputs."""
+def stacked(outputs: list[dict[str, np.ndarray]], boundary: int | None = 0) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The cells' probability stack, their label masks (1 = cell) and the slice indices of :func:`predict_slices`'
+    outputs."""
+    labels = np.stack([o["label"] for o in outputs])
     return (
         np.stack([o["prob"] for o in outputs]),
-        np.stack([o["label"] for o in outputs]),
+        ((labels != boundary) & (labels != IGNORE)).astype(np.uint8),
         [o["slice"] for o in outputs],
     )
 
@@ -71,19 +80,21 @@ def score_method(method: Any, probs: np.ndarray, labels: np.ndarray, ids: Sequen
     return result
 
 
-def write_held_out(output_dir: Path, stacks: dict[str, np.ndarray]) -> dict:
+def write_held_out(output_dir: Path, stacks: dict[str, np.ndarray], class_names: Sequence[str] = ()) -> dict:
     """Write the held-out stacks to ``output_dir/predictions/`` as TIFF, each through a temporary name, so a file
     that exists is complete; their paths relative to ``output_dir``.
 
-    ``test_images.tif`` (the input slices as read), ``test_probability.tif`` (float32 interior probability),
-    ``test_cells.tif`` (uint32, 0 = border), ``test_contours.tif`` (float32 contour map of a post-processing that
-    has one) and ``test_labels.tif`` (uint8, 0 = membrane, 255 = interior).
+    ``test_images.tif`` (the input slices as read), ``test_classes.tif`` (uint8 class ids, the class names in its
+    metadata), ``test_probability.tif`` (float32, the cells' probability), ``test_cells.tif`` (uint32, 0 = border),
+    ``test_contours.tif`` (float32 contour map of a post-processing that has one) and ``test_labels.tif`` (the
+    labels as the data set stores them).
     """
     folder = output_dir / "predictions"
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, stack in stacks.items():
-        with StackWriter(folder / f"test_{name}.tif") as writer:
+        metadata = {"classes": list(class_names)} if name == "classes" and class_names else {}
+        with StackWriter(folder / f"test_{name}.tif", metadata) as writer:
             for page in stack:
                 writer.write(page)
             written[f"test_{name}.tif"] = str(writer.commit().relative_to(output_dir))
@@ -112,10 +123,13 @@ def held_out_evaluation(
     output_dir: Path,
     images: np.ndarray | None = None,
     compare: dict[str, dict] | None = None,
+    labels_as_read: np.ndarray | None = None,
 ) -> dict:
     """Predict the held-out ``dataset`` by the inference ``recipe``, then :func:`score_held_out`."""
     outputs = predict_slices(module, dataset, trainer, recipe)
-    return score_held_out(outputs, recipe, output_dir, images, compare)
+    return score_held_out(
+        outputs, recipe, output_dir, images, compare, module.classes, module.boundary_class, labels_as_read
+    )
 
 
 def score_held_out(
@@ -124,23 +138,48 @@ def score_held_out(
     output_dir: Path,
     images: np.ndarray | None = None,
     compare: dict[str, dict] | None = None,
+    class_names: Sequence[str] = ("membrane", "interior"),
+    boundary: int | None = 0,
+    labels_as_read: np.ndarray | None = None,
 ) -> dict:
-    """Post-process the predicted held-out slices by the ``recipe``, score every output by the ISBI 2012 protocol
-    and write the stacks (:func:`write_held_out`; ``images``: the input slices as read).
+    """Score the class map per class, post-process the predicted held-out slices by the ``recipe``, score every
+    output by the ISBI 2012 protocol and write the stacks (:func:`write_held_out`; ``images``: the input slices as
+    read, ``labels_as_read``: their labels as the data set stores them).
 
-    Returns the ``headline`` (the recipe's scored output) and every other score labelled with what it is: the
-    probability's threshold sweep, the contour map's sweep, the cells at the method's fixed cut, and the
-    ``compare`` methods' cells.
+    Returns the ``headline`` (the recipe's scored output, with the per-class Dice) and every other score labelled
+    with what it is: the class map's per-class Dice and IoU, the probability's threshold sweep, the contour map's
+    sweep, the cells at the method's fixed cut, and the ``compare`` methods' cells. Classes with no boundary class
+    have only the class map's scores.
     """
-    probs, labels, ids = stacked(outputs)
-    sweep = score_probabilities(probs, labels, slice_ids=ids, workers=0)
+    ids = [o["slice"] for o in outputs]
+    classes = np.stack([o["classes"] for o in outputs])
+    class_labels = np.stack([o["label"] for o in outputs])
     result: dict = {
         "recipe": recipe,
         "slices": ids,
         "tta": recipe["tta"],
-        "threshold": {"what": "interior probability, best of the threshold sweep (ISBI 2012 protocol)", **sweep},
+        "classes": {
+            "what": "class map (most probable class), Dice and IoU per class",
+            "names": list(class_names),
+            **class_scores(classes, class_labels, class_names),
+            "per_slice": [
+                {"slice": i, **{k: v for k, v in class_scores(c, lab, class_names).items() if k in ("dice", "iou")}}
+                for i, c, lab in zip(ids, classes, class_labels, strict=True)
+            ],
+        },
     }
     stacks = {} if images is None else {"images": images}
+    stacks["classes"] = classes
+    if labels_as_read is None:
+        labels_as_read = class_labels if boundary is None else (class_labels != boundary).astype(np.uint8) * 255
+    if boundary is None:
+        stacks["labels"] = labels_as_read
+        result["files"] = write_held_out(output_dir, stacks, class_names)
+        result["headline"] = headline_of(result)
+        return result
+    probs, labels, _ = stacked(outputs, boundary)
+    sweep = score_probabilities(probs, labels, slice_ids=ids, workers=0)
+    result["threshold"] = {"what": "cells' probability, best of the threshold sweep (ISBI 2012 protocol)", **sweep}
     stacks["probability"] = probs.astype(np.float32)
     if recipe["postprocess"]:
         name = method_name(recipe["postprocess"])
@@ -157,8 +196,8 @@ def score_held_out(
     compare = {name: config for name, config in (compare or {}).items() if config != recipe["postprocess"]}
     if compare:
         result["compared"] = _compared(compare, probs, labels, ids)
-    stacks["labels"] = (labels > 0).astype(np.uint8) * 255
-    result["files"] = write_held_out(output_dir, stacks)
+    stacks["labels"] = labels_as_read
+    result["files"] = write_held_out(output_dir, stacks, class_names)
     result["headline"] = headline_of(result)
     return result
 
@@ -167,7 +206,18 @@ SCORED_SECTION = {"probability": "threshold", "contours": "contours", "cells": "
 
 
 def headline_of(result: dict) -> dict:
-    """The one score of a held-out evaluation: the recipe's scored output, its file, slices, V_rand and V_info."""
+    """The one score of a held-out evaluation: the recipe's scored output, its file, slices, V_rand and V_info, and
+    the class map's Dice per class (the class map alone where the classes name no boundary)."""
+    per_class = result["classes"]
+    dice = {"dice": per_class["dice"], "mean_dice": per_class["mean_dice"], "class_map": result["files"]["test_classes.tif"]}
+    if "threshold" not in result:
+        return {
+            "scored": "classes",
+            "what": per_class["what"],
+            "prediction": result["files"]["test_classes.tif"],
+            "slices": result["slices"],
+            **dice,
+        }
     scored = result["recipe"]["scored"]
     section = result[SCORED_SECTION[scored]]
     headline = {
@@ -180,14 +230,26 @@ def headline_of(result: dict) -> dict:
     }
     if "threshold" in section:
         headline.update(threshold=section["threshold"], vinfo_threshold=section["vinfo_threshold"])
-    return headline
+    return {**headline, **dice}
 
 
 def headline_line(headline: dict) -> str:
-    """The headline as the one line a task ends with."""
+    """The headline as the one line a task ends with (the per-class Dice in it when there are more than two)."""
     slices = headline["slices"]
     span = f"{slices[0]}-{slices[-1]}" if slices == list(range(slices[0], slices[-1] + 1)) else str(slices)
-    return (
-        f"headline: {headline['what']} ({headline['prediction']}), held-out slices {span}: "
-        f"V_rand {headline['vrand']:.4f}, V_info {headline['vinfo']:.4f}"
-    )
+    line = f"headline: {headline['what']} ({headline['prediction']}), held-out slices {span}: "
+    scores = []
+    if "vrand" in headline:
+        scores.append(f"V_rand {headline['vrand']:.4f}, V_info {headline['vinfo']:.4f}")
+    if "vrand" not in headline or len(headline["dice"]) > 2:
+        per_class = ", ".join(f"{name} {value:.3f}" for name, value in headline["dice"].items())
+        scores.append(f"Dice {per_class}; mean Dice {headline['mean_dice']:.4f}")
+    return line + "; ".join(scores)
+
+
+def class_table(section: dict) -> str:
+    """The held-out per-class Dice and IoU as a plain-text table, for the log."""
+    rows = [f"{'class':<16}{'Dice':>8}{'IoU':>8}"]
+    rows += [f"{name:<16}{section['dice'][name]:>8.4f}{section['iou'][name]:>8.4f}" for name in section["dice"]]
+    rows.append(f"{'mean':<16}{section['mean_dice']:>8.4f}{section['mean_iou']:>8.4f}")
+    return "\n".join(rows)

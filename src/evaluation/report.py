@@ -51,27 +51,57 @@ def _slices(result: dict) -> list[str]:
     return _table(header, rows)
 
 
+def _classes(result: dict) -> list[str]:
+    section = result["classes"]
+    rows = [[name, _f(section["dice"].get(name)), _f(section["iou"].get(name))] for name in section["names"]]
+    rows.append(["**mean**", f"**{_f(section['mean_dice'])}**", f"**{_f(section['mean_iou'])}**"])
+    by_slice = [
+        [str(s["slice"])] + [_f(s["dice"].get(name)) for name in section["names"]] for s in section["per_slice"]
+    ]
+    return [
+        *_table(["class", "Dice", "IoU"], rows),
+        "",
+        f"Pixel accuracy {_f(section['accuracy'])}. Dice per slice:",
+        "",
+        *_table(["slice", *section["names"]], by_slice),
+    ]
+
+
 def markdown_report(result: dict, checkpoint: str, figure: str | None = None) -> str:
     """Markdown text of a held-out evaluation ``result`` (:func:`~src.evaluation.held_out.held_out_evaluation`),
     the same for ``src.train`` and ``src.eval``."""
     headline = result["headline"]
+    scores = [f"V_rand {headline['vrand']:.4f}, V_info {headline['vinfo']:.4f}"] if "vrand" in headline else []
+    scores.append(f"mean Dice {headline['mean_dice']:.4f}")
     lines = [
         "# Held-out evaluation",
         "",
         f"- checkpoint: `{checkpoint}`",
         f"- slices: {', '.join(str(s) for s in result['slices'])} ({len(result['slices'])} held-out slices)",
         f"- inference recipe: {describe(result['recipe'])}",
-        f"- **headline: {headline['what']}** (`{headline['prediction']}`): "
-        f"**V_rand {headline['vrand']:.4f}, V_info {headline['vinfo']:.4f}**",
+        f"- **headline: {headline['what']}** (`{headline['prediction']}`): **{', '.join(scores)}**",
         "",
+        "## Classes",
+        "",
+        f"{result['classes']['what']} (`{headline['class_map']}`), against the held-out labels; unlabelled pixels",
+        "are left out.",
+        "",
+        *_classes(result),
+        "",
+    ]
+    if "threshold" not in result:
+        if figure:
+            lines += ["## Figure", "", f"![input, label and output]({figure})"]
+        return "\n".join(lines) + "\n"
+    lines += [
         "V_rand and V_info are the ISBI 2012 challenge's foreground-restricted scores after border thinning",
         "(Arganda-Carreras et al. 2015), averaged over slices; a swept prediction reports its best threshold",
         "(V_rand's / V_info's). Cells are scored by the same protocol without a sweep; their pixel error counts",
-        "only their border pixels (0) as membrane, so a watershed's thin lines raise it. These slices come from",
-        "the challenge's training stack, so the numbers are not the challenge's test-set leaderboard (U-Net",
-        "paper: V_rand 0.97276, V_info 0.98662 there).",
+        "only their border pixels (0) as membrane, so a watershed's thin lines raise it. Held-out slices of a",
+        "training stack are not a challenge's test set (the U-Net paper's ISBI 2012 test-set leaderboard score:",
+        "V_rand 0.97276, V_info 0.98662).",
         "",
-        "## Scores",
+        "## Cells",
         "",
         *_scores(result),
         "",

@@ -17,6 +17,7 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from src.config import PROJECT_ROOT
+from src.inference.classes import cell_probability
 from src.inference.tiling import TiledPredictor, check_tiling
 from src.inference.tta import tta_mean, tta_transforms
 from src.utils.errors import UserError
@@ -114,14 +115,23 @@ def describe(recipe: dict) -> str:
 
 
 class WholeSlicePredictor:
-    """Interior probability of whole slices through the module (mirror-padded to fit the network), the mean over
-    the ``tta`` flips/rotations: what training scores its held-out slices with when the recipe's tile_size is 0."""
+    """Class probabilities ``(C, H, W)`` (``output="classes"``) or the cells' probability ``(H, W)`` (``"interior"``)
+    of whole slices through the module (mirror-padded to fit the network), the mean over the ``tta``
+    flips/rotations: what training scores its held-out slices with when the recipe's tile_size is 0."""
 
-    def __init__(self, module: torch.nn.Module, tta, autocast_dtype: torch.dtype | None, device: torch.device):
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        tta,
+        autocast_dtype: torch.dtype | None,
+        device: torch.device,
+        output: str = "interior",
+    ):
         self.module = module.eval().to(device)
         self.tta = tuple(tta)
         self.autocast_dtype = autocast_dtype
         self.device = torch.device(device)
+        self.output = output
 
     def tiles_per_slice(self, height: int, width: int) -> int:
         return 1
@@ -137,10 +147,12 @@ class WholeSlicePredictor:
         for image in images:
             x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(self.device)
             with torch.inference_mode(), autocast:
-                prob = tta_mean(x, self.tta, lambda view, _: self.module.interior_probability(view))[0]
+                probs = tta_mean(x, self.tta, lambda view, _: self.module.class_probabilities(view))[0]
             if on_tiles is not None:
                 on_tiles(1)
-            yield prob.float().cpu().numpy()
+            if self.output == "interior":
+                probs = cell_probability(probs, self.module.boundary_class)
+            yield probs.float().cpu().numpy()
 
 
 def slice_predictor(
@@ -148,12 +160,14 @@ def slice_predictor(
     recipe: dict,
     device: torch.device,
     autocast_dtype: torch.dtype | None,
+    output: str = "interior",
     **tiling: Any,
 ) -> WholeSlicePredictor | TiledPredictor:
     """The predictor the recipe names: whole slices (tile_size 0) or :class:`TiledPredictor` with the recipe's
-    tiles; ``tiling`` passes the tiled predictor's speed settings (batch size, compile, memory format)."""
+    tiles; ``output``: ``interior`` (the cells' probability) or ``classes`` (every class's); ``tiling`` passes the
+    tiled predictor's speed settings (batch size, compile, memory format)."""
     if recipe["tile_size"] == 0:
-        return WholeSlicePredictor(module, recipe["tta"], autocast_dtype, device)
+        return WholeSlicePredictor(module, recipe["tta"], autocast_dtype, device, output)
     channels_last = tiling.get("channels_last", True)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net = module.net.eval().to(device=device, memory_format=memory_format)
@@ -164,6 +178,8 @@ def slice_predictor(
             tta=recipe["tta"],
             autocast_dtype=autocast_dtype,
             device=device,
+            boundary=module.boundary_class,
+            output=output,
             **tiling,
         )
     except ValueError as exc:

@@ -97,7 +97,7 @@ def _box_logits(net: UNet, skips: list[torch.Tensor], bottom: torch.Tensor, rows
 
 
 def _unet_box_probabilities(net: UNet, x: torch.Tensor, plans) -> list[torch.Tensor]:
-    """Interior probability inside each row's box: the contracting path on the whole batch, then the
+    """Class probabilities inside each row's box: the contracting path on the whole batch, then the
     expanding path once per group of rows that share a shape key."""
     skips = [net.inc(x)]
     for down in net.downs:
@@ -109,26 +109,27 @@ def _unet_box_probabilities(net: UNet, x: torch.Tensor, plans) -> list[torch.Ten
         groups.setdefault(key, []).append(row)
     out: list[torch.Tensor] = [x] * x.shape[0]  # every row is replaced below
     for rows in groups.values():
-        probs = _interior(_box_logits(net, skips, bottom, rows, [plans[r] for r in rows]))
+        probs = class_probabilities(_box_logits(net, skips, bottom, rows, [plans[r] for r in rows]))
         for row, value in zip(rows, probs, strict=True):
             out[row] = value
     return out
 
 
-def _interior(logits: torch.Tensor) -> torch.Tensor:
-    """Class 1's softmax probability of ``(B, K, h, w)`` logits, float32 (two classes: the sigmoid of the margin)."""
+def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax of ``(B, K, h, w)`` logits, float32; two classes as the sigmoid of the margin (one exp a pixel)."""
     if logits.shape[1] == 2:
-        return torch.sigmoid((logits[:, 1] - logits[:, 0]).float())
-    return logits.float().softmax(dim=1)[:, 1]
+        interior = torch.sigmoid((logits[:, 1] - logits[:, 0]).float())
+        return torch.stack((1 - interior, interior), dim=1)
+    return logits.float().softmax(dim=1)
 
 
 def box_probabilities(
     net: UNet | UNetEnsemble, x: torch.Tensor, boxes: Sequence[tuple[int, int, int, int]]
 ) -> list[torch.Tensor]:
-    """Interior probability (class 1) of each tile of ``x`` ``(B, C, T, T)`` inside its box, float32.
+    """Class probabilities of each tile of ``x`` ``(B, C, T, T)`` inside its box, float32.
 
-    ``boxes[i] = (top, bottom, left, right)`` in tile pixels, half-open; the result ``i`` has the box's shape
-    and equals ``softmax(net(x))[i, 1, top:bottom, left:right]``. An ensemble gives its members' mean.
+    ``boxes[i] = (top, bottom, left, right)`` in tile pixels, half-open; the result ``i`` is ``(K, h, w)`` and
+    equals ``softmax(net(x))[i, :, top:bottom, left:right]``. An ensemble gives its members' mean.
     """
     first = net.members[0] if isinstance(net, UNetEnsemble) else net
     if first.padding != "same":

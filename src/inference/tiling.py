@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from src.inference.regions import box_probabilities
+from src.inference.classes import cell_probability
+from src.inference.regions import box_probabilities, class_probabilities
 from src.inference.tile_grid import STITCHINGS, gaussian_weights, owned_ranges, tile_starts
 from src.inference.tta import DIHEDRAL, dihedral_box, tta_mean
 from src.inference.whole import mirror_pad
@@ -28,7 +29,7 @@ from src.models.unet import UNet
 
 
 class TiledPredictor:
-    """Interior probability of ``(H, W)`` slices of any size with a U-Net, tile by tile.
+    """The cells' probability ``(H, W)`` or every class's ``(C, H, W)`` of slices of any size, tile by tile.
 
     Two ways of stitching the tiles of a ``same``-padding network: ``crop`` (the paper's overlap-tile strategy)
     takes each output pixel from the one tile whose centre is nearest, so no pixel comes from near a tile's
@@ -55,6 +56,8 @@ class TiledPredictor:
             256), each compiled on first use.
         queue_pixels: slice pixels that may wait for their tiles' batches to fill (crop stitching); at least
             one slice always may.
+        boundary: the boundary class (membranes), whose complement is the cells' probability.
+        output: ``interior`` (the cells' probability) or ``classes`` (every class's probability).
     """
 
     def __init__(
@@ -73,9 +76,16 @@ class TiledPredictor:
         pad_batches: bool = False,
         compile: bool = False,
         queue_pixels: int = 16_000_000,
+        boundary: int | None = 0,
+        output: str = "interior",
     ) -> None:
         check_tiling(overlap, batch_size, stitching, tta)
+        if output not in ("interior", "classes"):
+            raise ValueError(f"output={output!r} must be interior or classes")
         self.net = net
+        self.boundary = boundary
+        self.output = output
+        self.num_classes = (net.members[0] if hasattr(net, "members") else net).num_classes
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.pad_batches = pad_batches
@@ -131,23 +141,23 @@ class TiledPredictor:
 
     @torch.inference_mode()
     def _forward(self, batch: torch.Tensor, box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
-        """Mean interior probability over the TTA transforms: inside ``box`` of the output tile, computed only
-        there, ``(B, box height, box width)``; or, with no box, of the whole output tile."""
+        """Mean class probabilities over the TTA transforms: inside ``box`` of the output tile, computed only
+        there, ``(B, C, box height, box width)``; or, with no box, of the whole output tile."""
 
         def predict(x: torch.Tensor, index: int) -> torch.Tensor:
             x = x.contiguous(memory_format=self.memory_format)
             with self._autocast():
                 if box is not None:
                     return self.run_boxes(x, self._turned_box(tuple(v + self.crop for v in box), index))
-                return self.run_net(x).float().softmax(dim=1)[:, 1]
+                return class_probabilities(self.run_net(x))
 
         prob = tta_mean(batch, self.tta, predict)
         if box is None and self.crop:
-            prob = prob[:, self.crop : -self.crop, self.crop : -self.crop]
+            prob = prob[..., self.crop : -self.crop, self.crop : -self.crop]
         return prob
 
     def predict(self, image: np.ndarray, on_tiles: Callable[[int], None] | None = None) -> np.ndarray:
-        """Interior probability ``(H, W)`` float32 of a normalised slice; ``on_tiles(n)`` reports progress."""
+        """The probability (``output``) of a normalised slice, float32; ``on_tiles(n)`` reports progress."""
         return next(self.predict_many([image], on_tiles))
 
     def predict_many(
@@ -205,7 +215,10 @@ class TiledPredictor:
             ]
         else:
             boxes = [None] * len(origins)
-        return _Slice(padded, (height, width), (extent_y, extent_x), origins, boxes)
+        return _Slice(padded, (height, width), (extent_y, extent_x), origins, boxes, self.num_classes, self._finish)
+
+    def _finish(self, probs: torch.Tensor) -> np.ndarray:
+        return (cell_probability(probs, self.boundary) if self.output == "interior" else probs).numpy()
 
     def _run(self, tiles: list[tuple[_Slice, int, int, tuple | None]], on_tiles: Callable[[int], None] | None) -> None:
         """One forward pass over ``tiles`` (all with the same box when only boxes are computed)."""
@@ -216,13 +229,13 @@ class TiledPredictor:
         probs = self._forward(batch, tiles[0][3] if self.by_box else None)[:count].cpu()
         for (state, r, q, box), prob in zip(tiles, probs, strict=True):
             if box is None:
-                state.acc[r : r + self.tile_out, q : q + self.tile_out] += prob * self.weights
+                state.acc[:, r : r + self.tile_out, q : q + self.tile_out] += prob * self.weights
                 state.norm[r : r + self.tile_out, q : q + self.tile_out] += self.weights
             else:
                 top, bottom, left, right = box
                 if not self.by_box:
-                    prob = prob[top:bottom, left:right]
-                state.acc[r + top : r + bottom, q + left : q + right] = prob
+                    prob = prob[:, top:bottom, left:right]
+                state.acc[:, r + top : r + bottom, q + left : q + right] = prob
                 state.norm[r + top : r + bottom, q + left : q + right] = 1.0
             state.remaining -= 1
         if on_tiles is not None:
@@ -230,7 +243,7 @@ class TiledPredictor:
 
 
 def _box_forward(net: nn.Module, x: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
-    """Interior probability ``(B, h, w)`` inside one box shared by every tile of the batch."""
+    """Class probabilities ``(B, C, h, w)`` inside one box shared by every tile of the batch."""
     return torch.stack(box_probabilities(net, x, [box] * x.shape[0]))
 
 
@@ -238,7 +251,14 @@ class _Slice:
     """One slice in flight: its padded input, the weighted sums of tile outputs, the tiles still to run."""
 
     def __init__(
-        self, padded: torch.Tensor, shape: tuple[int, int], extent: tuple[int, int], origins: list, boxes: list
+        self,
+        padded: torch.Tensor,
+        shape: tuple[int, int],
+        extent: tuple[int, int],
+        origins: list,
+        boxes: list,
+        num_classes: int,
+        finish: Callable[[torch.Tensor], np.ndarray],
     ) -> None:
         self.padded = padded
         self.shape = shape
@@ -246,12 +266,13 @@ class _Slice:
         self.boxes = boxes
         self.remaining = len(origins)
         self.pixels = extent[0] * extent[1]
-        self.acc = torch.zeros(extent, dtype=torch.float32)
+        self.acc = torch.zeros((num_classes, *extent), dtype=torch.float32)
         self.norm = torch.zeros(extent, dtype=torch.float32)
+        self.finish = finish
 
     def result(self) -> np.ndarray:
         height, width = self.shape
-        return (self.acc / self.norm)[:height, :width].numpy()
+        return self.finish((self.acc / self.norm)[:, :height, :width])
 
 
 def check_tiling(overlap: float, batch_size: int, stitching: str, tta: Sequence[int]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import torch
 
 from src.models.module import SegmentationModule
 from src.utils.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 def find_last_checkpoint(task_log_dir: str | Path, current_run: str | Path) -> Path:
@@ -86,3 +89,38 @@ def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> Segmentatio
             f"checkpoint {path} does not match its own network config: {str(exc).splitlines()[0]}"
         ) from None
     return module.eval()
+
+
+def load_weights(module: SegmentationModule, ckpt_path: str | Path) -> None:
+    """Start ``module`` from the network weights of ``ckpt_path`` (``model.init_from``): no optimizer state, no
+    step count. A final layer of another class count is left newly initialised (said in one log line); a network
+    of any other shape is refused, naming both."""
+    path = Path(ckpt_path)
+    checkpoint = _read(path)
+    saved = (checkpoint.get("hyper_parameters") or {}).get("net") if isinstance(checkpoint, dict) else None
+    if not isinstance(saved, dict) or "state_dict" not in checkpoint:
+        raise UserError(f"model.init_from={path} was not written by src.train (no network config or weights in it)")
+    ours = dict(module.hparams.net)
+    shape_keys = ("members", "in_channels", "depth", "base_channels", "padding", "norm", "up_mode")
+    differ = [key for key in shape_keys if saved.get(key) != ours.get(key)]
+    if differ:
+        raise UserError(
+            f"model.init_from={path} holds a network with {', '.join(f'{k}={saved.get(k)}' for k in differ)} but "
+            f"this run's has {', '.join(f'{k}={ours.get(k)}' for k in differ)}; set the model keys to the "
+            "checkpoint's, or drop model.init_from"
+        )
+    weights = {k[len("net."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    own = module.net.state_dict()
+    reset = sorted(k for k, v in weights.items() if k in own and own[k].shape != v.shape)
+    if any(".outc." not in f".{k}" for k in reset):
+        raise UserError(f"model.init_from={path}: the weights {reset[:3]} do not fit this run's network")
+    missing, unexpected = module.net.load_state_dict({k: v for k, v in weights.items() if k not in reset}, strict=False)
+    if unexpected or any(k not in reset for k in missing):
+        raise UserError(f"model.init_from={path}: the weights do not fit this run's network ({(missing + unexpected)[:3]})")
+    if reset:
+        log.info(
+            "model.init_from=%s: network weights loaded; the final layer was re-initialised (%d classes there, %d "
+            "here)", path, saved.get("num_classes"), ours.get("num_classes"),
+        )
+    else:
+        log.info("model.init_from=%s: network weights loaded (no optimizer state, step 0)", path)

@@ -8,6 +8,7 @@ deformed with the label by the data module). Losses are computed in float32 what
 Dice and cross-entropy each take the class probabilities (or their logarithm) as well as the logits, so that
 :class:`DiceCrossEntropy` computes one log-softmax for both, and the one-hot target is built by one comparison
 rather than ``F.one_hot`` (int64, then permuted and converted): about half the time (docs/speed.md).
+Pixels labelled :data:`~src.data.labels.IGNORE` (unlabelled) count in no loss.
 """
 
 from __future__ import annotations
@@ -15,6 +16,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from src.data.labels import IGNORE
+
+
+def labelled(label: torch.Tensor) -> torch.Tensor | None:
+    """The mask of labelled pixels, or None when every pixel is labelled (the common, cheaper case)."""
+    valid = label != IGNORE
+    return None if bool(valid.all()) else valid
 
 
 class CrossEntropy(nn.Module):
@@ -40,9 +49,13 @@ class CrossEntropy(nn.Module):
         self, log_prob: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None = None
     ) -> torch.Tensor:
         """The loss from log-softmax class scores ``(B, C, H, W)`` (what ``F.cross_entropy`` computes first)."""
-        per_pixel = F.nll_loss(log_prob, label, reduction="none")
+        valid = labelled(label)
+        per_pixel = F.nll_loss(log_prob, label, reduction="none", ignore_index=IGNORE)
         if self.label_smoothing:  # as F.cross_entropy: the target is (1 - eps) one-hot + eps uniform over classes
             per_pixel = (1 - self.label_smoothing) * per_pixel - self.label_smoothing * log_prob.mean(dim=1)
+        if valid is not None:
+            weight = valid.float() if not self.weighted or weight is None else weight.float() * valid
+            return (per_pixel * weight).sum() / weight.sum().clamp_min(1e-12)
         if not self.weighted or weight is None:
             return per_pixel.mean()
         weight = weight.float()
@@ -73,7 +86,10 @@ class Dice(nn.Module):
 
     def from_probability(self, prob: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """The loss from softmax class probabilities ``(B, C, H, W)``."""
-        target = one_hot(label, prob.shape[1], prob.dtype)
+        target = one_hot(label, prob.shape[1], prob.dtype)  # an unlabelled pixel's row is all zeros
+        valid = labelled(label)
+        if valid is not None:
+            prob = prob * valid.unsqueeze(1)
         if not self.include_background:
             prob, target = prob[:, 1:], target[:, 1:]
         dims = (0, 2, 3)
@@ -140,6 +156,9 @@ class CenterlineDice(nn.Module):
         """The loss from softmax class probabilities ``(B, C, H, W)``."""
         prob = prob[:, self.foreground_class : self.foreground_class + 1]
         target = (label == self.foreground_class).unsqueeze(1).to(prob.dtype)
+        valid = labelled(label)
+        if valid is not None:
+            prob = prob * valid.unsqueeze(1)
         skeleton_pred = soft_skeleton(prob, self.iterations)
         with torch.no_grad():
             skeleton_true = soft_skeleton(target, self.iterations)

@@ -1,4 +1,4 @@
-"""The LightningModule that trains a U-Net for two-class (membrane / cell interior) segmentation.
+"""The LightningModule that trains a U-Net to give every pixel one of the data config's classes.
 
 It knows nothing of files: the network, optimizer and scheduler arrive as configs (plain dicts with a
 ``_target_``), so the checkpoint's hyperparameters are plain data and rebuild the same network.
@@ -13,8 +13,10 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Timer
 
+from src.data.labels import IGNORE
+from src.inference.classes import cell_probability
 from src.inference.whole import predict_logits
-from src.metrics.pixel import PixelScores
+from src.metrics.classes import ClassScores
 from src.metrics.torchmetrics_isbi import ISBIScores
 from src.models.losses import CrossEntropy
 from src.models.unet import UNet, UNetEnsemble
@@ -39,6 +41,9 @@ class SegmentationModule(L.LightningModule):
         loss: config of a loss from :mod:`src.models.losses` (default: plain cross-entropy).
         inference: the inference recipe training scored the held-out slices with (:mod:`src.inference.recipe`),
             kept in the checkpoint for ``src.predict`` and ``src.eval``.
+        classes: the class names, in the order of the network's output channels.
+        boundary_class: the index of the class whose complement makes the cells V_rand / V_info score (membranes),
+            or None when the classes have none (then only per-class Dice and IoU are scored).
     """
 
     def __init__(
@@ -50,17 +55,25 @@ class SegmentationModule(L.LightningModule):
         figure_slices: int = 3,
         loss: dict | None = None,
         inference: dict | None = None,
+        classes: list[str] | None = None,
+        boundary_class: int | None = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net: UNet | UNetEnsemble = instantiate(net)
+        num_classes = (self.net.members[0] if isinstance(self.net, UNetEnsemble) else self.net).num_classes
+        # A checkpoint written before classes were named is the binary U-Net: membrane, interior.
+        self.classes = list(classes) if classes else (["membrane", "interior"] if num_classes == 2 else None)
+        if self.classes is None or len(self.classes) != num_classes:
+            raise UserError(f"classes {classes} do not match the network's {num_classes} output channels")
+        self.boundary_class = boundary_class
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
         self.loss = instantiate(loss) if loss else CrossEntropy()
-        # Accuracy, Dice and IoU from one count a batch (src/metrics/pixel.py), not torchmetrics' three classes.
-        self.train_pixel = PixelScores(prefix="train/")
-        self.val_pixel = PixelScores(prefix="val/")
-        self.test_pixel = PixelScores(prefix="test/")
+        # Accuracy and per-class Dice and IoU from one confusion matrix a batch (src/metrics/classes.py).
+        self.train_pixel = ClassScores(self.classes, prefix="train/")
+        self.val_pixel = ClassScores(self.classes, prefix="val/")
+        self.test_pixel = ClassScores(self.classes, prefix="test/")
         self.val_isbi = ISBIScores()
         self.test_isbi = ISBIScores()
         self.figure_examples: list[dict[str, torch.Tensor]] = []
@@ -70,8 +83,13 @@ class SegmentationModule(L.LightningModule):
         """Logits for an image batch of any size (mirror-padded to fit the network, cropped back)."""
         return predict_logits(self.net, image.contiguous(memory_format=self.memory_format))
 
+    def class_probabilities(self, image: torch.Tensor) -> torch.Tensor:
+        """Softmax class probabilities ``(B, C, H, W)``, float32."""
+        return self(image).float().softmax(dim=1)
+
     def interior_probability(self, image: torch.Tensor) -> torch.Tensor:
-        return self(image).float().softmax(dim=1)[:, 1]
+        """Probability of the cells (not the boundary class) ``(B, H, W)``: what V_rand and V_info score."""
+        return cell_probability(self.class_probabilities(image), self.boundary_class)
 
     # ----- steps -------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -94,7 +112,7 @@ class SegmentationModule(L.LightningModule):
                 f"the training loss became {loss.item()} at global step {self.global_step} (epoch "
                 f"{self.current_epoch}, batch {batch_idx}); lower the learning rate or check the input data"
             )
-        self.train_pixel.update(logits[:, 1] > logits[:, 0], label)  # the argmax of two classes, cheaper
+        self.train_pixel.update(logits.detach().argmax(dim=1), label)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(image))
         return loss
 
@@ -106,25 +124,28 @@ class SegmentationModule(L.LightningModule):
         logits = self(batch["image"])
         label = batch["label"]
         loss = self.loss(logits, label)  # whole slices carry no weight map: the unweighted loss
-        prob = logits.float().softmax(dim=1)[:, 1]
-        getattr(self, f"{stage}_pixel").update(prob, label)
-        getattr(self, f"{stage}_isbi").update(prob, label, batch["slice"])
+        probs = logits.float().softmax(dim=1)
+        getattr(self, f"{stage}_pixel").update(probs.argmax(dim=1), label)
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(label))
-        return prob
+        if self.boundary_class is not None:
+            cells = (label != self.boundary_class) & (label != IGNORE)
+            getattr(self, f"{stage}_isbi").update(cell_probability(probs, self.boundary_class), cells, batch["slice"])
+        return probs
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        prob = self._eval_step(batch, "val")
+        probs = self._eval_step(batch, "val")
         keep = self.hparams.figure_slices - len(self.figure_examples)
         if keep > 0:
-            for i in range(min(keep, len(prob))):
-                self.figure_examples.append(
-                    {
-                        "image": batch["image"][i, 0].cpu(),
-                        "label": batch["label"][i].cpu(),
-                        "prob": prob[i].cpu(),
-                        "slice": batch["slice"][i].cpu(),
-                    }
-                )
+            for i in range(min(keep, len(probs))):
+                example = {
+                    "image": batch["image"][i, 0].cpu(),
+                    "label": batch["label"][i].cpu(),
+                    "classes": probs[i].argmax(dim=0).cpu(),
+                    "slice": batch["slice"][i].cpu(),
+                }
+                if self.boundary_class is not None:
+                    example["prob"] = cell_probability(probs[i], self.boundary_class).cpu()
+                self.figure_examples.append(example)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "test")
@@ -136,10 +157,12 @@ class SegmentationModule(L.LightningModule):
         pixel = getattr(self, f"{stage}_pixel")
         isbi = getattr(self, f"{stage}_isbi")
         self.log_dict(pixel.compute(), sync_dist=True)
+        pixel.reset()
+        if self.boundary_class is None:
+            return
         scores = isbi.compute()
         # Already gathered from every process by the metric itself.
         self.log_dict({f"{stage}/{key}": value for key, value in scores.items()})
-        pixel.reset()
         if stage == "test":
             self.test_report = isbi.report()
         isbi.reset()
@@ -153,7 +176,7 @@ class SegmentationModule(L.LightningModule):
         self._log_eval_epoch("test")
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        return {"slice": batch["slice"], "prob": self.interior_probability(batch["image"])}
+        return {"slice": batch["slice"], "probs": self.class_probabilities(batch["image"])}
 
     # ----- optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:

@@ -24,11 +24,16 @@ def instantiate_group(node: DictConfig | None) -> list[Any]:
 
 
 def build_module(cfg: DictConfig) -> SegmentationModule:
+    from src.data.labels import class_map_of
+
     lr = cfg.optimizer.get("lr")
     if lr is not None and not lr > 0:
         raise UserError(f"optimizer.lr={lr} must be positive (e.g. optimizer.lr=0.001)")
+    classes = class_map_of(cfg.data)
+    net = OmegaConf.to_container(cfg.model, resolve=True)
+    init_from = net.pop("init_from", None)  # where training starts, not part of the network's shape
     module = SegmentationModule(
-        net=OmegaConf.to_container(cfg.model, resolve=True),
+        net=net,
         optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None,
         channels_last=cfg.channels_last,
@@ -42,7 +47,13 @@ def build_module(cfg: DictConfig) -> SegmentationModule:
             OmegaConf.to_container(cfg.postprocess, resolve=True) if cfg.get("postprocess") else None,
             prefix="inference.",
         ),
+        classes=classes.names,
+        boundary_class=classes.boundary_index,
     )
+    if init_from:
+        from src.models.checkpoint import load_weights
+
+        load_weights(module, init_from)
     crop = cfg.data.crop_size
     try:
         module.net.output_size(crop)
