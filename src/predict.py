@@ -3,10 +3,12 @@
 Reads a 2-D image or an ``(N, H, W)`` stack of any size and bit depth slice by slice and predicts it as the
 checkpoint's inference recipe says (whole slices or overlapping tiles, test-time augmentation, post-processing;
 :mod:`src.inference.recipe`), any recipe key on the command line overriding it. Writes to ``output``:
-``<name>_prob.tif`` (interior probability, float32 or uint8) and, with a post-processing, ``<name>_cells.tif``
-(labelled cells, uint32, 0 = border) and for one with a contour map (agglomeration) ``<name>_contours.tif``
-(float32, for the challenge's threshold sweep). All are written under hidden temporary names and renamed when
-complete; the summary names the recipe's scored output.
+``<name>_classes.tif`` (the most probable class, uint8 class ids, the class names in the TIFF's metadata),
+``<name>_prob.tif`` (the cells' probability, float32 or uint8, where the classes name a boundary) and, with a
+post-processing, ``<name>_cells.tif`` (labelled cells, uint32, 0 = border) and for one with a contour map
+(agglomeration) ``<name>_contours.tif`` (float32, for the challenge's threshold sweep); with
+``probabilities=true`` also ``<name>_prob_<class>.tif`` for every class. All are written under hidden temporary
+names and renamed when complete; the summary names the recipe's scored output.
 """
 
 from __future__ import annotations
@@ -29,18 +31,33 @@ log = logging.getLogger(__name__)
 OUTPUT_OF_SCORED = {"probability": "prob", "cells": "cells", "contours": "contours"}
 
 
-def output_paths(cfg: DictConfig, recipe: dict) -> dict[str, Path]:
+def output_paths(cfg: DictConfig, recipe: dict, classes: list[str], boundary: int | None) -> dict[str, Path]:
     from src.inference.recipe import has_contour_map
 
     out = Path(cfg.output)
     if out.exists() and not out.is_dir():
         raise UserError(f"output={out} is a file; give a folder for the predicted stacks")
     stem = Path(cfg.input).name.split(".")[0]
-    paths = {"prob": out / f"{stem}_prob.tif"}
+    paths = {"classes": out / f"{stem}_classes.tif"}
+    if cfg.probabilities:
+        paths.update({f"prob_{name}": out / f"{stem}_prob_{name}.tif" for name in classes})
+    if boundary is None:
+        if recipe["postprocess"] or recipe["scored"] != "probability":
+            raise UserError(
+                "this checkpoint's classes name no boundary class, so there are no cells to post-process or score; "
+                "pass postprocess=none (its class map is written)"
+            )
+        return _refuse_existing(paths, cfg)
+    paths["prob"] = out / f"{stem}_prob.tif"
     if recipe["postprocess"]:
         paths["cells"] = out / f"{stem}_cells.tif"
         if has_contour_map(recipe["postprocess"]):
             paths["contours"] = out / f"{stem}_contours.tif"
+    return _refuse_existing(paths, cfg)
+
+
+def _refuse_existing(paths: dict[str, Path], cfg: DictConfig) -> dict[str, Path]:
+    """Nothing is written when any output exists (unless overwrite=true): a user's file is never replaced."""
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not cfg.overwrite:
         raise UserError(f"{existing[0]} exists; choose another output folder or pass overwrite=true")
@@ -57,6 +74,7 @@ def build_predictor(cfg: DictConfig, module, recipe: dict, device):
         recipe,
         device,
         autocast_dtype(cfg.precision, device),
+        output="classes",
         batch_size=cfg.batch_size,
         channels_last=cfg.channels_last,
         pad_batches=cfg.compile,
@@ -78,11 +96,14 @@ def _progress(enabled: bool):
     )
 
 
-def _write_slices(predictor, reader, ids: list[int], writers: dict, postprocess, cfg: DictConfig) -> None:
+def _write_slices(
+    predictor, reader, ids: list[int], writers: dict, postprocess, cfg: DictConfig, classes: list[str], boundary
+) -> None:
     """Predict the ``ids`` slices of ``reader`` one after another and append each output to its writer."""
     import numpy as np
 
     from src.data.normalize import normalize_slices
+    from src.inference.classes import cell_probability, class_map
     from src.postprocess.instances import cells_and_contours
 
     height, width = reader.shape[1:]
@@ -90,11 +111,19 @@ def _write_slices(predictor, reader, ids: list[int], writers: dict, postprocess,
         slices = bar.add_task("slices", total=len(ids))
         tiles = bar.add_task("tiles", total=len(ids) * predictor.tiles_per_slice(height, width))
         normalised = (normalize_slices(reader.read(index)[None])[0] for index in ids)
-        for prob in predictor.predict_many(normalised, lambda n: bar.advance(tiles, n)):
-            if cfg.prob_dtype == "uint8":
-                writers["prob"].write(np.round(prob * 255).astype(np.uint8))
-            else:
-                writers["prob"].write(prob.astype(np.float32))
+        def as_stored(prob: np.ndarray) -> np.ndarray:
+            return np.round(prob * 255).astype(np.uint8) if cfg.prob_dtype == "uint8" else prob.astype(np.float32)
+
+        for probs in predictor.predict_many(normalised, lambda n: bar.advance(tiles, n)):
+            writers["classes"].write(class_map(probs))
+            for index, name in enumerate(classes):
+                if f"prob_{name}" in writers:
+                    writers[f"prob_{name}"].write(as_stored(probs[index]))
+            if boundary is None:
+                bar.advance(slices)
+                continue
+            prob = cell_probability(probs, boundary)
+            writers["prob"].write(as_stored(prob))
             if postprocess is not None:
                 cells, contours = cells_and_contours(postprocess, prob)
                 writers["cells"].write(cells.astype(np.uint32))
@@ -116,7 +145,8 @@ def predict(cfg: DictConfig) -> dict:
         raise UserError(f"prob_dtype={cfg.prob_dtype} must be float32 or uint8")
     module = load_module(cfg.ckpt_path)
     recipe, source = follow_recipe(module.hparams.get("inference"), command_line_overrides(cfg))
-    paths = output_paths(cfg, recipe)
+    classes, boundary = module.classes, module.boundary_class
+    paths = output_paths(cfg, recipe, classes, boundary)
     device = resolve_device(cfg.device)
     postprocess = instantiate(recipe["postprocess"]) if recipe["postprocess"] else None
     with StackReader(cfg.input) as reader:
@@ -129,10 +159,12 @@ def predict(cfg: DictConfig) -> dict:
             raise UserError(
                 f"output folder {cfg.output} cannot be made ({exc.strerror}); choose a writable output=..."
             ) from None
-        writers = {key: StackWriter(path) for key, path in paths.items()}
+        writers = {
+            key: StackWriter(path, {"classes": classes} if key == "classes" else None) for key, path in paths.items()
+        }
         started = time.perf_counter()
         try:
-            _write_slices(predictor, reader, ids, writers, postprocess, cfg)
+            _write_slices(predictor, reader, ids, writers, postprocess, cfg, classes, boundary)
         except BaseException:
             for writer in writers.values():
                 writer.discard()
@@ -142,7 +174,8 @@ def predict(cfg: DictConfig) -> dict:
     seconds = time.perf_counter() - started
     summary = {
         **written,
-        "scored": written[OUTPUT_OF_SCORED[recipe["scored"]]],
+        "scored": written[OUTPUT_OF_SCORED[recipe["scored"]] if boundary is not None else "classes"],
+        "class_names": classes,
         "slices": len(ids),
         "shape": [height, width],
         "tiles_per_slice": predictor.tiles_per_slice(height, width),

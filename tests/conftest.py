@@ -17,6 +17,7 @@ from src.config import PROJECT_ROOT, setup
 from src.data.synthetic import synthetic_stack
 
 SHARED_ISBI = PROJECT_ROOT.parent / "shared" / "data" / "isbi2012"
+SHARED_VNC = PROJECT_ROOT.parent / "shared" / "data" / "vnc2013"
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +33,16 @@ def isbi_dir() -> Path:
 @pytest.fixture(scope="session")
 def isbi_stack(isbi_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return tifffile.imread(isbi_dir / "train-volume.tif"), tifffile.imread(isbi_dir / "train-labels.tif")
+
+
+@pytest.fixture(scope="session")
+def vnc_dir() -> Path:
+    """The verified VNC 2013 copy in ../shared/data/vnc2013 (five classes; part of the test environment)."""
+    mirror = Path(os.environ.get("VNC2013_MIRROR") or SHARED_VNC)
+    assert (mirror / "train-labels.tif").is_file(), (
+        f"the VNC 2013 stack is expected in {mirror}; set VNC2013_MIRROR to a folder holding it"
+    )
+    return mirror
 
 
 @pytest.fixture()

@@ -203,6 +203,7 @@ class ScoreSchema(TaskSchema):
     overwrite: bool = MISSING
     compact: bool = MISSING
     postprocess: Any = None
+    data: Any = None
 
 
 @dataclass
@@ -219,6 +220,7 @@ class PredictSchema(RecipeOverrides, TaskSchema):
     compile: bool = MISSING
     reuse_freed_memory: bool = MISSING
     prob_dtype: str = MISSING
+    probabilities: bool = MISSING
     overwrite: bool = MISSING
     progress: bool = MISSING
     postprocess: Any = None

@@ -179,7 +179,7 @@ def score_held_out(
         return result
     probs, labels, _ = stacked(outputs, boundary)
     sweep = score_probabilities(probs, labels, slice_ids=ids, workers=0)
-    result["threshold"] = {"what": "cells' probability, best of the threshold sweep (ISBI 2012 protocol)", **sweep}
+    result["threshold"] = {"what": "interior probability, best of the threshold sweep (ISBI 2012 protocol)", **sweep}
     stacks["probability"] = probs.astype(np.float32)
     if recipe["postprocess"]:
         name = method_name(recipe["postprocess"])

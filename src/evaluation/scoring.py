@@ -1,9 +1,14 @@
-"""Scoring any prediction stack against binary labels by the ISBI 2012 protocol, from arrays or TIFF files.
+"""Scoring any prediction stack against labels by the ISBI 2012 protocol and per class, from arrays or TIFF files.
 
 What the prediction holds (``kind``): ``probability`` of cell interior (floats in [0, 1], or 8/16-bit integers
-scaled by their maximum; binary masks are probabilities of 0 and 1), or ``labels``: cells numbered 1..n with
-0 for borders, scored as they are (thinned, no sweep). ``auto`` takes floats, 8-bit and {0, 1} images as
-probabilities and other integer images as labels.
+scaled by their maximum; binary masks are probabilities of 0 and 1), ``labels``: cells numbered 1..n with
+0 for borders, scored as they are (thinned, no sweep), or ``classes``: a class map (class ids, as
+``src.predict`` writes ``<name>_classes.tif``), scored by per-class Dice and IoU and, where the classes name a
+boundary, by the protocol on its cells. ``auto`` takes a TIFF whose metadata names classes as a class map,
+floats, 8-bit and {0, 1} images as probabilities and other integer images as labels.
+
+Labels are binary (0 = membrane, 255 or 1 = interior) unless a data config's :class:`~src.data.labels.ClassMap`
+is given (``src.score data=vnc2013``): then they are read in that data set's own convention.
 """
 
 from __future__ import annotations
@@ -14,14 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from src.data.labels import binary_labels
+from src.data.labels import ClassMap, binary_labels
+from src.data.tiff import stack_metadata
+from src.metrics.classes import class_scores
 from src.data.slices import parse_slices
 from src.data.tiff import read_stack
 from src.metrics.isbi import THRESHOLDS, score_probabilities, score_segmentations
 from src.postprocess.instances import postprocess_stack
 from src.utils.errors import UserError
 
-KINDS = ("auto", "probability", "labels")
+KINDS = ("auto", "probability", "labels", "classes")
 
 
 def _as_probability(stack: np.ndarray, where: str) -> np.ndarray:
@@ -66,8 +73,11 @@ def score_arrays(
     workers: int = 1,
     postprocess: Any = None,
     where: str = "",
+    class_map: ClassMap | None = None,
+    label_path: str = "the label stack",
 ) -> dict:
-    """Score an ``(N, H, W)`` prediction against ``(N, H, W)`` binary labels; see the module docstring."""
+    """Score an ``(N, H, W)`` prediction against ``(N, H, W)`` labels (binary, or in ``class_map``'s convention);
+    see the module docstring."""
     if prediction.ndim == 2:
         prediction = prediction[None]
     if labels.ndim == 2:
@@ -77,7 +87,17 @@ def score_arrays(
             f"prediction {where} has shape {prediction.shape} but the labels have {labels.shape}; "
             "select matching slices with prediction_slices= and label_slices="
         )
-    labels = binary_labels(labels)
+    if kind == "classes":
+        return _score_class_map(prediction, labels, class_map, slice_ids, workers, where, label_path)
+    if class_map is not None:
+        if class_map.boundary_index is None:
+            raise UserError(
+                f"data.classes name no boundary class, so only a class map can be scored (kind=classes); {where} is "
+                "not one"
+            )
+        labels = class_map.cell_mask(class_map.encode(labels, label_path))
+    else:
+        labels = binary_labels(labels, label_path)
     kind = _resolve_kind(prediction, kind)
     result: dict[str, Any] = {"kind": kind}
     if kind == "labels":
@@ -103,6 +123,48 @@ def score_arrays(
     return result
 
 
+def _score_class_map(
+    prediction: np.ndarray,
+    labels: np.ndarray,
+    class_map: ClassMap | None,
+    slice_ids: Sequence[int] | None,
+    workers: int,
+    where: str,
+    label_path: str,
+) -> dict:
+    """Per-class Dice and IoU of a class map and, where the classes name a boundary, the protocol on its cells."""
+    if class_map is None:
+        raise UserError(
+            f"prediction {where} is a class map: name the labels' classes with data=<the data config> "
+            "(e.g. data=vnc2013) so they can be compared"
+        )
+    if prediction.dtype.kind not in "iu" or prediction.min() < 0 or prediction.max() >= class_map.num_classes:
+        raise UserError(
+            f"prediction {where} is not a class map of the {class_map.num_classes} classes of data.classes "
+            f"({', '.join(class_map.names)}): it must hold class ids 0..{class_map.num_classes - 1}"
+        )
+    truth = class_map.encode(labels, label_path)
+    ids = list(slice_ids) if slice_ids is not None else list(range(len(prediction)))
+    result: dict[str, Any] = {
+        "kind": "classes",
+        "classes": {
+            "names": class_map.names,
+            **class_scores(prediction, truth, class_map.names),
+            "per_slice": [
+                {"slice": i, **{k: v for k, v in class_scores(p, t, class_map.names).items() if k in ("dice", "iou")}}
+                for i, p, t in zip(ids, prediction, truth, strict=True)
+            ],
+        },
+    }
+    if class_map.boundary_index is not None:
+        cells = (prediction != class_map.boundary_index).astype(np.float32)
+        result["cells"] = {
+            "what": f"pixels of any class but {class_map.boundary_class}, as a binary probability",
+            **score_probabilities(cells, class_map.cell_mask(truth), (0.5,), slice_ids, workers=workers),
+        }
+    return result
+
+
 def score_files(
     prediction: str | Path,
     labels: str | Path,
@@ -112,6 +174,15 @@ def score_files(
 ) -> dict:
     """Read two TIFF stacks, select slices and score them (keyword arguments as :func:`score_arrays`)."""
     pred_stack = read_stack(prediction, "prediction", hint="check prediction=")
+    saved_classes = stack_metadata(prediction).get("classes")
+    class_map = kwargs.get("class_map")
+    if kwargs.get("kind", "auto") == "auto" and saved_classes:
+        kwargs["kind"] = "classes"
+        if class_map is not None and list(saved_classes) != class_map.names:
+            raise UserError(
+                f"prediction {prediction} is a class map of {list(saved_classes)} but data.classes names "
+                f"{class_map.names}; choose the data config the model was trained on"
+            )
     label_stack = read_stack(labels, "label stack", hint="check labels=")
     pred_ids = parse_slices(prediction_slices, len(pred_stack), "prediction_slices")
     label_ids = parse_slices(label_slices, len(label_stack), "label_slices")
@@ -123,7 +194,12 @@ def score_files(
             "with prediction_slices= and label_slices= (e.g. label_slices=24:30 for a 6-slice prediction)"
         )
     result = score_arrays(
-        pred_stack[pred_ids], label_stack[label_ids], slice_ids=label_ids, where=str(prediction), **kwargs
+        pred_stack[pred_ids],
+        label_stack[label_ids],
+        slice_ids=label_ids,
+        where=str(prediction),
+        label_path=str(labels),
+        **kwargs,
     )
     return {
         "prediction": str(Path(prediction).resolve()),

@@ -120,7 +120,7 @@ def load_weights(module: SegmentationModule, ckpt_path: str | Path) -> None:
     if reset:
         log.info(
             "model.init_from=%s: network weights loaded; the final layer was re-initialised (%d classes there, %d "
-            "here)", path, saved.get("num_classes"), ours.get("num_classes"),
+            "here)", path, len(weights[reset[0]]), len(own[reset[0]]),
         )
     else:
         log.info("model.init_from=%s: network weights loaded (no optimizer state, step 0)", path)

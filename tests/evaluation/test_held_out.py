@@ -53,7 +53,8 @@ def _outputs() -> list[dict]:
     outputs = []
     for index in (7, 8):
         prob = np.clip(label * 0.9 + rng.normal(0, 0.05, label.shape), 0, 1).astype(np.float32)
-        outputs.append({"image": prob, "label": label, "prob": prob, "slice": index})
+        classes = (prob > 0.5).astype(np.uint8)
+        outputs.append({"image": prob, "label": label, "prob": prob, "classes": classes, "slice": index})
     return outputs
 
 
@@ -62,7 +63,8 @@ def test_every_output_is_scored_labelled_and_the_recipes_scored_one_is_the_headl
     images = np.full((2, 48, 48), 100, np.uint8)
     compare = {"watershed": WATERSHED, "agglomeration": AGGLOMERATION}
     result = score_held_out(_outputs(), recipe, tmp_path, images=images, compare=compare)
-    assert set(result["files"]) == {f"test_{n}.tif" for n in ("images", "probability", "cells", "contours", "labels")}
+    names = ("images", "classes", "probability", "cells", "contours", "labels")
+    assert set(result["files"]) == {f"test_{n}.tif" for n in names}
     assert np.array_equal(tifffile.imread(tmp_path / result["files"]["test_images.tif"]), images)
     headline = result["headline"]
     assert headline["scored"] == "contours" and headline["prediction"] == "predictions/test_contours.tif"

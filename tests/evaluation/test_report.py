@@ -13,7 +13,13 @@ SETTINGS = {"tile_size": 0, "overlap": 0.5, "stitching": "crop", "sigma_scale": 
 def test_markdown_report_tables(isbi_stack, tmp_path):
     labels = isbi_stack[1][:2]
     outputs = [
-        {"image": label, "label": label, "prob": (label > 0) * np.float32(0.8), "slice": index}
+        {
+            "image": label,
+            "label": (label > 0).astype(np.uint8),
+            "prob": (label > 0) * np.float32(0.8),
+            "classes": (label > 0).astype(np.uint8),
+            "slice": index,
+        }
         for index, label in zip((5, 6), labels, strict=True)
     ]
     recipe = make_recipe({**SETTINGS, "scored": "contours"}, AGGLOMERATION)

@@ -24,8 +24,9 @@ def test_box_probabilities_equal_the_whole_tiles_output_inside_each_box(up_mode)
     with torch.no_grad():
         boxed = box_probabilities(net, x, BOXES)
     for row, (prob, (top, bottom, left, right)) in enumerate(zip(boxed, BOXES, strict=True)):
-        assert prob.shape == (bottom - top, right - left) and prob.dtype == torch.float32
-        torch.testing.assert_close(prob, full[row, top:bottom, left:right], atol=2e-6, rtol=0)
+        assert prob.shape == (2, bottom - top, right - left) and prob.dtype == torch.float32
+        torch.testing.assert_close(prob[1], full[row, top:bottom, left:right], atol=2e-6, rtol=0)
+        torch.testing.assert_close(prob.sum(0), torch.ones_like(prob[0]))  # class probabilities
 
 
 def test_tiles_sharing_a_box_run_together_and_still_match():
@@ -37,7 +38,7 @@ def test_tiles_sharing_a_box_run_together_and_still_match():
         boxed = box_probabilities(net, x, boxes)
     full = _full(net, x)
     for row, (top, bottom, left, right) in enumerate(boxes):
-        torch.testing.assert_close(boxed[row], full[row, top:bottom, left:right], atol=2e-6, rtol=0)
+        torch.testing.assert_close(boxed[row][1], full[row, top:bottom, left:right], atol=2e-6, rtol=0)
 
 
 def test_an_ensemble_gives_its_members_mean_probability_inside_the_box():
@@ -49,7 +50,7 @@ def test_an_ensemble_gives_its_members_mean_probability_inside_the_box():
         boxed = box_probabilities(ensemble, x, boxes)
         mean = torch.stack([m(x).softmax(1)[:, 1] for m in ensemble.members]).mean(0)
     for row, (top, bottom, left, right) in enumerate(boxes):
-        torch.testing.assert_close(boxed[row], mean[row, top:bottom, left:right], atol=2e-6, rtol=0)
+        torch.testing.assert_close(boxed[row][1], mean[row, top:bottom, left:right], atol=2e-6, rtol=0)
 
 
 def test_spans_cover_the_box_with_two_pixels_a_level_and_stop_at_the_tile():

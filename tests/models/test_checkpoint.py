@@ -27,3 +27,45 @@ def test_last_without_an_earlier_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "train" / "runs" / "old").mkdir(parents=True)
     with pytest.raises(UserError, match="ckpt_path=last: no earlier run under .* has checkpoints/last.ckpt"):
         find_last_checkpoint(tmp_path / "train", tmp_path / "train" / "runs" / "now")
+
+
+def _module(num_classes: int = 2, depth: int = 3, classes=None):
+    import torch
+
+    from src.models.module import SegmentationModule
+
+    torch.manual_seed(num_classes + depth)
+    return SegmentationModule(
+        net={"_target_": "src.models.unet.UNet", "depth": depth, "base_channels": 4, "num_classes": num_classes},
+        optimizer={"_target_": "torch.optim.Adam", "_partial_": True},
+        classes=classes,
+    )
+
+
+def test_init_from_loads_the_network_and_re_initialises_a_final_layer_of_another_class_count(tmp_path, caplog):
+    import logging
+
+    import torch
+
+    from src.models.checkpoint import load_weights
+    from tests.conftest import write_small_checkpoint
+
+    path = write_small_checkpoint(tmp_path / "isbi.ckpt", depth=3, padding="same")
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    five = _module(5, classes=["membrane", "glia", "mitochondria", "synapse", "interior"])
+    five.hparams.net["padding"] = "same"  # as the checkpoint's network
+    fresh_outc = five.net.outc.weight.clone()
+    with caplog.at_level(logging.INFO, logger="src.models.checkpoint"):
+        load_weights(five, path)
+    assert torch.equal(five.net.inc[0].weight, saved["net.inc.0.weight"])  # the body comes from the checkpoint
+    assert torch.equal(five.net.outc.weight, fresh_outc)  # the 5-class head stays newly initialised
+    assert any("final layer was re-initialised (2 classes there, 5 here)" in r.getMessage() for r in caplog.records)
+
+
+def test_init_from_refuses_a_network_of_another_shape_naming_both(tmp_path):
+    from src.models.checkpoint import load_weights
+    from tests.conftest import write_small_checkpoint
+
+    path = write_small_checkpoint(tmp_path / "deep.ckpt", depth=3)
+    with pytest.raises(UserError, match=r"holds a network with depth=3.* but this run's has depth=2"):
+        load_weights(_module(2, depth=2), path)

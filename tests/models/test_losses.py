@@ -151,3 +151,18 @@ def test_dice_cross_entropy_adds_the_weighted_centerline_dice(batch):
     assert torch.allclose(combined, expected)
     combined.backward()
     assert logits.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("loss", [CrossEntropy(), Dice(), DiceCrossEntropy(), CrossEntropy(label_smoothing=0.1)])
+def test_unlabelled_pixels_count_in_no_loss(loss):
+    from src.data.labels import IGNORE
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+    label = torch.randint(0, 3, (2, 8, 8))
+    label[:, :, 4:] = IGNORE
+    value = loss(logits, label)
+    value.backward()
+    assert torch.isfinite(value) and logits.grad[..., 4:].abs().max() == 0  # no gradient from unlabelled pixels
+    cut = loss(logits[..., :4].detach(), label[..., :4])
+    assert torch.allclose(value, cut, atol=1e-6)  # the same as the labelled part alone
