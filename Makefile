@@ -4,10 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # A GPU user can choose another build, e.g. make install TORCH_SPEC="torch==2.5.1 --index-url ..."
 TORCH_SPEC ?= torch==2.13.0
-# The verified ISBI 2012 copy beside the project is used as a download mirror when it exists.
+# The verified ISBI 2012 and VNC 2013 copies beside the project are used as mirrors when they exist.
 SHARED_ISBI := $(abspath ../shared/data/isbi2012)
 ifneq ($(wildcard $(SHARED_ISBI)/train-volume.tif),)
 export ISBI2012_MIRROR ?= $(SHARED_ISBI)
+endif
+SHARED_VNC := $(abspath ../shared/data/vnc2013)
+ifneq ($(wildcard $(SHARED_VNC)/train-volume.tif),)
+export VNC2013_MIRROR ?= $(SHARED_VNC)
 endif
 ARGS ?=
 BENCH_TRAIN_ARGS ?=

@@ -2,7 +2,8 @@
 
 The stack is cut into ``num_folds`` blocks of consecutive slices (ISBI 2012: 5 blocks of 6); block ``fold``
 is held out for validation and testing (fold 4 = slices 24-29 by default), the rest is used for training
-with random crops. Raw label values become class ids by the data config's ``classes`` (:mod:`src.data.labels`). ``val_fold`` can name a different block for validation, which is then not trained on.
+with random crops. Raw label values become class ids by the data config's ``classes`` (:mod:`src.data.labels`).
+``val_fold`` can name a different block for validation, which is then not trained on.
 With ``weight_map`` set (``loss=weighted_ce``), the U-Net paper's border weight map of each training slice
 is computed once in ``setup`` and cropped and deformed with the label. ``membrane_widening`` > 0 widens the
 boundary class of the training labels only (src/data/label_widening.py).
@@ -44,7 +45,7 @@ class EMDataModule(L.LightningDataModule):
         source: Any,
         classes: dict | None = None,
         ignore: int | None = None,
-        boundary_class: str | None = "membrane",
+        boundary_class: str | None = None,
         labels: str = "classes",
         boundary_width: int = 2,
         class_balance: float = 0.0,
@@ -74,9 +75,9 @@ class EMDataModule(L.LightningDataModule):
             raise UserError(f"data.membrane_widening={membrane_widening} must be 0 or more pixels")
         if not 0.0 <= class_balance <= 1.0:
             raise UserError(f"data.class_balance={class_balance} must be a share between 0 and 1")
-        self.class_map = ClassMap(
-            dict(classes or {"membrane": [0], "interior": [1, 255]}), ignore, boundary_class, labels, boundary_width
-        )
+        if classes is None:  # the binary convention, membranes the boundary (as data=tiff)
+            classes, boundary_class = {"membrane": [0], "interior": [1, 255]}, "membrane"
+        self.class_map = ClassMap(dict(classes), ignore, boundary_class, labels, boundary_width)
         boundary = self.class_map.boundary_index
         if boundary is None and (weight_map or membrane_widening):
             raise UserError(

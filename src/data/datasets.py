@@ -69,7 +69,6 @@ class RandomCropDataset(Dataset):
             item["weight"] = torch.from_numpy(np.ascontiguousarray(out["weight"], dtype=np.float32))
         return item
 
-
     def _class_window(self, i: int, seed: int) -> tuple[slice, slice]:
         """With probability ``class_balance``, a ``crop_size`` window of slice ``i`` centred (as far as the slice
         allows) on a pixel of a class drawn uniformly from those the slice holds; else the whole slice."""

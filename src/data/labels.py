@@ -54,8 +54,10 @@ class ClassMap:
         if len(classes) >= IGNORE:
             raise UserError(f"data.classes names {len(classes)} classes; at most {IGNORE - 1} are supported")
         self.names = [str(name) for name in classes]
-        self.values = {str(name): [int(v) for v in (vals if isinstance(vals, Sequence) else [vals])]
-                       for name, vals in classes.items()}
+        self.values = {
+            str(name): [int(v) for v in (vals if isinstance(vals, Sequence) else [vals])]
+            for name, vals in classes.items()
+        }
         if labels not in LABEL_KINDS:
             raise UserError(f"data.labels={labels} must be one of {', '.join(LABEL_KINDS)}")
         self.kind = labels
@@ -143,7 +145,11 @@ class ClassMap:
             log.warning(
                 "labels in %s look inverted: %.0f%% of the labelled pixels are read as %s (values %s), where EM "
                 "membranes cover 10-30%%; if so, set %s",
-                path, 100 * share, self.boundary_class, self.values[self.boundary_class], flipped,
+                path,
+                100 * share,
+                self.boundary_class,
+                self.values[self.boundary_class],
+                flipped,
             )
 
     def _flip_hint(self) -> str:

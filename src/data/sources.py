@@ -72,13 +72,13 @@ class PublishedSource:
 
     def __init__(
         self,
+        dataset: str,
         root: str,
         mirror: str | None = None,
         base_url: str | None = None,
         image_file: str = "train-volume.tif",
         label_file: str = "train-labels.tif",
         timeout: float = 60.0,
-        dataset: str = "isbi2012",
     ) -> None:
         if dataset not in PUBLISHED:
             raise UserError(f"data.source.dataset={dataset} must be one of {', '.join(PUBLISHED)}")
@@ -110,7 +110,11 @@ class PublishedSource:
         return read_stack(image_file), read_stack(label_file, "label stack")
 
 
-IsbiSource = PublishedSource  # the name configs written before VNC 2013 was added use
+class IsbiSource(PublishedSource):
+    """The ISBI 2012 training stack (the name configs written before VNC 2013 was added use)."""
+
+    def __init__(self, root: str, **kwargs) -> None:
+        super().__init__("isbi2012", root, **kwargs)
 
 
 class TiffSource:

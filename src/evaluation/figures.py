@@ -12,7 +12,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from lightning.pytorch.loggers import WandbLogger  # noqa: E402
-
 from matplotlib.patches import Patch  # noqa: E402
 
 from src.data.labels import IGNORE  # noqa: E402
@@ -24,7 +23,9 @@ SPLIT_COLOUR = (0.1, 0.45, 1.0)  # blue: a true cell cut into several proposed s
 
 
 # Class i is drawn in CLASS_COLOURS[i] in every figure of every run (tab10, then tab20's other half); unlabelled black.
-CLASS_COLOURS = [plt.get_cmap("tab10")(i)[:3] for i in range(10)] + [plt.get_cmap("tab20")(2 * i + 1)[:3] for i in range(10)]
+CLASS_COLOURS = [plt.get_cmap("tab10")(i)[:3] for i in range(10)] + [
+    plt.get_cmap("tab20")(2 * i + 1)[:3] for i in range(10)
+]
 
 
 def class_colours(classes: np.ndarray) -> np.ndarray:

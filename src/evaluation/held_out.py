@@ -12,8 +12,8 @@ import lightning as L
 import numpy as np
 from hydra.utils import instantiate
 
-from src.data.tiff import StackWriter
 from src.data.labels import IGNORE
+from src.data.tiff import StackWriter
 from src.inference.classes import cell_probability, class_map
 from src.inference.recipe import slice_predictor
 from src.metrics.classes import class_scores
@@ -209,7 +209,11 @@ def headline_of(result: dict) -> dict:
     """The one score of a held-out evaluation: the recipe's scored output, its file, slices, V_rand and V_info, and
     the class map's Dice per class (the class map alone where the classes name no boundary)."""
     per_class = result["classes"]
-    dice = {"dice": per_class["dice"], "mean_dice": per_class["mean_dice"], "class_map": result["files"]["test_classes.tif"]}
+    dice = {
+        "dice": per_class["dice"],
+        "mean_dice": per_class["mean_dice"],
+        "class_map": result["files"]["test_classes.tif"],
+    }
     if "threshold" not in result:
         return {
             "scored": "classes",

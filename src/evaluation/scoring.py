@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 
 from src.data.labels import ClassMap, binary_labels
-from src.data.tiff import stack_metadata
-from src.metrics.classes import class_scores
 from src.data.slices import parse_slices
-from src.data.tiff import read_stack
+from src.data.tiff import read_stack, stack_metadata
+from src.metrics.classes import class_scores
 from src.metrics.isbi import THRESHOLDS, score_probabilities, score_segmentations
 from src.postprocess.instances import postprocess_stack
 from src.utils.errors import UserError

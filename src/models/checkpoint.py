@@ -109,18 +109,23 @@ def load_weights(module: SegmentationModule, ckpt_path: str | Path) -> None:
             f"this run's has {', '.join(f'{k}={ours.get(k)}' for k in differ)}; set the model keys to the "
             "checkpoint's, or drop model.init_from"
         )
-    weights = {k[len("net."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    weights = {k[len("net.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     own = module.net.state_dict()
     reset = sorted(k for k, v in weights.items() if k in own and own[k].shape != v.shape)
     if any(".outc." not in f".{k}" for k in reset):
         raise UserError(f"model.init_from={path}: the weights {reset[:3]} do not fit this run's network")
     missing, unexpected = module.net.load_state_dict({k: v for k, v in weights.items() if k not in reset}, strict=False)
     if unexpected or any(k not in reset for k in missing):
-        raise UserError(f"model.init_from={path}: the weights do not fit this run's network ({(missing + unexpected)[:3]})")
+        raise UserError(
+            f"model.init_from={path}: the weights do not fit this run's network ({(missing + unexpected)[:3]})"
+        )
     if reset:
         log.info(
             "model.init_from=%s: network weights loaded; the final layer was re-initialised (%d classes there, %d "
-            "here)", path, len(weights[reset[0]]), len(own[reset[0]]),
+            "here)",
+            path,
+            len(weights[reset[0]]),
+            len(own[reset[0]]),
         )
     else:
         log.info("model.init_from=%s: network weights loaded (no optimizer state, step 0)", path)

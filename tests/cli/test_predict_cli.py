@@ -38,7 +38,11 @@ def test_outputs_have_the_input_shape(small_checkpoint, tmp_path, shape, dtype, 
     assert prob.shape == cells.shape == (slices, *shape[-2:]) and summary["slices"] == slices
     assert prob.dtype == np.float32 and prob.min() >= 0 and prob.max() <= 1
     assert cells.dtype == np.uint32
-    assert sorted(p.name for p in out.iterdir()) == ["in_cells.tif", "in_prob.tif"]  # no temporary files left
+    assert sorted(p.name for p in out.iterdir()) == [
+        "in_cells.tif",
+        "in_classes.tif",
+        "in_prob.tif",
+    ]  # no temporary files left
     assert not (tmp_path / "logs").exists()  # predict writes to output= only: no run folder
 
 
@@ -92,7 +96,7 @@ def test_agglomeration_writes_its_contour_map_and_the_cells_it_cuts(small_checkp
         f"paths.log_dir={tmp_path / 'logs'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == ["em_cells.tif", "em_contours.tif", "em_prob.tif"]
+    assert sorted(p.name for p in out.iterdir()) == ["em_cells.tif", "em_classes.tif", "em_contours.tif", "em_prob.tif"]
     prob, contours, cells = (tifffile.imread(out / f"em_{n}.tif") for n in ("prob", "contours", "cells"))
     assert contours.dtype == np.float32 and contours.shape == prob.shape == cells.shape == (2, 160, 192)
 

@@ -84,3 +84,40 @@ def test_a_probability_recipe_heads_with_the_sweep_and_writes_no_cells(tmp_path)
     assert result["headline"]["prediction"] == "predictions/test_probability.tif"
     assert result["headline"]["vrand"] == result["threshold"]["vrand"]
     assert "postprocess" not in result and "test_cells.tif" not in result["files"]
+
+
+def test_several_classes_are_scored_per_class_and_the_boundary_class_by_the_protocol(tmp_path):
+    label = np.full((2, 48, 48), 2, np.int64)  # interior (class 2 of 3)
+    label[:, 23:25, :] = 0  # membrane cross
+    label[:, :, 23:25] = 0
+    label[:, 5:10, 5:10] = 1  # a mitochondrion
+    label[:, 40:, 40:] = 255  # unlabelled
+    predicted = label.copy()
+    predicted[:, 5:10, 5:7] = 2  # part of the mitochondrion missed
+    predicted[label == 255] = 2
+    outputs = [
+        {
+            "image": np.zeros((48, 48), np.float32),
+            "label": lab,
+            "classes": pred.astype(np.uint8),
+            "prob": (pred != 0).astype(np.float32),
+            "slice": i,
+        }
+        for i, (lab, pred) in enumerate(zip(label, predicted, strict=True))
+    ]
+    raw = np.choose(np.where(label == 255, 3, label), [0, 191, 255, 7]).astype(np.uint8)
+    recipe = make_recipe({**SETTINGS, "tta": False, "scored": "probability"}, None)
+    names = ["membrane", "mitochondria", "interior"]
+    result = score_held_out(outputs, recipe, tmp_path, class_names=names, boundary=0, labels_as_read=raw)
+    dice = result["classes"]["dice"]
+    assert dice["membrane"] == 1.0 and abs(dice["mitochondria"] - 2 * 15 / (25 + 15)) < 1e-12
+    assert result["headline"]["vrand"] == result["threshold"]["vrand"] > 0.9
+    assert result["headline"]["mean_dice"] == result["classes"]["mean_dice"]
+    assert "mean Dice" in headline_line(result["headline"]) and "mitochondria 0.750" in headline_line(
+        result["headline"]
+    )
+    assert tifffile.TiffFile(tmp_path / "predictions" / "test_classes.tif").shaped_metadata[0]["classes"] == names
+    assert np.array_equal(tifffile.imread(tmp_path / "predictions" / "test_labels.tif"), raw)
+    no_boundary = score_held_out(outputs, recipe, tmp_path / "b", class_names=names, boundary=None)
+    assert "threshold" not in no_boundary and no_boundary["headline"]["scored"] == "classes"
+    assert headline_line(no_boundary["headline"]).endswith(f"mean Dice {no_boundary['classes']['mean_dice']:.4f}")
