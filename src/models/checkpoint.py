@@ -91,6 +91,26 @@ def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> Segmentatio
     return module.eval()
 
 
+def _with_defaults(net: dict) -> dict:
+    """A network config with the defaults of its target's arguments filled in (configs may leave them out)."""
+    import inspect
+
+    from hydra.utils import get_method
+
+    from src.models.unet import UNet
+
+    try:
+        target = get_method(net["_target_"])
+    except Exception:
+        return net
+    defaults = {"members": 1}  # a plain UNet target is one network
+    for fn in (UNet, target):  # build_unet passes the rest of its arguments to UNet
+        for p in inspect.signature(fn).parameters.values():
+            if p.default is not inspect.Parameter.empty:
+                defaults[p.name] = p.default
+    return {**defaults, **net}
+
+
 def load_weights(module: SegmentationModule, ckpt_path: str | Path) -> None:
     """Start ``module`` from the network weights of ``ckpt_path`` (``model.init_from``): no optimizer state, no
     step count. A final layer of another class count is left newly initialised (said in one log line); a network
@@ -100,7 +120,7 @@ def load_weights(module: SegmentationModule, ckpt_path: str | Path) -> None:
     saved = (checkpoint.get("hyper_parameters") or {}).get("net") if isinstance(checkpoint, dict) else None
     if not isinstance(saved, dict) or "state_dict" not in checkpoint:
         raise UserError(f"model.init_from={path} was not written by src.train (no network config or weights in it)")
-    ours = dict(module.hparams.net)
+    saved, ours = _with_defaults(saved), _with_defaults(dict(module.hparams.net))
     shape_keys = ("members", "in_channels", "depth", "base_channels", "padding", "norm", "up_mode")
     differ = [key for key in shape_keys if saved.get(key) != ours.get(key)]
     if differ:

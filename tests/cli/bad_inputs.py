@@ -162,6 +162,17 @@ def _existing_output(folder: Path) -> list[str]:
     return args
 
 
+def _existing_class_map(folder: Path) -> list[str]:
+    args = predict(folder)
+    (folder / "out").mkdir()
+    (folder / "out" / "stack_classes.tif").write_bytes(b"a class map the user wants to keep")
+    return args
+
+
+def _init_from_other_network(folder: Path) -> list[str]:
+    return train(folder, f"model.init_from={small_checkpoint(folder / 'deeper.ckpt', depth=4)}")
+
+
 def _unwritable_output(folder: Path) -> list[str]:
     (folder / "results").write_text("a file where the output folder's parent should be\n")
     return [
@@ -276,6 +287,34 @@ CASES: list[Case] = [
         "label",
     ),
     Case("labels_grey", "data", "labels with grey values (lossy saving)", lambda f: train(f, labels=_GREY), "label"),
+    Case(
+        "labels_unknown_value",
+        "data",
+        "a label value (7) that no class of data.classes names",
+        lambda f: train(f, labels=np.where(_LABELS[:, :, ::-1] == 0, 7, _LABELS).astype(np.uint8)),
+        "label value 7 in",
+    ),
+    Case(
+        "ignore_is_a_class",
+        "config",
+        "data.ignore=0, a value of the membrane class",
+        lambda f: train(f, "data.ignore=0"),
+        "data.ignore=0 is also a value of data.classes.membrane",
+    ),
+    Case(
+        "init_from_other_network",
+        "checkpoint",
+        "model.init_from a depth-4 network for a depth-3 run",
+        _init_from_other_network,
+        "holds a network with depth=4",
+    ),
+    Case(
+        "class_map_exists",
+        "output",
+        "a class map of the same name already in the output folder",
+        _existing_class_map,
+        "stack_classes.tif exists",
+    ),
     Case(
         "rgb_images",
         "data",
