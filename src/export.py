@@ -29,8 +29,8 @@ def export(cfg: DictConfig) -> dict:
     from src.models.checkpoint import load_module
     from src.models.exported import (
         SUFFIX,
-        InteriorProbability,
         check_sizes,
+        exported_model,
         largest_difference,
         runner,
         write_onnx,
@@ -47,7 +47,7 @@ def export(cfg: DictConfig) -> dict:
     if path.exists() and not cfg.overwrite:
         raise UserError(f"{path} exists; choose another output= or pass overwrite=true")
     module = load_module(ckpt)
-    model = InteriorProbability(module.net.float().eval()).eval()
+    model, output = exported_model(module)
     sizes = check_sizes(module.net, list(cfg.check_sides))
     example = torch.randn(2, 1, sizes[0], sizes[0])  # batch 2: a batch of 1 would be fixed in the graph
     with atomic_path(path) as tmp:
@@ -55,7 +55,7 @@ def export(cfg: DictConfig) -> dict:
             if cfg.format == "torchscript":
                 write_torchscript(model, example, tmp)
             else:
-                write_onnx(model, example, tmp, cfg.opset)
+                write_onnx(model, example, tmp, cfg.opset, output)
         worst = largest_difference(model, runner(cfg.format, tmp), sizes)
         if worst > cfg.tolerance:
             raise UserError(f"exported model differs from the checkpoint by {worst:.3g} (> tolerance={cfg.tolerance})")
@@ -63,7 +63,9 @@ def export(cfg: DictConfig) -> dict:
         "path": str(path.resolve()),
         "format": cfg.format,
         "input": "(B, 1, H, W) standardised image",
-        "output": "(B, 1, H', W') interior probability",
+        "output": "(B, 1, H', W') interior probability"
+        if output == "interior"
+        else f"(B, {len(module.classes)}, H', W') probability of each class: {', '.join(module.classes)}",
         "checked_sizes": sizes,
         "max_abs_diff": worst,
     }

@@ -26,6 +26,26 @@ class InteriorProbability(nn.Module):
         return self.net(image).softmax(dim=1)[:, 1:2]
 
 
+class ClassProbabilities(nn.Module):
+    """The network followed by the softmax: every class's probability, channels in the checkpoint's class order."""
+
+    def __init__(self, net: UNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image).softmax(dim=1)
+
+
+def exported_model(module: nn.Module) -> tuple[nn.Module, str]:
+    """What a checkpoint is exported as, and the output's name: the cells' probability of a two-class network (as
+    training scores it), every class's probability otherwise."""
+    net = module.net.float().eval()
+    if len(module.classes) == 2 and module.boundary_class == 0:
+        return InteriorProbability(net).eval(), "interior"
+    return ClassProbabilities(net).eval(), "classes"
+
+
 def check_sizes(net: UNet, sides: list[int]) -> list[int]:
     """Per requested side, the smallest input whose output is at least that side (same padding: a multiple of
     ``2**depth`` at or above it)."""
@@ -39,7 +59,7 @@ def write_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> No
     traced.save(str(path))
 
 
-def write_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
+def write_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int, output: str = "interior") -> None:
     try:
         import onnxscript  # noqa: F401  (the exporter needs it)
     except ImportError:
@@ -51,7 +71,7 @@ def write_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int) 
         dynamo=True,
         opset_version=opset,
         input_names=["image"],
-        output_names=["interior"],
+        output_names=[output],
         dynamic_shapes={"image": dims},
         verbose=False,
     )

@@ -30,3 +30,26 @@ def test_largest_difference_of_the_model_with_itself_is_zero():
             return net(torch.from_numpy(x)).numpy()
 
     assert largest_difference(net, run, [32]) == 0.0
+
+
+def test_a_network_of_several_classes_is_exported_with_every_class_probability():
+    from src.models.exported import exported_model
+    from src.models.module import SegmentationModule
+
+    names = ["membrane", "glia", "mitochondria"]
+    module = SegmentationModule(
+        net={"_target_": "src.models.unet.UNet", "depth": 2, "base_channels": 4, "num_classes": 3},
+        optimizer={"_target_": "torch.optim.Adam", "_partial_": True},
+        classes=names,
+    )
+    model, output = exported_model(module)
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        probs = model(x)
+    assert output == "classes" and probs.shape == (1, 3, 32, 32)
+    torch.testing.assert_close(probs.sum(1), torch.ones(1, 32, 32))
+    two = SegmentationModule(
+        net={"_target_": "src.models.unet.UNet", "depth": 2, "base_channels": 4},
+        optimizer={"_target_": "torch.optim.Adam", "_partial_": True},
+    )
+    assert exported_model(two)[1] == "interior"
