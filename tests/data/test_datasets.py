@@ -45,3 +45,21 @@ def test_whole_slices_keep_their_index_in_the_stack():
     assert item["slice"].item() == 12 and item["image"].shape == (1, 40, 48)
     assert torch.equal(item["label"], torch.from_numpy(labels[2]).long())
     assert "label" not in SliceDataset(images, None, [0, 1, 2])[0]
+
+
+def test_class_balanced_crops_show_a_rare_class_as_often_as_the_others():
+    from src.data.augment import build_train_transform
+    from src.data.datasets import RandomCropDataset
+
+    labels = np.zeros((2, 256, 256), np.uint8)
+    labels[:, 128:, :] = 1
+    labels[:, 200:204, 30:34] = 2  # 16 pixels of 65536: a synapse-like rarity
+    images = np.random.default_rng(0).normal(size=labels.shape).astype(np.float32)
+    transform = build_train_transform(32, (256, 256), flip_rotate_p=0.0)
+
+    def share_with_rare(balance: float) -> float:
+        dataset = RandomCropDataset(images, labels, transform, 300, class_balance=balance, crop_size=32)
+        return np.mean([(dataset[(i, i)]["label"] == 2).any().item() for i in range(300)])
+
+    assert share_with_rare(0.0) < 0.05
+    assert 0.2 < share_with_rare(1.0) < 0.5  # one class in three is drawn, and its crop is centred on it

@@ -40,3 +40,22 @@ def test_results_figure_has_four_rows(tmp_path):
 
     height, width = imread(path).shape[:2]
     assert path.is_file() and height > 1.8 * width  # 4 rows of 2 columns
+
+
+def test_classes_are_drawn_in_their_fixed_colours(tmp_path):
+    from matplotlib.image import imread
+
+    from src.data.labels import IGNORE
+    from src.evaluation.figures import CLASS_COLOURS, class_colours
+
+    classes = np.array([[0, 1, 4, IGNORE]], np.uint8)
+    assert np.allclose(class_colours(classes)[0], [CLASS_COLOURS[0], CLASS_COLOURS[1], CLASS_COLOURS[4], (0, 0, 0)])
+    label = np.zeros((40, 60), np.uint8)
+    label[10:30, 10:30] = 2  # a mitochondrion
+    example = {"image": label / 2.0, "label": label, "classes": label, "slice": 1}
+    names = ["membrane", "interior", "mitochondria"]
+    path = results_figure([example], tmp_path / "c.png", boundary=None, class_names=names)
+    picture = imread(path)[..., :3]
+    assert picture.shape[0] > picture.shape[1]  # three rows (no probability, so no error row), one column
+    # the mitochondria colour is in the picture (label and output rows), as is the legend's
+    assert np.isclose(picture, np.array(CLASS_COLOURS[2], np.float32), atol=0.02).all(-1).sum() > 100
