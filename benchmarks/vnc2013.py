@@ -86,30 +86,32 @@ def _about(rows: list[dict]) -> str:
     machines = "; ".join(sorted({r["machine"] for r in rows}))
     slices = rows[0]["slices"]
     steps = round(statistics.mean(r["steps"] for r in rows))
+    plural = "s" if "," in commits else ""
     return (
         f"`python -m src.train experiment={EXPERIMENT}`, seeds {', '.join(str(r['seed']) for r in rows)}; held-out "
-        f"sections {slices[0]}-{slices[-1]} (never trained on), {steps} steps; {dates}, commit{'s' if ',' in commits else ''}"
-        f" {commits}, {machines}"
+        f"sections {slices[0]}-{slices[-1]} (never trained on), {steps} steps; {dates}, commit{plural} {commits}, "
+        f"{machines}"
     )
 
 
-def class_table(rows: list[dict]) -> str:
-    """Per-class Dice and IoU of the class map, mean ± standard deviation over the runs (each run's value)."""
+def class_table(rows: list[dict], iou: bool = True) -> str:
+    """Per-class Dice (and IoU) of the class map, mean ± standard deviation over the runs (each run's value)."""
     rows = sorted(rows, key=lambda r: str(r["seed"]))
     seeds = [r["seed"] for r in rows]
     lines = [
         f"{_about(rows)}. Class map on the held-out sections, mean ± standard deviation over the seeds (each seed):",
         "",
-        "| class | Dice | IoU |",
-        "| --- | ---: | ---: |",
+        "| class | Dice | IoU |" if iou else "| class | Dice |",
+        "| --- | ---: | ---: |" if iou else "| --- | ---: |",
     ]
-    for name in CLASSES:
-        dice = _cell([r["dice"].get(name, 0.0) for r in rows], seeds)
-        iou = _cell([r["iou"].get(name, 0.0) for r in rows], seeds)
-        lines.append(f"| {name} | {dice} | {iou} |")
-    lines.append(
-        f"| **mean** | {_cell([r['mean_dice'] for r in rows], seeds)} | {_cell([r['mean_iou'] for r in rows], seeds)} |"
-    )
+    for name in [*CLASSES, "mean"]:
+        key = name == "mean"
+        dice = [r["mean_dice"] if key else r["dice"].get(name, 0.0) for r in rows]
+        cells = [_cell(dice, seeds)]
+        if iou:
+            cells.append(_cell([r["mean_iou"] if key else r["iou"].get(name, 0.0) for r in rows], seeds))
+        label = "**mean**" if key else name
+        lines.append(f"| {label} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
@@ -164,7 +166,7 @@ def main() -> None:
     rows = [row_of(run) for run in runs]
     RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
     scratch = [r for r in rows if r["start"] == "from scratch"]
-    README.write_text(replace_block(README.read_text(), class_table(scratch)))
+    README.write_text(replace_block(README.read_text(), class_table(scratch, iou=False)))
     PAGE.write_text(replace_block(PAGE.read_text(), page_block(rows)))
     print(page_block(rows))
 

@@ -12,6 +12,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from benchmarks import vnc2013
 from benchmarks.headline import RESULTS as HEADLINE_RESULTS
 from benchmarks.headline import replace_block, table
 from src.config import PROJECT_ROOT
@@ -97,3 +98,15 @@ def test_the_headline_table_is_the_one_the_script_wrote_from_real_runs():
     assert len({row["seed"] for row in rows}) >= 3, "several seeds"
     text = (PROJECT_ROOT / "README.md").read_text()
     assert replace_block(text, table(rows)) == text, "rerun python benchmarks/headline.py"
+
+
+def test_the_vnc2013_tables_are_the_ones_the_script_wrote_from_real_runs():
+    rows = json.loads(vnc2013.RESULTS.read_text())
+    scratch = [row for row in rows if row["start"] == "from scratch"]
+    assert len({row["seed"] for row in scratch}) >= 3, "several seeds"
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert vnc2013.replace_block(readme, vnc2013.class_table(scratch, iou=False)) == readme, (
+        "rerun benchmarks/vnc2013.py"
+    )
+    page = vnc2013.PAGE.read_text()
+    assert vnc2013.replace_block(page, vnc2013.page_block(rows)) == page, "rerun python benchmarks/vnc2013.py"
