@@ -110,9 +110,14 @@ class ClassMap:
         unknown = [v for v in values.tolist() if v not in known]
         if unknown:
             shown = ", ".join(str(v) for v in unknown[:6]) + (" ..." if len(unknown) > 6 else "")
+            grey = (
+                "; many values: labels saved lossily (JPEG, resampling) must be thresholded first"
+                if len(unknown) > 3
+                else ""
+            )
             raise UserError(
                 f"label value {shown} in {path} is in no class of data.classes ({self._listing()}); add it to a "
-                "class, or set data.ignore to it if it marks unlabelled pixels"
+                f"class, or set data.ignore to it if it marks unlabelled pixels{grey}"
             )
         lut = np.full(int(values.max()) + 1 if values.size else 1, IGNORE, dtype=np.uint8)
         for index, name in enumerate(self.names):
