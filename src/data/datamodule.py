@@ -39,6 +39,12 @@ def fold_slices(num_slices: int, num_folds: int, fold: int) -> list[int]:
     return list(range(bounds[fold], bounds[fold + 1]))
 
 
+def _class_map(classes: dict | None, ignore, boundary_class, labels: str, boundary_width: int) -> ClassMap:
+    if classes is None:  # the binary convention, membranes the boundary (as data=tiff)
+        classes, boundary_class = {"membrane": [0], "interior": [1, 255]}, "membrane"
+    return ClassMap(dict(classes), ignore, boundary_class, labels, boundary_width)
+
+
 class EMDataModule(L.LightningDataModule):
     def __init__(
         self,
@@ -75,11 +81,8 @@ class EMDataModule(L.LightningDataModule):
             raise UserError(f"data.membrane_widening={membrane_widening} must be 0 or more pixels")
         if not 0.0 <= class_balance <= 1.0:
             raise UserError(f"data.class_balance={class_balance} must be a share between 0 and 1")
-        if classes is None:  # the binary convention, membranes the boundary (as data=tiff)
-            classes, boundary_class = {"membrane": [0], "interior": [1, 255]}, "membrane"
-        self.class_map = ClassMap(dict(classes), ignore, boundary_class, labels, boundary_width)
-        boundary = self.class_map.boundary_index
-        if boundary is None and (weight_map or membrane_widening):
+        self.class_map = _class_map(classes, ignore, boundary_class, labels, boundary_width)
+        if self.class_map.boundary_index is None and (weight_map or membrane_widening):
             raise UserError(
                 "data.weight_map and data.membrane_widening act on the boundary class; set data.boundary_class"
             )

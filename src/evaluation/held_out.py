@@ -158,15 +158,7 @@ def score_held_out(
         "recipe": recipe,
         "slices": ids,
         "tta": recipe["tta"],
-        "classes": {
-            "what": "class map (most probable class), Dice and IoU per class",
-            "names": list(class_names),
-            **class_scores(classes, class_labels, class_names),
-            "per_slice": [
-                {"slice": i, **{k: v for k, v in class_scores(c, lab, class_names).items() if k in ("dice", "iou")}}
-                for i, c, lab in zip(ids, classes, class_labels, strict=True)
-            ],
-        },
+        "classes": class_section(ids, classes, class_labels, class_names),
     }
     stacks = {} if images is None else {"images": images}
     stacks["classes"] = classes
@@ -200,6 +192,19 @@ def score_held_out(
     result["files"] = write_held_out(output_dir, stacks, class_names)
     result["headline"] = headline_of(result)
     return result
+
+
+def class_section(ids: Sequence[int], classes: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dict:
+    """Per-class Dice and IoU of a class-map stack against class-id labels, over the stack and slice by slice."""
+    return {
+        "what": "class map (most probable class), Dice and IoU per class",
+        "names": list(names),
+        **class_scores(classes, labels, names),
+        "per_slice": [
+            {"slice": i, **{k: v for k, v in class_scores(c, lab, names).items() if k in ("dice", "iou")}}
+            for i, c, lab in zip(ids, classes, labels, strict=True)
+        ],
+    }
 
 
 SCORED_SECTION = {"probability": "threshold", "contours": "contours", "cells": "postprocess"}

@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 
 from src.config import PROJECT_ROOT
 from src.inference.classes import cell_probability
-from src.inference.tiling import TiledPredictor, check_tiling
+from src.inference.tile_grid import check_tiling
+from src.inference.tiling import TiledPredictor
 from src.inference.tta import tta_mean, tta_transforms
 from src.utils.errors import UserError
 

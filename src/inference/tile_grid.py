@@ -1,4 +1,5 @@
-"""Where the tiles of a slice lie and how their outputs are weighted: origins, owned ranges, Gaussian weights."""
+"""Where the tiles of a slice lie and how their outputs are weighted (origins, owned ranges, Gaussian weights), and
+the tiling settings checked before any work."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+
+from src.inference.tta import DIHEDRAL
 
 
 def gaussian_weights(size: int, sigma_scale: float) -> np.ndarray:
@@ -34,3 +37,16 @@ def owned_ranges(starts: Sequence[int], tile: int, size: int) -> list[tuple[int,
     """For each tile along one axis, the pixels ``[lo, hi)`` of ``[0, size)`` whose nearest tile centre is its own."""
     bounds = [0] + [(a + b + tile) // 2 for a, b in zip(starts, starts[1:], strict=False)] + [size]
     return [(max(0, lo), min(size, hi)) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+
+
+def check_tiling(overlap: float, batch_size: int, stitching: str, tta: Sequence[int]) -> None:
+    """Tiling settings checked before any work: a ValueError names the bad one."""
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap={overlap} must be in [0, 1)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be at least 1")
+    if stitching not in STITCHINGS:
+        raise ValueError(f"stitching={stitching!r} must be one of {', '.join(STITCHINGS)}")
+    bad = [t for t in tta if t not in DIHEDRAL]
+    if bad or not tta:
+        raise ValueError(f"tta={list(tta)} must list dihedral transforms 0..7 (0 = identity)")

@@ -21,8 +21,8 @@ from torch import nn
 
 from src.inference.classes import cell_probability
 from src.inference.regions import box_probabilities, class_probabilities
-from src.inference.tile_grid import STITCHINGS, gaussian_weights, owned_ranges, tile_starts
-from src.inference.tta import DIHEDRAL, dihedral_box, tta_mean
+from src.inference.tile_grid import check_tiling, gaussian_weights, owned_ranges, tile_starts
+from src.inference.tta import dihedral_box, tta_mean
 from src.inference.whole import mirror_pad
 from src.models.batchnorm import fuse_batchnorm
 from src.models.unet import UNet
@@ -108,8 +108,14 @@ class TiledPredictor:
         self.stitching = stitching
         # Only the boxes a tile keeps go through the expanding path: same padding, crop stitching.
         self.by_box = stitching == "crop" and net.padding == "same"
-        # Eager inference runs a copy with BatchNorm fused into the convolutions (same output, less work);
-        # compiling with weight freezing fuses them itself.
+        self._set_runners(net, compile)
+        self.step = max(self.align, int(self.tile_out * (1 - overlap)) // self.align * self.align)
+        self.weights = torch.from_numpy(gaussian_weights(self.tile_out, sigma_scale))
+        self._boxes: dict[tuple, tuple[int, int, int, int]] = {}
+
+    def _set_runners(self, net: UNet, compile: bool) -> None:
+        """Eager inference runs a copy with BatchNorm fused into the convolutions (same output, less work);
+        compiling with weight freezing fuses them itself."""
         run = net if compile else fuse_batchnorm(net)
         self.run_net: Callable[[torch.Tensor], torch.Tensor] = run
         self.run_boxes: Callable[[torch.Tensor, tuple[int, int, int, int]], torch.Tensor] = functools.partial(
@@ -119,9 +125,6 @@ class TiledPredictor:
             self.run_boxes = compiled_for_inference(self.run_boxes)
         elif compile:
             self.run_net = compiled_for_inference(run)
-        self.step = max(self.align, int(self.tile_out * (1 - overlap)) // self.align * self.align)
-        self.weights = torch.from_numpy(gaussian_weights(self.tile_out, sigma_scale))
-        self._boxes: dict[tuple, tuple[int, int, int, int]] = {}
 
     def tiles_per_slice(self, height: int, width: int) -> int:
         return len(tile_starts(height, self.tile_out, self.step, self.align)) * len(
@@ -273,19 +276,6 @@ class _Slice:
     def result(self) -> np.ndarray:
         height, width = self.shape
         return self.finish((self.acc / self.norm)[:, :height, :width])
-
-
-def check_tiling(overlap: float, batch_size: int, stitching: str, tta: Sequence[int]) -> None:
-    """Tiling settings checked before any work: a ValueError names the bad one."""
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"overlap={overlap} must be in [0, 1)")
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be at least 1")
-    if stitching not in STITCHINGS:
-        raise ValueError(f"stitching={stitching!r} must be one of {', '.join(STITCHINGS)}")
-    bad = [t for t in tta if t not in DIHEDRAL]
-    if bad or not tta:
-        raise ValueError(f"tta={list(tta)} must list dihedral transforms 0..7 (0 = identity)")
 
 
 def compiled_for_inference(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:

@@ -141,7 +141,8 @@ def test_train_resume_eval_and_predict_by_the_recipe(tmp_path):
     assert scored.returncode == 0, scored.stderr[-3000:]
     assert json.loads(scored.stdout)["vrand"] == pytest.approx(headline["vrand"], abs=1e-4)
     assert json.loads(scored.stdout)["vinfo"] == pytest.approx(headline["vinfo"], abs=1e-4)
-    assert sorted(p.name for p in out.iterdir()) == [f"test_images_{n}.tif" for n in ("cells", "contours", "prob")]
+    names = ("cells", "classes", "contours", "prob")
+    assert sorted(p.name for p in out.iterdir()) == [f"test_images_{n}.tif" for n in names]
 
 
 def test_config_typo_exits_with_one_line(tmp_path):
