@@ -103,7 +103,7 @@ def _write_slices(
     import numpy as np
 
     from src.data.normalize import normalize_slices
-    from src.inference.classes import cell_probability, class_map
+    from src.inference.class_outputs import cell_probability, class_map
     from src.postprocess.instances import cells_and_contours
 
     height, width = reader.shape[1:]

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 
 from src.data.labels import IGNORE
 from src.data.tiff import StackWriter
-from src.inference.classes import cell_probability, class_map
+from src.inference.class_outputs import cell_probability, class_map
 from src.inference.recipe import slice_predictor
 from src.metrics.classes import class_scores
 from src.metrics.isbi import score_probabilities, score_segmentations

@@ -17,7 +17,7 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from src.config import PROJECT_ROOT
-from src.inference.classes import cell_probability
+from src.inference.class_outputs import cell_probability
 from src.inference.tile_grid import check_tiling
 from src.inference.tiling import TiledPredictor
 from src.inference.tta import tta_mean, tta_transforms

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from src.inference.classes import cell_probability
+from src.inference.class_outputs import cell_probability
 from src.inference.regions import box_probabilities, class_probabilities
 from src.inference.tile_grid import check_tiling, gaussian_weights, owned_ranges, tile_starts
 from src.inference.tta import dihedral_box, tta_mean

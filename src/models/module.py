@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Timer
 
 from src.data.labels import IGNORE
-from src.inference.classes import cell_probability
+from src.inference.class_outputs import cell_probability
 from src.inference.whole import predict_logits
 from src.metrics.classes import ClassScores
 from src.metrics.torchmetrics_isbi import ISBIScores

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from src.inference.classes import cell_probability, class_map
+from src.inference.class_outputs import cell_probability, class_map
 
 
 def test_two_classes_give_the_other_channel_bit_for_bit_and_more_give_one_minus_the_boundary():
