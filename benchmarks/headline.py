@@ -37,10 +37,10 @@ ROWS = (
 )
 
 
-def run_seed(seed: int, log_dir: Path) -> Path:
-    """Train the recipe with ``seed`` alone on the machine; the run's folder."""
+def run_seed(seed: int, log_dir: Path, experiment: str = EXPERIMENT, *extra: str) -> Path:
+    """Train ``experiment`` with ``seed`` (and ``extra`` overrides) alone on the machine; the run's folder."""
     started = time.time()
-    overrides = [f"experiment={EXPERIMENT}", f"seed={seed}", f"paths.log_dir={log_dir}"]
+    overrides = [f"experiment={experiment}", f"seed={seed}", f"paths.log_dir={log_dir}", *extra]
     result = subprocess.run([sys.executable, "-m", "src.train", *overrides], cwd=PROJECT_ROOT, text=True)
     if result.returncode != 0:
         raise SystemExit(f"seed {seed} failed (exit {result.returncode})")
@@ -109,10 +109,11 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def replace_block(text: str, block: str) -> str:
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{block}\n{END}{tail}"
+def replace_block(text: str, block: str, start: str = START, end: str = END) -> str:
+    """``text`` with what lies between the ``start`` and ``end`` markers replaced by ``block``."""
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{block}\n{end}{tail}"
 
 
 def main() -> None:

@@ -16,14 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from src.config import PROJECT_ROOT
+
+if str(PROJECT_ROOT) not in sys.path:  # run as a script (python benchmarks/vnc2013.py), not from the root
+    sys.path.insert(0, str(PROJECT_ROOT))
+from benchmarks import headline  # noqa: E402
 
 RESULTS = PROJECT_ROOT / "docs" / "vnc2013_results.json"
 README = PROJECT_ROOT / "README.md"
@@ -31,19 +33,6 @@ PAGE = PROJECT_ROOT / "docs" / "vnc2013.md"
 START, END = "<!-- vnc2013:start -->", "<!-- vnc2013:end -->"
 EXPERIMENT = "vnc2013_cpu"
 CLASSES = ("membrane", "glia", "mitochondria", "synapse", "interior")
-
-
-def run_seed(seed: int, log_dir: Path, init_from: str | None = None) -> Path:
-    """Train the recipe with ``seed`` (from ``init_from``'s weights if given) alone on the machine; its folder."""
-    started = time.time()
-    overrides = [f"experiment={EXPERIMENT}", f"seed={seed}", f"paths.log_dir={log_dir}"]
-    if init_from:
-        overrides.append(f"model.init_from={init_from}")
-    result = subprocess.run([sys.executable, "-m", "src.train", *overrides], cwd=PROJECT_ROOT, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"seed {seed} failed (exit {result.returncode})")
-    runs = [p for p in (log_dir / "train" / "runs").iterdir() if p.stat().st_mtime >= started]
-    return max(runs, key=lambda p: p.stat().st_mtime)
 
 
 def row_of(run: Path) -> dict:
@@ -144,9 +133,7 @@ def page_block(rows: list[dict]) -> str:
 
 
 def replace_block(text: str, block: str) -> str:
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{block}\n{END}{tail}"
+    return headline.replace_block(text, block, START, END)
 
 
 def main() -> None:
@@ -158,9 +145,9 @@ def main() -> None:
     args = parser.parse_args()
     runs = list(args.runs)
     for seed in (int(s) for s in args.seeds.split(",") if s):
-        runs.append(run_seed(seed, args.log_dir))
+        runs.append(headline.run_seed(seed, args.log_dir, EXPERIMENT))
         if args.init_from:
-            runs.append(run_seed(seed, args.log_dir, args.init_from))
+            runs.append(headline.run_seed(seed, args.log_dir, EXPERIMENT, f"model.init_from={args.init_from}"))
     if not runs:
         raise SystemExit("give --seeds to run or --runs of finished runs")
     rows = [row_of(run) for run in runs]

@@ -20,14 +20,19 @@ SHARED_ISBI = PROJECT_ROOT.parent / "shared" / "data" / "isbi2012"
 SHARED_VNC = PROJECT_ROOT.parent / "shared" / "data" / "vnc2013"
 
 
-@pytest.fixture(scope="session")
-def isbi_dir() -> Path:
-    """The verified ISBI 2012 copy in ../shared/data/isbi2012 (it is part of the test environment)."""
-    mirror = Path(os.environ.get("ISBI2012_MIRROR") or SHARED_ISBI)
-    assert (mirror / "train-volume.tif").is_file(), (
-        f"the ISBI 2012 stack is expected in {mirror}; set ISBI2012_MIRROR to a folder holding it"
+def _shared_data(name: str, variable: str, default: Path) -> Path:
+    """A verified data set's folder: ``variable`` if set, else ../shared/data/<set> (part of the test environment)."""
+    mirror = Path(os.environ.get(variable) or default)
+    assert (mirror / "train-volume.tif").is_file() and (mirror / "train-labels.tif").is_file(), (
+        f"the {name} stack is expected in {mirror}; set {variable} to a folder holding it"
     )
     return mirror
+
+
+@pytest.fixture(scope="session")
+def isbi_dir() -> Path:
+    """The verified ISBI 2012 copy in ../shared/data/isbi2012."""
+    return _shared_data("ISBI 2012", "ISBI2012_MIRROR", SHARED_ISBI)
 
 
 @pytest.fixture(scope="session")
@@ -37,12 +42,8 @@ def isbi_stack(isbi_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def vnc_dir() -> Path:
-    """The verified VNC 2013 copy in ../shared/data/vnc2013 (five classes; part of the test environment)."""
-    mirror = Path(os.environ.get("VNC2013_MIRROR") or SHARED_VNC)
-    assert (mirror / "train-labels.tif").is_file(), (
-        f"the VNC 2013 stack is expected in {mirror}; set VNC2013_MIRROR to a folder holding it"
-    )
-    return mirror
+    """The verified VNC 2013 copy in ../shared/data/vnc2013 (five classes)."""
+    return _shared_data("VNC 2013", "VNC2013_MIRROR", SHARED_VNC)
 
 
 @pytest.fixture()
