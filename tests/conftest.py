@@ -46,6 +46,60 @@ def vnc_dir() -> Path:
     return _shared_data("VNC 2013", "VNC2013_MIRROR", SHARED_VNC)
 
 
+def write_volume_copies(stack: np.ndarray, folder: Path) -> dict[str, tuple[Path, str | None]]:
+    """The same ``(Z, Y, X)`` stack as TIFF, HDF5, Zarr v2 / v3, OME-Zarr, N5 and a folder of PNGs: {format: (path, key)}.
+
+    The N5 is written block by block by hand (raw blocks, big-endian headers, dimensions x, y, z as Java's N5
+    writes them), so reading it checks the axis order against the format, not against the library that reads it.
+    """
+    import json
+    import struct
+
+    import h5py
+    import zarr
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    z, y, x = stack.shape
+    copies = {"tiff": (folder / "v.tif", None), "hdf5": (folder / "v.h5", "volumes/raw")}
+    tifffile.imwrite(copies["tiff"][0], stack)
+    with h5py.File(copies["hdf5"][0], "w") as f:
+        f.create_dataset("volumes/raw", data=stack, chunks=(1, min(y, 64), min(x, 64))).attrs["resolution"] = [50, 4, 4]
+    for version in (2, 3):
+        group = zarr.open_group(folder / f"v{version}.zarr", mode="w", zarr_format=version)
+        group.create_array("raw", shape=stack.shape, chunks=(1, 64, 64), dtype=stack.dtype)[:] = stack
+        copies[f"zarr{version}"] = (folder / f"v{version}.zarr", "raw")
+    ome = zarr.open_group(folder / "ome.zarr", mode="w", zarr_format=2)
+    ome.create_array("0", shape=stack.shape, chunks=(1, 64, 64), dtype=stack.dtype)[:] = stack
+    axes = [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
+    scale = [{"type": "scale", "scale": [50.0, 4.0, 4.0]}]
+    ome.attrs["multiscales"] = [
+        {"version": "0.4", "axes": axes, "datasets": [{"path": "0", "coordinateTransformations": scale}]}
+    ]
+    copies["ome-zarr"] = (folder / "ome.zarr", None)
+    n5 = folder / "v.n5" / "raw"
+    n5.mkdir(parents=True)
+    (folder / "v.n5" / "attributes.json").write_text('{"n5": "2.5.0"}')
+    block = (64, 64, 1)  # x, y, z
+    meta = {"dimensions": [x, y, z], "blockSize": list(block), "dataType": str(stack.dtype)}
+    (n5 / "attributes.json").write_text(json.dumps({**meta, "compression": {"type": "raw"}, "resolution": [4, 4, 50]}))
+    for k in range(z):
+        for j in range(0, y, block[1]):
+            for i in range(0, x, block[0]):
+                data = stack[k, j : j + block[1], i : i + block[0]]
+                path = n5 / str(i // block[0]) / str(j // block[1]) / str(k)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                header = struct.pack(">HHIII", 0, 3, data.shape[1], data.shape[0], 1)
+                path.write_bytes(header + data.astype(data.dtype.newbyteorder(">")).tobytes())
+    copies["n5"] = (folder / "v.n5", "raw")
+    pngs = folder / "pngs"
+    pngs.mkdir()
+    for k in range(z):
+        Image.fromarray(stack[k]).save(pngs / f"slice{k * 5}.png")  # 0, 5, 10: name order is not string order
+    copies["png-folder"] = (pngs, None)
+    return copies
+
+
 @pytest.fixture()
 def synthetic_tiffs(tmp_path: Path) -> tuple[Path, Path]:
     images, labels = synthetic_stack(num_slices=10, size=96, num_cells=20, seed=3)
