@@ -47,7 +47,7 @@ def vnc_dir() -> Path:
 
 
 def write_volume_copies(stack: np.ndarray, folder: Path) -> dict[str, tuple[Path, str | None]]:
-    """The same ``(Z, Y, X)`` stack as TIFF, HDF5, Zarr v2 / v3, OME-Zarr, N5 and a folder of PNGs: {format: (path, key)}.
+    """One ``(Z, Y, X)`` stack as TIFF, HDF5, Zarr v2 / v3, OME-Zarr, N5 and a PNG folder: {format: (path, key)}.
 
     The N5 is written block by block by hand (raw blocks, big-endian headers, dimensions x, y, z as Java's N5
     writes them), so reading it checks the axis order against the format, not against the library that reads it.
