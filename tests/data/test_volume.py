@@ -69,9 +69,9 @@ def test_a_truncated_tiff_is_one_line_naming_the_slice_box(tmp_path, isbi_stack)
     paged = tmp_path / "paged.tif"  # one page per slice: the last page's pixels are cut off
     tifffile.imwrite(paged, isbi_stack[0][:3], contiguous=False, metadata=None)
     paged.write_bytes(paged.read_bytes()[:-1000])
-    with pytest.raises(UserError, match=r"paged.tif (is truncated|could not be read at \[0:3, 0:512)"):
-        with open_volume(paged) as volume:
-            volume.read_all()
+    expected = r"paged.tif (is truncated|could not be read at \[0:3, 0:512)"
+    with pytest.raises(UserError, match=expected), open_volume(paged) as volume:
+        volume.read_all()
 
 
 def test_damaged_wrong_rank_and_foreign_inputs_are_refused(tmp_path):
