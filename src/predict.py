@@ -138,7 +138,8 @@ def predict(cfg: DictConfig) -> dict:
 
     from src.config.hardware import resolve_device
     from src.data.slices import parse_slices
-    from src.data.tiff import StackReader, StackWriter
+    from src.data.tiff import StackWriter
+    from src.data.volume import open_volume
     from src.inference.recipe import command_line_overrides, describe, follow_recipe
     from src.models.checkpoint import load_module
 
@@ -150,7 +151,7 @@ def predict(cfg: DictConfig) -> dict:
     paths = output_paths(cfg, recipe, classes, boundary)
     device = resolve_device(cfg.device)
     postprocess = instantiate(recipe["postprocess"]) if recipe["postprocess"] else None
-    with StackReader(cfg.input) as reader:
+    with open_volume(cfg.input, cfg.input_key, "input", "check input= and input_key=") as reader:
         ids = parse_slices(cfg.slices, len(reader), "slices")
         predictor = build_predictor(cfg, module, recipe, device)
         log.info("inference: %s (%s)", describe(recipe), source)

@@ -37,6 +37,8 @@ def score(cfg: DictConfig) -> dict:
         cfg.prediction,
         cfg.labels,
         **slices,
+        prediction_key=cfg.prediction_key,
+        label_key=cfg.label_key,
         kind=cfg.kind,
         invert=cfg.invert,
         thresholds=list(cfg.thresholds),

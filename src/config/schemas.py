@@ -193,6 +193,8 @@ class EvalSchema(RecipeOverrides, TaskSchema):
 class ScoreSchema(TaskSchema):
     prediction: str = MISSING
     labels: str = MISSING
+    prediction_key: str | None = None
+    label_key: str | None = None
     prediction_slices: Any = MISSING
     label_slices: Any = MISSING
     kind: str = MISSING
@@ -210,6 +212,7 @@ class ScoreSchema(TaskSchema):
 class PredictSchema(RecipeOverrides, TaskSchema):
     ckpt_path: str = MISSING
     input: str = MISSING
+    input_key: str | None = None
     output: str = MISSING
     slices: Any = MISSING
     batch_size: int = MISSING

@@ -118,23 +118,24 @@ class IsbiSource(PublishedSource):
 
 
 class TiffSource:
-    """A user's own image and label stacks, by path."""
+    """A user's own image and label volumes, by path (and key inside an HDF5 / Zarr / N5 container): any format
+    :func:`src.data.volume.open_volume` reads, TIFF the commonest."""
 
-    def __init__(self, images: str, labels: str) -> None:
+    def __init__(self, images: str, labels: str, image_key: str | None = None, label_key: str | None = None) -> None:
         self.images = Path(images)
         self.labels = Path(labels)
+        self.keys = image_key, label_key
         self.label_path = self.labels
 
     def prepare(self) -> None:
         for path in (self.images, self.labels):
-            if path.is_dir():
-                raise UserError(f"{path} is a folder; set data.source.images and data.source.labels to TIFF files")
-            if not path.is_file():
-                raise UserError(f"{path} not found; set data.source.images and data.source.labels to TIFF files")
+            if not path.exists():
+                raise UserError(f"{path} not found; set data.source.images and data.source.labels to your volumes")
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
-        images = read_stack(self.images)
-        labels = read_stack(self.labels, "label stack")
+        hint = "check data.source.images / image_key"
+        images = read_stack(self.images, hint=hint, key=self.keys[0])
+        labels = read_stack(self.labels, "label stack", "check data.source.labels / label_key", self.keys[1])
         if images.shape != labels.shape:
             raise UserError(
                 f"image stack {self.images} has shape {images.shape} but label stack {self.labels} has "

@@ -1,8 +1,8 @@
-"""TIFF stacks: read whole (:func:`read_stack`), read slice by slice (:class:`StackReader`), written slice by slice.
+"""TIFF stacks written slice by slice (:class:`StackWriter`), their metadata, stacks read whole (:func:`read_stack`).
 
-:class:`StackReader` reads pages of a multi-page TIFF (or a memory map where the data lie in one block), so
-memory holds one slice, not the stack; :class:`StackWriter` appends pages to a temporary file that is renamed
-to its final name only when the stack is complete, so a crash never leaves a file that looks finished.
+:class:`StackWriter` appends pages to a temporary file that is renamed to its final name only when the stack is
+complete, so a crash never leaves a file that looks finished. Reading slice by slice or box by box, in any format,
+is :func:`src.data.volume.open_volume`'s.
 """
 
 from __future__ import annotations
@@ -13,86 +13,16 @@ import numpy as np
 import tifffile
 
 from src.utils.atomic import partial_path
-from src.utils.errors import UserError
 
 
 def read_stack(
-    path: str | Path, what: str = "image stack", hint: str = "check the path in the data config"
+    path: str | Path, what: str = "image stack", hint: str = "check the path in the data config", key: str | None = None
 ) -> np.ndarray:
-    """Read a TIFF as an ``(N, H, W)`` array (a 2-D image becomes one slice)."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{what} not found: {path} ({hint})")
-    if path.is_dir():
-        raise UserError(f"{what} {path} is a folder; give the path of a TIFF file")
-    try:
-        array = tifffile.imread(path)
-    except Exception as exc:  # tifffile raises several types for damaged or foreign files
-        raise UserError(f"{what} {path} could not be read as a TIFF ({exc}); is it a complete .tif file?") from exc
-    if array.size == 0:
-        raise UserError(f"{what} {path} is empty (shape {array.shape}); it holds no slices")
-    if array.ndim == 2:
-        array = array[None]
-    if array.ndim != 3:
-        raise UserError(
-            f"{what} {path} has shape {array.shape}; expected a greyscale (N, H, W) stack or one (H, W) "
-            "image: RGB or multi-channel images are not supported, convert them to greyscale first"
-        )
-    if np.iscomplexobj(array) or array.dtype == bool:
-        raise UserError(f"{what} {path} has pixel type {array.dtype}; expected 8/16-bit integers or floats")
-    return array
+    """Read a volume in any format :func:`src.data.volume.open_volume` reads (a TIFF, HDF5 ``key``, Zarr, ...) as an
+    ``(N, H, W)`` array (a 2-D image becomes one slice); for stacks that fit in memory."""
+    from src.data.volume import read_volume
 
-
-class StackReader:
-    """Slices of a 2-D image or an ``(N, H, W)`` TIFF stack, read on demand."""
-
-    def __init__(self, path: str | Path, what: str = "input") -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise UserError(f"{what} not found: {self.path} (give input=<stack>.tif)")
-        try:
-            self._tif = tifffile.TiffFile(self.path)
-            series = self._tif.series[0]
-        except Exception as exc:
-            raise UserError(f"{what} {self.path} could not be read as a TIFF ({exc}); is it a complete .tif?") from exc
-        shape = tuple(series.shape)
-        if len(shape) == 2:
-            shape = (1, *shape)
-        if len(shape) != 3 or 0 in shape:
-            self.close()
-            raise UserError(
-                f"{what} {self.path} has shape {tuple(series.shape)}; expected a greyscale (N, H, W) stack or an "
-                "(H, W) image: convert RGB or multi-channel images to greyscale first"
-            )
-        self.dtype = np.dtype(series.dtype)
-        if self.dtype.kind not in "uif":
-            self.close()
-            raise UserError(f"{what} {self.path} has pixel type {self.dtype}; expected 8/16-bit integers or floats")
-        self.shape = shape
-        self._by_page = len(series.pages) == shape[0]
-        self._block: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def read(self, index: int) -> np.ndarray:
-        if self._by_page:
-            return np.asarray(self._tif.asarray(key=index, series=0)).reshape(self.shape[1:])
-        if self._block is None:  # one page holds several slices: map it if it can be, else read it once
-            try:
-                self._block = tifffile.memmap(self.path).reshape(self.shape)
-            except Exception:
-                self._block = self._tif.series[0].asarray().reshape(self.shape)
-        return np.asarray(self._block[index])
-
-    def close(self) -> None:
-        self._tif.close()
-
-    def __enter__(self) -> StackReader:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    return read_volume(path, key, what, hint)
 
 
 class StackWriter:

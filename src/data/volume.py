@@ -27,14 +27,16 @@ class Volume:
 
     format = "volume"
 
-    def __init__(self, path: Path, key: str | None, what: str) -> None:
+    def __init__(self, path: Path, key: str | None, what: str, hint: str = "check the path and key") -> None:
         self.path, self.key, self.what = path, key, what
+        self.hint = hint  # how to fix a missing key
         self.shape: tuple[int, int, int] = (0, 0, 0)
         self.dtype = np.dtype("uint8")
         self.chunks: tuple[int, int, int] | None = None
         self.axes = "zyx"
         self.voxel_size: tuple[float, float, float] | None = None  # (z, y, x) in ``unit``
         self.unit: str | None = None
+        self.metadata: dict = {}  # what the writer recorded, e.g. ``classes`` of a class map
 
     @property
     def where(self) -> str:
@@ -45,7 +47,9 @@ class Volume:
         kept = tuple(s for s in shape if s != 1) if len(shape) > 3 else tuple(shape)
         if len(kept) == 2:
             kept = (1, *kept)
-        if len(kept) != 3 or 0 in kept:
+        if 0 in shape:
+            raise UserError(f"{self.what} {self.where} is empty (shape {tuple(shape)}); it holds no slices")
+        if len(kept) != 3:
             raise UserError(
                 f"{self.what} {self.where} has shape {tuple(shape)}; expected a greyscale (Z, Y, X) volume or one "
                 "(Y, X) image: convert RGB or multi-channel images to greyscale, or give the key of one channel"
@@ -154,7 +158,15 @@ def open_volume(path: str | Path, key: str | None = None, what: str = "input", h
         )
     if key and kind in ("tiff", "png", "folder"):
         raise UserError(f"{what} {path} is a {kind} and holds no datasets; drop the key {key!r}")
-    return openers[kind](path, key or None, what)
+    return openers[kind](path, key or None, what, hint)
+
+
+def read_slices(path: str | Path, key: str | None, ids, what: str, hint: str = "check the path") -> np.ndarray:
+    """Slices ``ids`` of a volume as an ``(len(ids), H, W)`` array, reading no other slice."""
+    with open_volume(path, key, what, hint) as volume:
+        if not len(ids):
+            return volume.read_box((slice(0, 0), slice(None), slice(None)))
+        return np.stack([volume.read(i) for i in ids])
 
 
 def read_volume(path: str | Path, key: str | None = None, what: str = "image stack", hint: str = "check the path"):

@@ -28,11 +28,10 @@ def _dataset_names(group, prefix: str = "") -> list[str]:
 
 
 def _missing_key(volume: Volume, names: list[str]) -> UserError:
-    hint = f"it holds {', '.join(names[:8])}" if names else "it holds no datasets"
-    flag = "input_key" if volume.what == "input" else "the key (data.source.image_key, input_key, ...)"
+    held = f"it holds {', '.join(names[:8])}" if names else "it holds no datasets"
     if volume.key:
-        return UserError(f"{volume.what} {volume.path} has no dataset {volume.key!r} ({hint}); set {flag}")
-    return UserError(f"{volume.what} {volume.path} is a container: name its dataset with {flag} ({hint})")
+        return UserError(f"{volume.what} {volume.path} has no dataset {volume.key!r} ({held}); {volume.hint}")
+    return UserError(f"{volume.what} {volume.path} is a container: name its dataset ({held}); {volume.hint}")
 
 
 class Hdf5Volume(Volume):
@@ -40,10 +39,10 @@ class Hdf5Volume(Volume):
 
     format = "HDF5"
 
-    def __init__(self, path: Path, key: str | None, what: str) -> None:
+    def __init__(self, path: Path, key: str | None, what: str, hint: str = "check the path and key") -> None:
         import h5py
 
-        super().__init__(path, key, what)
+        super().__init__(path, key, what, hint)
         try:
             self._file = h5py.File(path, "r")
         except Exception as exc:
@@ -100,10 +99,10 @@ class ZarrVolume(Volume):
 
     format = "Zarr"
 
-    def __init__(self, path: Path, key: str | None, what: str) -> None:
+    def __init__(self, path: Path, key: str | None, what: str, hint: str = "check the path and key") -> None:
         import zarr
 
-        super().__init__(path, key, what)
+        super().__init__(path, key, what, hint)
         try:
             node = zarr.open(str(path), mode="r")
             if key:
@@ -115,6 +114,7 @@ class ZarrVolume(Volume):
         if node is None:
             raise _missing_key(self, _dataset_names(zarr.open(str(path), mode="r")))
         self._data = node
+        self.metadata = {**_parent_attrs(path, self.key), **dict(node.attrs)}
         self._check(node.shape, node.dtype)
         self.chunks = _zyx_int(node.chunks)
 
@@ -142,10 +142,10 @@ class N5Volume(Volume):
 
     format = "N5"
 
-    def __init__(self, path: Path, key: str | None, what: str) -> None:
+    def __init__(self, path: Path, key: str | None, what: str, hint: str = "check the path and key") -> None:
         import tensorstore as ts
 
-        super().__init__(path, key, what)
+        super().__init__(path, key, what, hint)
         where = path / key if key else path
         if not (where / "attributes.json").exists() or "dimensions" not in _json(where / "attributes.json"):
             raise _missing_key(self, _n5_datasets(path))
@@ -165,6 +165,20 @@ class N5Volume(Volume):
 
     def _read(self, box):
         return self._data[_storage_box(box, tuple(self._data.shape))].read().result()
+
+
+def _parent_attrs(path: Path, key: str | None) -> dict:
+    """Attributes of the groups above the array (e.g. an OME-Zarr label image's ``classes``)."""
+    import zarr
+
+    attrs: dict = {}
+    parts = (key or "").split("/")[:-1]
+    for depth in range(len(parts) + 1):
+        try:
+            attrs.update(dict(zarr.open_group(str(path), mode="r", path="/".join(parts[:depth])).attrs))
+        except Exception:
+            continue
+    return attrs
 
 
 def _json(path: Path) -> dict:

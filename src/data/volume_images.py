@@ -34,10 +34,10 @@ class TiffVolume(Volume):
 
     format = "TIFF"
 
-    def __init__(self, path: Path, key: str | None, what: str) -> None:
+    def __init__(self, path: Path, key: str | None, what: str, hint: str = "check the path and key") -> None:
         import tifffile
 
-        super().__init__(path, key, what)
+        super().__init__(path, key, what, hint)
         try:
             self._tif = tifffile.TiffFile(path)
             series = self._tif.series[0]
@@ -55,6 +55,8 @@ class TiffVolume(Volume):
         self._block: np.ndarray | None = None
         self.chunks = (1, *self.shape[1:])
         self._calibration()
+        shaped = self._tif.shaped_metadata
+        self.metadata = dict(shaped[0]) if shaped else {}
 
     def _check_complete(self, series) -> None:
         """Slices stored in one block must all be in the file (tifffile would give zeros for a truncated tail)."""
@@ -100,8 +102,8 @@ class ImageFolderVolume(Volume):
 
     format = "image folder"
 
-    def __init__(self, path: Path, key: str | None, what: str) -> None:
-        super().__init__(path, key, what)
+    def __init__(self, path: Path, key: str | None, what: str, hint: str = "check the path and key") -> None:
+        super().__init__(path, key, what, hint)
         if path.is_dir():
             self.files = sorted(
                 (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")),

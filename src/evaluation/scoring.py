@@ -21,7 +21,7 @@ import numpy as np
 
 from src.data.labels import ClassMap, binary_labels
 from src.data.slices import parse_slices
-from src.data.tiff import read_stack, stack_metadata
+from src.data.volume import open_volume, read_slices
 from src.metrics.classes import class_scores
 from src.metrics.isbi import THRESHOLDS, score_probabilities, score_segmentations
 from src.postprocess.instances import postprocess_stack
@@ -171,9 +171,14 @@ def score_files(
     label_slices: Any = None,
     **kwargs: Any,
 ) -> dict:
-    """Read two TIFF stacks, select slices and score them (keyword arguments as :func:`score_arrays`)."""
-    pred_stack = read_stack(prediction, "prediction", hint="check prediction=")
-    saved_classes = stack_metadata(prediction).get("classes")
+    """Read the chosen slices of two volumes (any format :func:`open_volume` reads; ``prediction_key`` and
+    ``label_key`` name datasets in containers) and score them (keyword arguments as :func:`score_arrays`)."""
+    keys = kwargs.pop("prediction_key", None), kwargs.pop("label_key", None)
+    with open_volume(prediction, keys[0], "prediction", hint="check prediction= and prediction_key=") as volume:
+        saved_classes = volume.metadata.get("classes")
+        pred_count = len(volume)
+    with open_volume(labels, keys[1], "label stack", hint="check labels= and label_key=") as volume:
+        label_count = len(volume)
     class_map = kwargs.get("class_map")
     if kwargs.get("kind", "auto") == "auto" and saved_classes:
         kwargs["kind"] = "classes"
@@ -182,19 +187,20 @@ def score_files(
                 f"prediction {prediction} is a class map of {list(saved_classes)} but data.classes names "
                 f"{class_map.names}; choose the data config the model was trained on"
             )
-    label_stack = read_stack(labels, "label stack", hint="check labels=")
-    pred_ids = parse_slices(prediction_slices, len(pred_stack), "prediction_slices")
-    label_ids = parse_slices(label_slices, len(label_stack), "label_slices")
-    if prediction_slices is None and label_slices is not None and len(pred_stack) == len(label_stack):
+    pred_ids = parse_slices(prediction_slices, pred_count, "prediction_slices")
+    label_ids = parse_slices(label_slices, label_count, "label_slices")
+    if prediction_slices is None and label_slices is not None and pred_count == label_count:
         pred_ids = label_ids  # a prediction of the whole stack, scored on the chosen slices
     if len(pred_ids) != len(label_ids):
         raise UserError(
             f"{len(pred_ids)} prediction slices but {len(label_ids)} label slices; choose matching ranges "
             "with prediction_slices= and label_slices= (e.g. label_slices=24:30 for a 6-slice prediction)"
         )
+    pred_stack = read_slices(prediction, keys[0], pred_ids, "prediction", "check prediction= and prediction_key=")
+    label_stack = read_slices(labels, keys[1], label_ids, "label stack", "check labels= and label_key=")
     result = score_arrays(
-        pred_stack[pred_ids],
-        label_stack[label_ids],
+        pred_stack,
+        label_stack,
         slice_ids=label_ids,
         where=str(prediction),
         label_path=str(labels),

@@ -248,7 +248,7 @@ CASES: list[Case] = [
         "",
         accepted=True,
     ),
-    Case("not_a_tiff", "data", "an image file that is not a TIFF", _text_file, "could not be read as a TIFF"),
+    Case("not_a_tiff", "data", "an image file that is not a TIFF", _text_file, "is it a complete TIFF file"),
     Case("truncated_tiff", "data", "a truncated TIFF", _truncated, "images.tif"),
     Case("empty_stack", "data", "an empty stack (0 slices)", _empty, "empty"),
     Case(

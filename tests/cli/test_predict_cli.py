@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from src.data.tiff import StackReader, StackWriter
+from src.data.tiff import StackWriter
+from src.data.volume import open_volume
 from tests.conftest import run_cli
 
 
@@ -149,5 +150,5 @@ def test_a_failed_write_leaves_no_finished_looking_file(tmp_path):
         for i in range(3):
             writer.write(np.full((4, 5), i, np.uint8))
         writer.commit()
-    with StackReader(path) as reader:
+    with open_volume(path) as reader:
         assert reader.shape == (3, 4, 5) and reader.read(2).max() == 2

@@ -6,6 +6,7 @@ import tifffile
 
 from src.data.sources import IsbiSource, SyntheticSource, TiffSource
 from src.utils.errors import UserError
+from tests.conftest import write_volume_copies
 
 
 def test_tiff_source_reads_images_and_labels_as_stored(synthetic_tiffs):
@@ -22,11 +23,27 @@ def test_tiff_source_refuses_missing_files_folders_and_mismatched_stacks(synthet
     images_path, labels_path = synthetic_tiffs
     with pytest.raises(UserError, match="not found"):
         TiffSource(str(tmp_path / "none.tif"), str(labels_path)).prepare()
-    with pytest.raises(UserError, match="is a folder"):
-        TiffSource(str(tmp_path), str(labels_path)).prepare()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="empty is a folder with no PNG or TIFF slices"):
+        TiffSource(str(tmp_path / "empty"), str(labels_path)).load()
     tifffile.imwrite(tmp_path / "short.tif", tifffile.imread(labels_path)[:4])
     with pytest.raises(UserError, match="must match slice for slice"):
         TiffSource(str(images_path), str(tmp_path / "short.tif")).load()
+
+
+def test_a_source_reads_hdf5_and_zarr_copies_by_key_as_the_tiffs(synthetic_tiffs, tmp_path):
+    images_path, labels_path = synthetic_tiffs
+    images, labels = TiffSource(str(images_path), str(labels_path)).load()
+    image_copies = write_volume_copies(images, tmp_path / "images")
+    label_copies = write_volume_copies(labels, tmp_path / "labels")
+    for kind in ("hdf5", "zarr3", "n5"):
+        (image_path, image_key), (label_path, label_key) = image_copies[kind], label_copies[kind]
+        source = TiffSource(str(image_path), str(label_path), image_key=image_key, label_key=label_key)
+        source.prepare()
+        copy_images, copy_labels = source.load()
+        assert np.array_equal(copy_images, images) and np.array_equal(copy_labels, labels)
+    with pytest.raises(UserError, match=r"v.h5 has no dataset 'raw' .*check data.source.images / image_key"):
+        TiffSource(str(image_copies["hdf5"][0]), str(labels_path), image_key="raw").load()
 
 
 def test_synthetic_source_is_deterministic_by_seed():

@@ -17,7 +17,7 @@ def test_reads_stacks_and_single_images(tmp_path):
 
 def test_bad_files_get_clear_errors(tmp_path):
     (tmp_path / "not.tif").write_text("hello")
-    with pytest.raises(UserError, match="could not be read as a TIFF"):
+    with pytest.raises(UserError, match=r"not.tif could not be opened .*is it a complete TIFF file"):
         read_stack(tmp_path / "not.tif")
     with pytest.raises(UserError, match="not found"):
         read_stack(tmp_path / "missing.tif")

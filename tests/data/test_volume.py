@@ -50,9 +50,9 @@ def test_formats_are_told_apart_by_layout_and_first_bytes(copies, tmp_path):
 
 def test_a_missing_key_names_the_keys_there(copies):
     path, _ = copies[1]["hdf5"]
-    with pytest.raises(UserError, match=r"has no dataset 'raw' \(it holds volumes/raw\); set input_key"):
+    with pytest.raises(UserError, match=r"has no dataset 'raw' \(it holds volumes/raw\); check the path"):
         open_volume(path, "raw")
-    with pytest.raises(UserError, match=r"is a container: name its dataset .* \(it holds raw\)"):
+    with pytest.raises(UserError, match=r"is a container: name its dataset \(it holds raw\)"):
         open_volume(copies[1]["zarr3"][0])
     with pytest.raises(UserError, match=r"has no dataset 'nope' \(it holds raw\)"):
         open_volume(copies[1]["n5"][0], "nope")
@@ -62,9 +62,12 @@ def test_a_truncated_tiff_is_one_line_naming_the_slice_box(tmp_path, isbi_stack)
     path = tmp_path / "cut.tif"
     tifffile.imwrite(path, isbi_stack[0][:3])
     path.write_bytes(path.read_bytes()[: 512 * 512 + 99_000])
-    with pytest.raises(
-        UserError, match=r"cut.tif is truncated: it holds \d+ of the 786432 bytes of its \(3, 512, 512\) stack"
-    ), open_volume(path) as volume:
+    with (
+        pytest.raises(
+            UserError, match=r"cut.tif is truncated: it holds \d+ of the 786432 bytes of its \(3, 512, 512\) stack"
+        ),
+        open_volume(path) as volume,
+    ):
         volume.read_all()
     paged = tmp_path / "paged.tif"  # one page per slice: the last page's pixels are cut off
     tifffile.imwrite(paged, isbi_stack[0][:3], contiguous=False, metadata=None)
