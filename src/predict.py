@@ -147,6 +147,10 @@ def predict(cfg: DictConfig) -> dict:
         raise UserError(f"prob_dtype={cfg.prob_dtype} must be float32 or uint8")
     module = load_module(cfg.ckpt_path)
     recipe, source = follow_recipe(module.hparams.get("inference"), command_line_overrides(cfg))
+    if str(cfg.output).rstrip("/").endswith(".zarr"):
+        from src.inference.block_run import predict_blocks
+
+        return predict_blocks(cfg, module, recipe)
     classes, boundary = module.classes, module.boundary_class
     paths = output_paths(cfg, recipe, classes, boundary)
     device = resolve_device(cfg.device)

@@ -214,6 +214,11 @@ class PredictSchema(RecipeOverrides, TaskSchema):
     input: str = MISSING
     input_key: str | None = None
     output: str = MISSING
+    block_shape: list[int] = MISSING
+    block_halo: Any = MISSING
+    resume: bool = MISSING
+    num_workers: int = MISSING
+    trainer: Any = None
     slices: Any = MISSING
     batch_size: int = MISSING
     queue_megapixels: float = MISSING

@@ -1,0 +1,220 @@
+"""``src.predict ... output=OUT.zarr``: blockwise prediction on Lightning's predict loop, across devices and nodes.
+
+A :class:`BlockDataset` reads and normalises each block's source region (loader workers can do it), the
+:class:`BlockPredictionModule` predicts it (:class:`src.inference.blockwise.BlockPredictor`, under the trainer's
+precision), and the :class:`ZarrBlockWriter` callback writes every finished block into its chunks of the output.
+``trainer.devices`` / ``trainer.num_nodes`` split the blocks across processes (DDP: gloo on CPUs, NCCL on GPUs),
+each taking every n-th block not yet written; the first process makes (or checks) the output and the per-slice
+normalisation before any block is read, and names the output once every block is written.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch.utils.data import DataLoader, Dataset
+
+from src.data.volume import open_volume
+from src.inference.blockwise import Block, BlockPredictor
+from src.inference.zarr_output import ZarrOutput
+from src.utils.errors import UserError
+
+
+def slice_statistics(volume, rows: int = 1024) -> np.ndarray:
+    """Each slice's mean and standard deviation ``(Z, 2)`` (float64, read in bands of ``rows``): the per-slice
+    standardisation of :func:`src.data.normalize.normalize_slices` without holding a slice as floats."""
+    stats = np.zeros((len(volume), 2))
+    height = volume.shape[1]
+    for z in range(len(volume)):
+        total = square = 0.0
+        for top in range(0, height, rows):
+            band = volume.read_box((slice(z, z + 1), slice(top, top + rows), slice(None))).astype(np.float64)
+            if not np.isfinite(band).all():
+                raise UserError(f"input {volume.where} holds NaN or infinite pixels in slice {z}; clean them first")
+            total, square = total + band.sum(), square + np.square(band).sum()
+        count = height * volume.shape[2]
+        mean = total / count
+        stats[z] = mean, np.sqrt(max(square / count - mean**2, 0.0))
+    return stats
+
+
+class BlockDataset(Dataset):
+    """Normalised source regions of ``blocks`` (float32 ``(z, h, w)``), read from the volume box by box."""
+
+    def __init__(self, path: str, key: str | None, blocks: list[Block], predictor: BlockPredictor, stats) -> None:
+        self.path, self.key, self.blocks, self.predictor = path, key, blocks, predictor
+        self.stats = np.asarray(stats, np.float64)
+        self._volume = None  # opened in the process that reads (HDF5 handles do not cross processes)
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __getitem__(self, i: int) -> dict:
+        if self._volume is None:
+            self._volume = open_volume(self.path, self.key, "input", "check input= and input_key=")
+        block = self.blocks[i]
+        top, bottom, left, right = self.predictor.source_box(block)
+        raw = self._volume.read_box((slice(*block.z), slice(top, bottom), slice(left, right)))
+        stats = self.stats[block.z[0] : block.z[1]]
+        source = (raw.astype(np.float32) - stats[:, :1, None].astype(np.float32)) / np.maximum(
+            stats[:, 1:, None].astype(np.float32), 1e-6
+        )
+        return {"index": block.index, "source": torch.from_numpy(source)}
+
+
+class BlockPredictionModule(L.LightningModule):
+    """The trained module predicting blocks; each process gets every ``world_size``-th pending block."""
+
+    def __init__(self, module, predictor: BlockPredictor, blocks: list[Block], writer: ZarrBlockWriter, **read):
+        super().__init__()
+        self.module, self.predictor, self.blocks, self.writer, self.read = module, predictor, blocks, writer, read
+
+    def predict_dataloader(self) -> DataLoader:
+        done = self.writer.output.done()
+        pending = [b for b in self.blocks if b.index not in done]
+        mine = pending[self.trainer.global_rank :: self.trainer.world_size]
+        dataset = BlockDataset(blocks=mine, predictor=self.predictor, stats=self.writer.stats, **self.read)
+        return DataLoader(dataset, batch_size=None, num_workers=self.read_workers, shuffle=False)
+
+    @property
+    def read_workers(self) -> int:
+        return int(self.writer.settings.get("num_workers", 0))
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        block = self.blocks[int(batch["index"])]
+        return {"index": block.index, "probs": self.predictor.predict(block, batch["source"].numpy())}
+
+
+class ZarrBlockWriter(BasePredictionWriter):
+    """Makes (or, resuming, checks) the output on the first process, writes each predicted block, names it at the end.
+
+    ``create`` holds the arguments of :meth:`ZarrOutput.create`; ``settings`` the command's settings that a resumed
+    run must share; ``volume`` the input (for the per-slice statistics, computed once and kept in the output).
+    """
+
+    def __init__(self, output: ZarrOutput, create: dict, resume: bool, volume_args: tuple, boundary, total: int):
+        super().__init__(write_interval="batch")
+        self.output, self.create, self.resume, self.volume_args = output, create, resume, volume_args
+        self.settings, self.boundary, self.total = create["settings"], boundary, total
+        self.stats: np.ndarray | None = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if trainer.is_global_zero:
+            self._prepare()
+        trainer.strategy.barrier("zarr output ready")
+        self.output.open()
+        self.stats = np.asarray(self.output.settings()["slice_statistics"])
+
+    def _prepare(self) -> None:
+        if self.output.partial.exists():
+            if not self.resume:
+                raise UserError(
+                    f"{self.output.partial} holds an interrupted prediction; pass resume=true to finish it, "
+                    "or delete it to start again"
+                )
+            found = {k: v for k, v in self.output.settings().items() if k != "slice_statistics"}
+            if found != self.settings:
+                changed = sorted(k for k in set(found) | set(self.settings) if found.get(k) != self.settings.get(k))
+                raise UserError(
+                    f"{self.output.partial} was started with other settings ({', '.join(changed)} differ); "
+                    "resume with the same command, or delete it to start again"
+                )
+            return
+        with open_volume(*self.volume_args) as volume:
+            stats = slice_statistics(volume)
+        settings = {**self.settings, "slice_statistics": stats.tolist()}
+        self.output.create(**{**self.create, "settings": settings})
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
+        block = pl_module.blocks[prediction["index"]]
+        self.output.write_block(block.index, block.z, block.y, block.x, prediction["probs"].numpy(), self.boundary)
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        trainer.strategy.barrier("all blocks written")
+        if trainer.is_global_zero:
+            self.output.finish(self.total)
+
+
+def predict_blocks(cfg, module, recipe: dict) -> dict:
+    """Predict ``cfg.input`` block by block into the OME-Zarr folder ``cfg.output`` (see the module's docstring)."""
+    import json
+    import logging
+    import time
+    from pathlib import Path
+
+    from hydra.utils import instantiate
+
+    from src.inference.blockwise import block_grid, network_reach
+
+    output = ZarrOutput(cfg.output)
+    if output.path.exists() and not cfg.overwrite:
+        raise UserError(f"{output.path} exists; choose another output or pass overwrite=true")
+    if cfg.slices is not None:
+        raise UserError("slices= chooses slices of a TIFF output; a Zarr output holds the whole volume")
+    volume_args = (cfg.input, cfg.input_key, "input", "check input= and input_key=")
+    with open_volume(*volume_args) as volume:
+        shape, voxel_size, unit = volume.shape, volume.voxel_size, volume.unit
+    halo = network_reach(module.net) if cfg.block_halo == "auto" else int(cfg.block_halo)
+    predictor = BlockPredictor(module, recipe["tta"], halo, shape[1:])
+    block_shape = [min(int(b), n) for b, n in zip(cfg.block_shape, shape, strict=True)]
+    blocks = block_grid(shape, block_shape)
+    settings = json.loads(
+        json.dumps(
+            {
+                "input": str(Path(cfg.input).resolve()),
+                "input_key": cfg.input_key,
+                "checkpoint": str(Path(cfg.ckpt_path).resolve()),
+                "shape": list(shape),
+                "block_shape": block_shape,
+                "halo": halo,
+                "tta": list(recipe["tta"]),
+                "prob_dtype": cfg.prob_dtype,
+                "num_workers": cfg.num_workers,
+            }
+        )
+    )
+    create = dict(
+        shape=shape,
+        block_shape=block_shape,
+        classes=module.classes,
+        boundary=module.boundary_class,
+        voxel_size=voxel_size,
+        unit=unit,
+        prob_dtype=cfg.prob_dtype,
+        settings=settings,
+    )
+    writer = ZarrBlockWriter(output, create, cfg.resume, volume_args, module.boundary_class, len(blocks))
+    if recipe["postprocess"]:
+        logging.getLogger(__name__).info("cells are not cut blockwise: the Zarr output holds probabilities and classes")
+    overrides = {} if cfg.precision == "auto" else {"precision": cfg.precision}
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=[writer],
+        logger=False,
+        enable_checkpointing=False,
+        use_distributed_sampler=False,
+        enable_progress_bar=cfg.progress,
+        **overrides,
+    )
+    started = time.perf_counter()
+    trainer.predict(
+        BlockPredictionModule(module, predictor, blocks, writer, path=cfg.input, key=cfg.input_key),
+        return_predictions=False,
+    )
+    seconds = time.perf_counter() - started
+    summary = {
+        "output": str(output.path),
+        "class_names": module.classes,
+        "shape": list(shape),
+        "block_shape": block_shape,
+        "blocks": len(blocks),
+        "halo": halo,
+        "processes": trainer.world_size,
+        "seconds": round(seconds, 3),
+        "megavoxels_per_second": round(np.prod(shape) / 1e6 / seconds, 4),
+    }
+    if trainer.is_global_zero:
+        print(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,128 @@
+"""The OME-Zarr output of blockwise prediction, written block by block, resumable, renamed only when complete.
+
+Layout (OME-NGFF 0.4, Zarr v2, which Fiji, napari and ome-zarr read): the image ``0`` holds every class's
+probability ``(c, z, y, x)`` (class names as its channel labels); ``prob/0`` the cells' probability ``(z, y, x)``
+where the classes name a boundary; ``labels/classes/0`` the most probable class (uint8 class ids, an OME-Zarr
+label image). Chunks are the prediction blocks, so processes never write the same chunk. The output is built
+under ``.<name>.partial.zarr``; a file per finished block in its ``.done/`` folder lets ``resume=true`` redo only
+the others; the last step removes that folder and renames the output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from src.inference.class_outputs import cell_probability, class_map
+from src.utils.atomic import partial_path
+from src.utils.errors import UserError
+
+NGFF = "0.4"
+CLASS_COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180)]
+
+
+UNITS = {"nm": "nanometer", "um": "micrometer", "µm": "micrometer", "\\u00B5m": "micrometer", "micron": "micrometer",
+         "mm": "millimeter", "A": "angstrom", "Å": "angstrom"}  # fmt: skip
+
+
+def _image_attrs(axes: str, scale: list[float], unit: str | None, name: str) -> dict:
+    unit = UNITS.get(unit, unit) if unit else None  # OME-NGFF names units in full (UCUM)
+    kinds = {"c": "channel", "z": "space", "y": "space", "x": "space"}
+    described = [{"name": a, "type": kinds[a], **({"unit": unit} if unit and a != "c" else {})} for a in axes]
+    level = {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+    return {"multiscales": [{"version": NGFF, "name": name, "axes": described, "datasets": [level]}]}
+
+
+class ZarrOutput:
+    """One blockwise prediction's output folder (see the module's docstring)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.partial = partial_path(self.path)
+        self.done_dir = self.partial / ".done"
+
+    def create(self, shape, block_shape, classes, boundary, voxel_size, unit, prob_dtype: str, settings: dict) -> None:
+        """Make the empty arrays (chunks = blocks) and their metadata under the partial name."""
+        import zarr
+
+        z, y, x = shape
+        spatial = list(voxel_size or (1.0, 1.0, 1.0))
+        root = zarr.open_group(self.partial, mode="w", zarr_format=2)
+        dtype = np.uint8 if prob_dtype == "uint8" else np.float32
+        root.create_array("0", shape=(len(classes), *shape), chunks=(len(classes), *block_shape), dtype=dtype)
+        channels = [{"label": name, "active": True, "window": {"start": 0, "end": 255 if dtype == np.uint8 else 1}}
+                    for name in classes]  # fmt: skip
+        root.attrs.update(
+            {
+                **_image_attrs("czyx", [1.0, *spatial], unit, "class probabilities"),
+                "omero": {"channels": channels},
+                "classes": list(classes),
+                "prediction": settings,
+            }
+        )
+        if boundary is not None:
+            prob = root.create_group("prob")
+            prob.create_array("0", shape=shape, chunks=tuple(block_shape), dtype=dtype)
+            prob.attrs.update(_image_attrs("zyx", spatial, unit, "cells' probability"))
+        labels = root.create_group("labels")
+        labels.attrs["labels"] = ["classes"]
+        class_map = labels.create_group("classes")
+        class_map.create_array("0", shape=(z, y, x), chunks=tuple(block_shape), dtype=np.uint8)
+        colours = [
+            {"label-value": i, "rgba": [*CLASS_COLOURS[i % len(CLASS_COLOURS)], 255]} for i in range(len(classes))
+        ]
+        class_map.attrs.update(
+            {
+                **_image_attrs("zyx", spatial, unit, "classes"),
+                "image-label": {"version": NGFF, "colors": colours, "source": {"image": "../../"}},
+                "classes": list(classes),
+            }
+        )
+        self.done_dir.mkdir()
+
+    def settings(self) -> dict:
+        """The settings an existing partial output was started with (to refuse resuming another command)."""
+        try:
+            return json.loads((self.partial / ".zattrs").read_text())["prediction"]
+        except (OSError, ValueError, KeyError):
+            raise UserError(
+                f"{self.partial} is not a partial prediction output (no settings in it); delete it and start again"
+            ) from None
+
+    def open(self) -> None:
+        import zarr
+
+        root = zarr.open_group(self.partial, mode="r+")
+        self.arrays = {"classes": root["0"], "class_map": root["labels/classes/0"]}
+        if "prob" in root:
+            self.arrays["prob"] = root["prob/0"]
+
+    def done(self) -> set[int]:
+        return {int(p.name) for p in self.done_dir.iterdir() if p.name.isdigit()} if self.done_dir.exists() else set()
+
+    def write_block(self, index: int, z, y, x, probs: np.ndarray, boundary: int | None) -> None:
+        """Write one block's class probabilities ``(z, C, y, x)`` float32 (and what follows from them), then mark it."""
+        box = (slice(*z), slice(*y), slice(*x))
+        arrays = self.arrays
+        stored = arrays["classes"].dtype
+        as_stored = (lambda p: np.round(p * 255).astype(np.uint8)) if stored == np.uint8 else (lambda p: p)
+        arrays["classes"][(slice(None), *box)] = as_stored(probs.transpose(1, 0, 2, 3))
+        arrays["class_map"][box] = class_map(probs)
+        if "prob" in arrays:
+            arrays["prob"][box] = as_stored(cell_probability(probs, boundary))
+        (self.done_dir / str(index)).touch()
+
+    def finish(self, total: int) -> Path:
+        """Check every block is written, then give the output its final name."""
+        missing = total - len(self.done())
+        if missing:
+            raise UserError(f"{missing} of {total} blocks of {self.partial} were not written; rerun with resume=true")
+        shutil.rmtree(self.done_dir)
+        if self.path.exists():  # overwrite=true was given
+            shutil.rmtree(self.path)
+        os.replace(self.partial, self.path)
+        return self.path
