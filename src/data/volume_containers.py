@@ -114,7 +114,7 @@ class ZarrVolume(Volume):
         if node is None:
             raise _missing_key(self, _dataset_names(zarr.open(str(path), mode="r")))
         self._data = node
-        self.metadata = {**_parent_attrs(path, self.key), **dict(node.attrs)}
+        self.metadata = {**self.metadata, **dict(node.attrs)}  # an OME-Zarr image's group attributes, then its array's
         self._check(node.shape, node.dtype)
         self.chunks = _zyx_int(node.chunks)
 
@@ -122,6 +122,7 @@ class ZarrVolume(Volume):
         multiscales = _ome_multiscales(group.attrs)
         if not multiscales:
             return None
+        self.metadata = dict(group.attrs)
         image = multiscales[0]
         level = image["datasets"][0]
         axes = [a["name"] if isinstance(a, dict) else a for a in image.get("axes", [])]
@@ -165,20 +166,6 @@ class N5Volume(Volume):
 
     def _read(self, box):
         return self._data[_storage_box(box, tuple(self._data.shape))].read().result()
-
-
-def _parent_attrs(path: Path, key: str | None) -> dict:
-    """Attributes of the groups above the array (e.g. an OME-Zarr label image's ``classes``)."""
-    import zarr
-
-    attrs: dict = {}
-    parts = (key or "").split("/")[:-1]
-    for depth in range(len(parts) + 1):
-        try:
-            attrs.update(dict(zarr.open_group(str(path), mode="r", path="/".join(parts[:depth])).attrs))
-        except Exception:
-            continue
-    return attrs
 
 
 def _json(path: Path) -> dict:

@@ -137,14 +137,46 @@ class ZarrBlockWriter(BasePredictionWriter):
             self.output.finish(self.total)
 
 
+def _settings(cfg, recipe: dict, shape, block_shape, halo: int) -> dict:
+    """What a resumed run must share with the run it finishes (JSON-plain, as stored in the output)."""
+    import json
+    from pathlib import Path
+
+    settings = {
+        "input": str(Path(cfg.input).resolve()),
+        "input_key": cfg.input_key,
+        "checkpoint": str(Path(cfg.ckpt_path).resolve()),
+        "shape": list(shape),
+        "block_shape": block_shape,
+        "halo": halo,
+        "tta": list(recipe["tta"]),
+        "prob_dtype": cfg.prob_dtype,
+        "num_workers": cfg.num_workers,
+    }
+    return json.loads(json.dumps(settings))
+
+
+def _trainer(cfg, writer: ZarrBlockWriter):
+    """The predict loop's trainer, from the same trainer config as training (devices, nodes, strategy)."""
+    from hydra.utils import instantiate
+
+    overrides = {} if cfg.precision == "auto" else {"precision": cfg.precision}
+    return instantiate(
+        cfg.trainer,
+        callbacks=[writer],
+        logger=False,
+        enable_checkpointing=False,
+        use_distributed_sampler=False,
+        enable_progress_bar=cfg.progress,
+        **overrides,
+    )
+
+
 def predict_blocks(cfg, module, recipe: dict) -> dict:
     """Predict ``cfg.input`` block by block into the OME-Zarr folder ``cfg.output`` (see the module's docstring)."""
     import json
     import logging
     import time
-    from pathlib import Path
-
-    from hydra.utils import instantiate
 
     from src.inference.blockwise import block_grid, network_reach
 
@@ -160,21 +192,6 @@ def predict_blocks(cfg, module, recipe: dict) -> dict:
     predictor = BlockPredictor(module, recipe["tta"], halo, shape[1:])
     block_shape = [min(int(b), n) for b, n in zip(cfg.block_shape, shape, strict=True)]
     blocks = block_grid(shape, block_shape)
-    settings = json.loads(
-        json.dumps(
-            {
-                "input": str(Path(cfg.input).resolve()),
-                "input_key": cfg.input_key,
-                "checkpoint": str(Path(cfg.ckpt_path).resolve()),
-                "shape": list(shape),
-                "block_shape": block_shape,
-                "halo": halo,
-                "tta": list(recipe["tta"]),
-                "prob_dtype": cfg.prob_dtype,
-                "num_workers": cfg.num_workers,
-            }
-        )
-    )
     create = dict(
         shape=shape,
         block_shape=block_shape,
@@ -183,21 +200,12 @@ def predict_blocks(cfg, module, recipe: dict) -> dict:
         voxel_size=voxel_size,
         unit=unit,
         prob_dtype=cfg.prob_dtype,
-        settings=settings,
+        settings=_settings(cfg, recipe, shape, block_shape, halo),
     )
     writer = ZarrBlockWriter(output, create, cfg.resume, volume_args, module.boundary_class, len(blocks))
     if recipe["postprocess"]:
         logging.getLogger(__name__).info("cells are not cut blockwise: the Zarr output holds probabilities and classes")
-    overrides = {} if cfg.precision == "auto" else {"precision": cfg.precision}
-    trainer = instantiate(
-        cfg.trainer,
-        callbacks=[writer],
-        logger=False,
-        enable_checkpointing=False,
-        use_distributed_sampler=False,
-        enable_progress_bar=cfg.progress,
-        **overrides,
-    )
+    trainer = _trainer(cfg, writer)
     started = time.perf_counter()
     trainer.predict(
         BlockPredictionModule(module, predictor, blocks, writer, path=cfg.input, key=cfg.input_key),

@@ -261,9 +261,9 @@ CASES: list[Case] = [
     Case(
         "folder_not_file",
         "data",
-        "a folder given as the image stack",
+        "a folder of stacks given as the image stack (a folder must hold 2-D slices)",
         lambda f: train(f, f"data.source.images={f}"),
-        "is a folder",
+        "every slice must be a greyscale 2-D image",
     ),
     Case(
         "slice_count_mismatch",

@@ -1,0 +1,108 @@
+"""``src.predict output=OUT.zarr``: the same output from 1 or 2 processes and any block shape as the whole-slice TIFF
+path; killed half-way and resumed, the same output again; bad settings refused before anything is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from src.config import PROJECT_ROOT
+from src.data.volume import open_volume
+from src.inference.block_run import slice_statistics
+from tests.conftest import run_cli, write_small_checkpoint, write_volume_copies
+
+pytestmark = pytest.mark.slow
+COMMON = ["precision=32", "tta=false", "progress=false", "trainer.accelerator=cpu"]
+
+
+@pytest.fixture(scope="module")
+def setup(isbi_stack, tmp_path_factory):
+    root = tmp_path_factory.mktemp("blocks")
+    stack = isbi_stack[0][:3, :160, :190]
+    copies = write_volume_copies(stack, root / "copies")
+    tifffile.imwrite(root / "labels.tif", isbi_stack[1][:3, :160, :190])
+    ckpt = write_small_checkpoint(root / "same.ckpt", depth=3, padding="same")
+    return root, copies, ckpt
+
+
+def _predict(ckpt, source, output, *extra, timeout=300):
+    path, key = source
+    args = [f"ckpt_path={ckpt}", f"input={path}", f"output={output}", *COMMON, *extra]
+    if key:
+        args.append(f"input_key={key}")
+    return run_cli("src.predict", *args, timeout=timeout)
+
+
+def test_one_or_two_processes_and_any_blocks_give_the_whole_slice_prediction(setup):
+    root, copies, ckpt = setup
+    tiff = run_cli("src.predict", f"ckpt_path={ckpt}", f"input={copies['tiff'][0]}", f"output={root / 'tif'}",
+                   *COMMON, "tile_size=0", "postprocess=none", "probabilities=true")  # fmt: skip
+    assert tiff.returncode == 0, tiff.stderr[-2000:]
+    one = _predict(ckpt, copies["hdf5"], root / "one.zarr", "block_shape=[2,64,64]")
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = _predict(ckpt, copies["zarr3"], root / "two.zarr", "block_shape=[1,50,77]", "trainer.devices=2",
+                   "trainer.strategy=ddp")  # fmt: skip
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert json.loads(two.stdout[two.stdout.index("{") :])["processes"] == 2
+    expected = tifffile.imread(root / "tif" / "v_prob_interior.tif")
+    for name in ("one.zarr", "two.zarr"):
+        out = zarr.open_group(root / name, mode="r")
+        np.testing.assert_allclose(out["0"][1], expected, atol=2e-6)
+        np.testing.assert_allclose(out["prob/0"][:], expected, atol=2e-6)
+        np.testing.assert_array_equal(out["labels/classes/0"][:], tifffile.imread(root / "tif" / "v_classes.tif"))
+    with open_volume(root / "one.zarr", "prob") as volume:  # the voxel size of the HDF5 input travels
+        assert volume.voxel_size == (50.0, 4.0, 4.0)
+    scores = [
+        run_cli("src.score", f"prediction={prediction}", f"labels={root / 'labels.tif'}", "compact=true", *key)
+        for prediction, key in ((root / "one.zarr", ["prediction_key=prob"]), (root / "tif" / "v_prob.tif", []))
+    ]
+    assert all(score.returncode == 0 for score in scores), scores[0].stderr[-1500:]
+    zarr_score, tiff_score = (json.loads(score.stdout) for score in scores)
+    assert zarr_score["vrand"] == pytest.approx(tiff_score["vrand"], abs=1e-4)
+
+
+def test_a_killed_run_resumes_to_the_same_output(setup):
+    root, copies, ckpt = setup
+    whole = _predict(ckpt, copies["n5"], root / "whole.zarr", "block_shape=[1,32,32]")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    target = root / "killed.zarr"
+    args = [f"ckpt_path={ckpt}", f"input={copies['n5'][0]}", "input_key=raw", f"output={target}", *COMMON,
+            "block_shape=[1,32,32]"]  # fmt: skip
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    process = subprocess.Popen([sys.executable, "-m", "src.predict", *args], cwd=PROJECT_ROOT, start_new_session=True,
+                               **quiet)  # fmt: skip
+    done = root / ".killed.partial.zarr" / ".done"
+    deadline = time.time() + 240
+    while time.time() < deadline and (not done.exists() or len(os.listdir(done)) < 5):
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    written = len(os.listdir(done))
+    assert 5 <= written < 3 * 5 * 6 and not target.exists()
+    refused = _predict(ckpt, copies["n5"], target, "block_shape=[1,32,32]")
+    assert refused.returncode == 2 and "holds an interrupted prediction; pass resume=true" in refused.stderr
+    other = _predict(ckpt, copies["n5"], target, "block_shape=[1,64,64]", "resume=true")
+    assert other.returncode == 2 and "was started with other settings (block_shape differ)" in other.stderr
+    resumed = _predict(ckpt, copies["n5"], target, "block_shape=[1,32,32]", "resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    for key in ("0", "prob/0", "labels/classes/0"):
+        a, b = zarr.open_group(root / "whole.zarr", mode="r")[key][:], zarr.open_group(target, mode="r")[key][:]
+        np.testing.assert_array_equal(a, b)
+
+
+def test_slice_statistics_are_the_per_slice_standardisation(setup):
+    _, copies, _ = setup
+    with open_volume(*copies["tiff"]) as volume:
+        stats = slice_statistics(volume, rows=37)
+        stack = volume.read_all().astype(np.float64)
+    np.testing.assert_allclose(stats[:, 0], stack.mean(axis=(1, 2)))
+    np.testing.assert_allclose(stats[:, 1], stack.std(axis=(1, 2)))
