@@ -69,7 +69,9 @@ class BlockPredictionModule(L.LightningModule):
 
     def __init__(self, module, predictor: BlockPredictor, blocks: list[Block], writer: ZarrBlockWriter, **read):
         super().__init__()
-        self.module, self.predictor, self.blocks, self.writer, self.read = module, predictor, blocks, writer, read
+        self.net = predictor.run  # registered, so the trainer moves it to this process's device
+        self.classes = module.classes
+        self.predictor, self.blocks, self.writer, self.read = predictor, blocks, writer, read
 
     def predict_dataloader(self) -> DataLoader:
         done = self.writer.output.done()

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from src.inference.regions import class_probabilities
 from src.inference.tta import dihedral, dihedral_inverse
 from src.inference.whole import mirror_pad
+from src.models.batchnorm import fuse_batchnorm
 from src.utils.errors import UserError
 
 Box = tuple[int, int, int, int]  # top, bottom, left, right (half-open)
@@ -95,6 +97,8 @@ class BlockPredictor:
         self.module, self.tta, self.halo, self.shape = module, tuple(tta), int(halo), tuple(slice_shape)
         self.align = 2**net.depth
         self.net = net
+        # A copy with BatchNorm fused into the convolutions, channels-last (as the tiled path runs): same output.
+        self.run = fuse_batchnorm(module.net).to(memory_format=torch.channels_last)
 
     def source_box(self, block: Block) -> Box:
         """The original-frame pixels any transform's region of ``block`` reads (the block grown, clipped)."""
@@ -124,7 +128,7 @@ class BlockPredictor:
     def predict(self, block: Block, source: np.ndarray, autocast=None) -> torch.Tensor:
         """``source``: the normalised ``(z, ...)`` pixels of :meth:`source_box`; returns ``(z, C, y, x)`` float32."""
         origin = self.source_box(block)
-        device = next(self.module.parameters()).device
+        device = next(self.run.parameters()).device
         total = None
         for t in self.tta:
             _, image, pads, crop = self._region(t, block)
@@ -133,7 +137,7 @@ class BlockPredictor:
             x = dihedral(torch.from_numpy(np.ascontiguousarray(part, np.float32))[:, None].to(device), t)
             x = mirror_pad(x, pads)
             with autocast if autocast is not None else torch.autocast(device.type, enabled=False):
-                probs = self.module.class_probabilities(x)
+                probs = class_probabilities(self.run(x.contiguous(memory_format=torch.channels_last)))
             view = dihedral_inverse(probs[..., crop[0] : crop[1], crop[2] : crop[3]].float(), t)
             total = view if total is None else total + view
         return (total / len(self.tta)).cpu()
