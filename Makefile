@@ -16,6 +16,7 @@ endif
 ARGS ?=
 BENCH_TRAIN_ARGS ?=
 BENCH_PREDICT_ARGS ?=
+BENCH_VOLUME_ARGS ?=
 
 .PHONY: install train test lint format bench clean
 
@@ -47,6 +48,7 @@ bench: install
 	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/train_throughput.py $(BENCH_TRAIN_ARGS)
 	$(BIN)/python benchmarks/predict_vs_monai.py $(BENCH_PREDICT_ARGS)
+	$(BIN)/python benchmarks/blockwise_volume.py $(BENCH_VOLUME_ARGS)
 
 clean:
 	rm -rf logs .pytest_cache .ruff_cache

@@ -3,6 +3,7 @@
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -135,3 +136,16 @@ def test_convolution_seconds_counts_only_the_networks_convolutions_and_removes_i
     assert convolution_seconds(net, lambda: x.sum(), torch.device("cpu"))[1] == 0.0  # no convolution ran
     # Only the user's hook is left behind.
     assert len(net[0]._forward_hooks) == 1 and not net[0]._forward_pre_hooks and not net[2]._forward_hooks
+
+
+def test_the_volume_benchmark_tiles_isbi_slices_into_a_zarr_volume(tmp_path, isbi_stack):
+    import zarr
+
+    from benchmarks.blockwise_volume import make_volume
+
+    make_volume(tmp_path / "v.zarr", 3, 600)
+    volume = zarr.open_array(tmp_path / "v.zarr", mode="r")
+    assert volume.shape == (3, 600, 600) and volume.chunks == (1, 1024, 1024)
+    images = isbi_stack[0]
+    np.testing.assert_array_equal(volume[1, :512, :512], images[1])  # slice z, tile (i, j): ISBI slice z + i + j
+    np.testing.assert_array_equal(volume[2, 512:, :512], images[3][:88])

@@ -162,6 +162,32 @@ def _existing_output(folder: Path) -> list[str]:
     return args
 
 
+def _truncated_predict_input(folder: Path) -> list[str]:
+    args = predict(folder, stack=em_like()[0][:3])  # the last slice's pixels cut short
+    (folder / "stack.tif").write_bytes((folder / "stack.tif").read_bytes()[:-5000])
+    return args
+
+
+def _hdf5_without_key(folder: Path) -> list[str]:
+    import h5py
+
+    with h5py.File(folder / "vol.h5", "w") as f:
+        f["volumes/raw"] = em_like()[0][:2]
+    return [*predict(folder), f"input={folder / 'vol.h5'}", "input_key=raw"]
+
+
+def _interrupted_zarr(folder: Path, *extra: str) -> list[str]:
+    """A blockwise prediction stopped after its output was made: the partial folder is left, as a kill leaves it."""
+    args = [*predict(folder), f"output={folder / 'out.zarr'}", "tta=false", "block_shape=[1,64,64]"]
+    from src.inference.zarr_output import ZarrOutput
+
+    settings = {"input": str((folder / "stack.tif").resolve()), "block_shape": [1, 64, 64], "slice_statistics": []}
+    ZarrOutput(folder / "out.zarr").create((1, 64, 64), (1, 64, 64), ["membrane", "interior"], 0, None, None,
+                                           "float32", settings)  # fmt: skip
+    (folder / ".out.partial.zarr" / ".done" / "0").write_text("")
+    return [*args, *extra]
+
+
 def _existing_class_map(folder: Path) -> list[str]:
     args = predict(folder)
     (folder / "out").mkdir()
@@ -418,6 +444,28 @@ CASES: list[Case] = [
         "depth",
     ),
     Case("existing_prediction", "output", "src.predict into an output that exists", _existing_output, "overwrite=true"),
+    Case("truncated_predict_input", "data", "src.predict of a TIFF cut short", _truncated_predict_input, "stack.tif"),
+    Case(
+        "hdf5_missing_key",
+        "data",
+        "src.predict of an HDF5 file with a key it does not hold",
+        _hdf5_without_key,
+        "it holds volumes/raw",
+    ),
+    Case(
+        "interrupted_zarr",
+        "output",
+        "src.predict output=OUT.zarr where an interrupted run's partial output is left",
+        _interrupted_zarr,
+        "pass resume=true",
+    ),
+    Case(
+        "resume_other_settings",
+        "output",
+        "resume=true of an interrupted OUT.zarr with another block_shape",
+        lambda f: _interrupted_zarr(f, "resume=true", "block_shape=[1,32,32]"),
+        "other settings",
+    ),
     Case("existing_scores", "output", "src.score output=scores.json that exists", _score_existing, "overwrite=true"),
     Case(
         "unwritable_output",

@@ -44,13 +44,22 @@ def _predict(ckpt, source, output, *extra, timeout=300):
 
 def test_one_or_two_processes_and_any_blocks_give_the_whole_slice_prediction(setup):
     root, copies, ckpt = setup
-    tiff = run_cli("src.predict", f"ckpt_path={ckpt}", f"input={copies['tiff'][0]}", f"output={root / 'tif'}",
-                   *COMMON, "tile_size=0", "postprocess=none", "probabilities=true")  # fmt: skip
+    tiff = run_cli(
+        "src.predict",
+        f"ckpt_path={ckpt}",
+        f"input={copies['tiff'][0]}",
+        f"output={root / 'tif'}",
+        *COMMON,
+        "tile_size=0",
+        "postprocess=none",
+        "probabilities=true",
+    )
     assert tiff.returncode == 0, tiff.stderr[-2000:]
     one = _predict(ckpt, copies["hdf5"], root / "one.zarr", "block_shape=[2,64,64]")
     assert one.returncode == 0, one.stderr[-2000:]
-    two = _predict(ckpt, copies["zarr3"], root / "two.zarr", "block_shape=[1,50,77]", "trainer.devices=2",
-                   "trainer.strategy=ddp")  # fmt: skip
+    two = _predict(
+        ckpt, copies["zarr3"], root / "two.zarr", "block_shape=[1,50,77]", "trainer.devices=2", "trainer.strategy=ddp"
+    )
     assert two.returncode == 0, two.stderr[-2000:]
     assert json.loads(two.stdout[two.stdout.index("{") :])["processes"] == 2
     expected = tifffile.imread(root / "tif" / "v_prob_interior.tif")
@@ -75,11 +84,18 @@ def test_a_killed_run_resumes_to_the_same_output(setup):
     whole = _predict(ckpt, copies["n5"], root / "whole.zarr", "block_shape=[1,32,32]")
     assert whole.returncode == 0, whole.stderr[-2000:]
     target = root / "killed.zarr"
-    args = [f"ckpt_path={ckpt}", f"input={copies['n5'][0]}", "input_key=raw", f"output={target}", *COMMON,
-            "block_shape=[1,32,32]"]  # fmt: skip
+    args = [
+        f"ckpt_path={ckpt}",
+        f"input={copies['n5'][0]}",
+        "input_key=raw",
+        f"output={target}",
+        *COMMON,
+        "block_shape=[1,32,32]",
+    ]
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    process = subprocess.Popen([sys.executable, "-m", "src.predict", *args], cwd=PROJECT_ROOT, start_new_session=True,
-                               **quiet)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "src.predict", *args], cwd=PROJECT_ROOT, start_new_session=True, **quiet
+    )
     done = root / ".killed.partial.zarr" / ".done"
     deadline = time.time() + 240
     while time.time() < deadline and (not done.exists() or len(os.listdir(done)) < 5):
@@ -106,3 +122,41 @@ def test_slice_statistics_are_the_per_slice_standardisation(setup):
         stack = volume.read_all().astype(np.float64)
     np.testing.assert_allclose(stats[:, 0], stack.mean(axis=(1, 2)))
     np.testing.assert_allclose(stats[:, 1], stack.std(axis=(1, 2)))
+
+
+def test_the_slurm_script_splits_the_blocks_over_its_tasks(setup, tmp_path):
+    # No cluster here: the batch script runs as sbatch would start it on one node with 2 tasks (the fake srun of
+    # the training script's test starts them); Lightning takes ranks from SLURM's variables and starts none.
+    from tests.cli.test_train_cli import SRUN_ON_THIS_MACHINE
+
+    root, copies, ckpt = setup
+    (tmp_path / "srun").write_text(SRUN_ON_THIS_MACHINE)
+    (tmp_path / "srun").chmod(0o755)
+    slurm = {
+        "SLURM_NTASKS": "2",
+        "SLURM_NTASKS_PER_NODE": "2",
+        "SLURM_JOB_NUM_NODES": "1",
+        "SLURM_NNODES": "1",
+        "SLURM_JOB_ID": "73108",
+        "SLURM_JOB_NAME": "unet-em-predict",
+        "SLURM_NODELIST": "127.0.0.1",
+    }
+    env = {**os.environ, **slurm, "PATH": f"{tmp_path}:{os.environ['PATH']}", "PYTHON": sys.executable}
+    script = PROJECT_ROOT / "scripts" / "slurm" / "predict_multinode.sbatch"
+    overrides = [
+        f"ckpt_path={ckpt}",
+        f"input={copies['zarr2'][0]}",
+        "input_key=raw",
+        f"output={tmp_path / 'o.zarr'}",
+        *COMMON,
+        "block_shape=[1,64,64]",
+    ]
+    done = subprocess.run(
+        ["bash", str(script), *overrides], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout[done.stdout.index("{") :])["processes"] == 2
+    whole = _predict(ckpt, copies["zarr2"], tmp_path / "one.zarr", "block_shape=[3,160,190]")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    a, b = (zarr.open_group(tmp_path / name, mode="r")["0"][:] for name in ("o.zarr", "one.zarr"))
+    np.testing.assert_allclose(a, b, atol=2e-6)
