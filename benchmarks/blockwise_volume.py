@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -42,7 +43,8 @@ def make_volume(path: Path, slices: int, side: int) -> None:
 
     if (path / "zarr.json").exists():
         return
-    source = PublishedSource("isbi2012", str(PROJECT_ROOT / "data" / "isbi2012"))
+    mirror = os.environ.get("ISBI2012_MIRROR")  # as conf/data/isbi2012.yaml takes it
+    source = PublishedSource("isbi2012", str(PROJECT_ROOT / "data" / "isbi2012"), mirror=mirror)
     source.prepare()
     images, _ = source.load()
     tmp = path.with_name(path.name + ".tmp")

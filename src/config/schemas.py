@@ -193,8 +193,8 @@ class EvalSchema(RecipeOverrides, TaskSchema):
 class ScoreSchema(TaskSchema):
     prediction: str = MISSING
     labels: str = MISSING
-    prediction_key: str | None = None
-    label_key: str | None = None
+    prediction_key: str | None = MISSING
+    label_key: str | None = MISSING
     prediction_slices: Any = MISSING
     label_slices: Any = MISSING
     kind: str = MISSING
@@ -212,7 +212,7 @@ class ScoreSchema(TaskSchema):
 class PredictSchema(RecipeOverrides, TaskSchema):
     ckpt_path: str = MISSING
     input: str = MISSING
-    input_key: str | None = None
+    input_key: str | None = MISSING
     output: str = MISSING
     block_shape: list[int] = MISSING
     block_halo: Any = MISSING
