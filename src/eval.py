@@ -66,19 +66,12 @@ def evaluate(cfg: DictConfig) -> dict:
     save_run_record(output_dir, cfg)
     log.info("inference: %s (%s)", describe(recipe), source)
     module.to(trainer.strategy.root_device)
-    ids = datamodule.splits["test"]
     compare = OmegaConf.to_container(cfg.compare, resolve=True) if cfg.get("compare") else None
     _check_classes(module, datamodule, cfg)
-    outputs = predict_slices(module, datamodule.subset("test"), trainer, recipe)
+    dataset, images, labels = datamodule.held_out("test")
+    outputs = predict_slices(module, dataset, trainer, recipe)
     held_out = score_held_out(
-        outputs,
-        recipe,
-        output_dir,
-        datamodule.images_as_read[ids],
-        compare,
-        module.classes,
-        module.boundary_class,
-        datamodule.labels_as_read[ids],
+        outputs, recipe, output_dir, images, compare, module.classes, module.boundary_class, labels
     )
     result = {"headline": held_out["headline"], "checkpoint": str(Path(cfg.ckpt_path).resolve()), **held_out}
     figure = None

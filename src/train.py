@@ -38,15 +38,9 @@ def _test(module, datamodule, trainer, output_dir: Path, record: dict) -> dict:
     from src.evaluation.report import markdown_report
     from src.utils.atomic import write_text_atomic
 
-    ids = datamodule.splits["test"]
+    dataset, images, labels = datamodule.held_out("test")
     held_out = held_out_evaluation(
-        module,
-        datamodule.subset("test"),
-        trainer,
-        module.hparams.inference,
-        output_dir,
-        images=datamodule.images_as_read[ids],
-        labels_as_read=datamodule.labels_as_read[ids],
+        module, dataset, trainer, module.hparams.inference, output_dir, images=images, labels_as_read=labels
     )
     _log_held_out(held_out, output_dir)
     report = markdown_report(held_out, checkpoint=record["best_checkpoint"] or "the final weights (none kept)")
@@ -85,8 +79,9 @@ def train(cfg: DictConfig) -> float | None:
         save_run_record(output_dir, cfg)
         for logger in trainer.loggers:
             logger.log_hyperparams(dict(cfg=OmegaConf.to_container(cfg, resolve=True)))
+        datamodule.setup("fit")  # each process reads its data in fit; this one records how, before training
+        write_json_atomic(output_dir / "data.json", datamodule.describe())
         if cfg.train and cfg.get("augmentation_preview", 0) > 0:
-            datamodule.setup("fit")
             path = output_dir / "figures" / "augmented_crops.png"
             figure = augmentation_figure(datamodule.train_dataloader().dataset, path, cfg.augmentation_preview)
             log.info("augmented training crops: %s", figure)

@@ -78,6 +78,13 @@ class DataSchema:
     weight_map: WeightMapSchema | None = MISSING
     membrane_widening: int = MISSING
     seed: int | None = MISSING
+    loading: str = MISSING
+    lazy_above_gib: float = MISSING
+    fold_axis: str = MISSING
+    eval_box: int = MISSING
+    eval_boxes: int = MISSING
+    statistics_boxes: int = MISSING
+    statistics_box: int = MISSING
 
 
 @dataclass

@@ -71,6 +71,7 @@ def build_train_transform(
     blur_sigma: tuple[float, float] = (0.5, 1.0),
     noise_p: float = 0.0,
     noise_std: tuple[float, float] = (0.02, 0.06),
+    random_crop: bool = True,
 ) -> A.Compose:
     """Random crop (mirror-padded when the slice is smaller), elastic deformation, the 8 flips/rotations,
     then brightness/contrast, gamma, blur and noise, each with its own probability (0 leaves it out).
@@ -79,11 +80,13 @@ def build_train_transform(
     ``slice_shape``: the (height, width) of every slice the transform will see, when known. Slices at least
     as large as the crop need no padding, and the padding step is then left out: it draws no random numbers
     (the crops are the same without it), but it copies the whole slice even when it adds nothing.
+    ``random_crop=False``: the images arrive cropped (read box by box from a volume); only the padding is kept.
     """
     steps: list[A.BasicTransform] = []
     if slice_shape is None or min(slice_shape) < crop_size:
         steps.append(A.PadIfNeeded(crop_size, crop_size, border_mode=cv2.BORDER_REFLECT_101))
-    steps.append(A.RandomCrop(crop_size, crop_size))
+    if random_crop:
+        steps.append(A.RandomCrop(crop_size, crop_size))
     if elastic_p > 0:
         steps.append(CoarseGridElastic(grid=elastic_grid, std=elastic_std, p=elastic_p))
     if flip_rotate_p > 0:

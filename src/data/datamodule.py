@@ -4,6 +4,9 @@ The stack is cut into ``num_folds`` blocks of consecutive slices (ISBI 2012: 5 b
 is held out for validation and testing (fold 4 = slices 24-29 by default), the rest is used for training
 with random crops. Raw label values become class ids by the data config's ``classes`` (:mod:`src.data.labels`).
 ``val_fold`` can name a different block for validation, which is then not trained on.
+``loading=lazy`` (or ``auto`` for stacks over ``lazy_above_gib``) reads nothing ahead: crops are read box by box,
+normalised by sampled per-slice statistics, and validation / test score ``eval_boxes`` boxes of the held-out range;
+folds may then also cut bands along y or x (``fold_axis``), see :mod:`src.data.volume_splits`.
 With ``weight_map`` set (``loss=weighted_ce``), the U-Net paper's border weight map of each training slice
 is computed once in ``setup`` and cropped and deformed with the label. ``membrane_widening`` > 0 widens the
 boundary class of the training labels only (src/data/label_widening.py).
@@ -23,6 +26,9 @@ from src.data.label_widening import widen_boundary
 from src.data.labels import ClassMap
 from src.data.normalize import normalize_slices
 from src.data.sampling import EpochSeededSampler, draw_seed
+from src.data.volume_datasets import VolumeBoxDataset, VolumeCropDataset
+from src.data.volume_sampling import sample_statistics
+from src.data.volume_splits import FOLD_AXES, held_out_boxes, training_pieces
 from src.data.weight_map import border_weight_maps
 from src.utils.errors import UserError
 
@@ -37,6 +43,28 @@ def fold_slices(num_slices: int, num_folds: int, fold: int) -> list[int]:
         raise UserError(f"the stack has {num_slices} slices, fewer than data.num_folds={num_folds}")
     bounds = np.linspace(0, num_slices, num_folds + 1).round().astype(int)
     return list(range(bounds[fold], bounds[fold + 1]))
+
+
+LOADINGS = ("auto", "memory", "lazy")
+
+
+def _check_settings(
+    loading, fold_axis, batch_size, val_batch_size, crop_size, train_samples, membrane_widening, class_balance
+) -> None:
+    if loading not in LOADINGS:
+        raise UserError(f"data.loading={loading} must be one of {', '.join(LOADINGS)}")
+    if fold_axis not in FOLD_AXES:
+        raise UserError(f"data.fold_axis={fold_axis} must be one of {', '.join(FOLD_AXES)}")
+    if batch_size < 1 or val_batch_size < 1:
+        raise UserError(f"data.batch_size={batch_size} and data.val_batch_size must be at least 1")
+    if crop_size < 1:
+        raise UserError(f"data.crop_size={crop_size} must be positive")
+    if train_samples < 1:
+        raise UserError(f"data.train_samples={train_samples} must be positive")
+    if membrane_widening < 0:
+        raise UserError(f"data.membrane_widening={membrane_widening} must be 0 or more pixels")
+    if not 0.0 <= class_balance <= 1.0:
+        raise UserError(f"data.class_balance={class_balance} must be a share between 0 and 1")
 
 
 def _class_map(classes: dict | None, ignore, boundary_class, labels: str, boundary_width: int) -> ClassMap:
@@ -69,39 +97,37 @@ class EMDataModule(L.LightningDataModule):
         weight_map: dict | None = None,
         membrane_widening: int = 0,
         seed: int | None = None,
+        loading: str = "auto",
+        lazy_above_gib: float = 2.0,
+        fold_axis: str = "z",
+        eval_box: int = 512,
+        eval_boxes: int = 8,
+        statistics_boxes: int = 16,
+        statistics_box: int = 256,
     ) -> None:
         super().__init__()
-        if batch_size < 1 or val_batch_size < 1:
-            raise UserError(f"data.batch_size={batch_size} and data.val_batch_size must be at least 1")
-        if crop_size < 1:
-            raise UserError(f"data.crop_size={crop_size} must be positive")
-        if train_samples < 1:
-            raise UserError(f"data.train_samples={train_samples} must be positive")
-        if membrane_widening < 0:
-            raise UserError(f"data.membrane_widening={membrane_widening} must be 0 or more pixels")
-        if not 0.0 <= class_balance <= 1.0:
-            raise UserError(f"data.class_balance={class_balance} must be a share between 0 and 1")
+        _check_settings(loading, fold_axis, batch_size, val_batch_size, crop_size, train_samples, membrane_widening,
+                        class_balance)  # fmt: skip
         self.class_map = _class_map(classes, ignore, boundary_class, labels, boundary_width)
         if self.class_map.boundary_index is None and (weight_map or membrane_widening):
             raise UserError(
                 "data.weight_map and data.membrane_widening act on the boundary class; set data.boundary_class"
             )
-        self.class_balance = class_balance
-        self.source = source
-        self.fold = fold
-        self.num_folds = num_folds
-        self.val_fold = val_fold
-        self.crop_size = crop_size
-        self.batch_size = batch_size
-        self.val_batch_size = val_batch_size
-        self.train_samples = train_samples
-        self.num_workers = num_workers
+        self.class_balance, self.source = class_balance, source
+        self.fold, self.num_folds, self.val_fold = fold, num_folds, val_fold
+        self.crop_size, self.batch_size, self.val_batch_size = crop_size, batch_size, val_batch_size
+        self.train_samples, self.num_workers = train_samples, num_workers
         self.persistent_workers = persistent_workers and num_workers > 0
         self.pin_memory = pin_memory
         self.augmentation = dict(augmentation or {})
         self.weight_map = dict(weight_map) if weight_map else None
         self.membrane_widening = membrane_widening
         self.seed = draw_seed() if seed is None else seed
+        self.loading, self.lazy_above_gib, self.fold_axis = loading, lazy_above_gib, fold_axis
+        self.eval_box, self.eval_boxes = eval_box, eval_boxes
+        self.statistics_sample = dict(boxes=statistics_boxes, box=statistics_box)
+        self.lazy = False
+        self.statistics = None  # the sampled per-slice statistics, when read lazily
         self.weights: np.ndarray | None = None
         self.train_labels: np.ndarray | None = None
         self.splits: dict[str, list[int]] = {}
@@ -113,6 +139,48 @@ class EMDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._loaded:
             return
+        self.lazy = self._reads_lazily()
+        if self.lazy:
+            self._setup_lazy()
+        else:
+            self._setup_in_memory()
+        self._loaded = True
+
+    def _reads_lazily(self) -> bool:
+        in_files = hasattr(self.source, "volumes")
+        if self.loading == "lazy" and not in_files:
+            raise UserError("data.loading=lazy reads volumes from files; this data source is generated in memory")
+        large = (
+            self.loading == "auto" and in_files and self.source.volumes()[0].volume.nbytes > self.lazy_above_gib * 2**30
+        )
+        lazy = self.loading == "lazy" or large
+        if not lazy and self.fold_axis != "z":
+            raise UserError(f"data.fold_axis={self.fold_axis} cuts bands of slices; it needs data.loading=lazy")
+        return lazy
+
+    def _setup_lazy(self) -> None:
+        if self.weight_map is not None:
+            raise UserError(
+                "data.weight_map is computed on whole slices in memory; with data.loading=lazy choose a loss "
+                "without it (loss=ce or loss=dice_ce)"
+            )
+        images, labels = self.source.volumes()
+        shape = images.volume.shape
+        axis = FOLD_AXES.index(self.fold_axis)
+        test = fold_slices(shape[axis], self.num_folds, self.fold)
+        val = test if self.val_fold is None else fold_slices(shape[axis], self.num_folds, self.val_fold)
+        held = [(test[0], test[-1] + 1), (val[0], val[-1] + 1)]
+        self.pieces = training_pieces(shape, self.fold_axis, held)
+        train = sorted(set(range(shape[axis])) - set(test) - set(val))
+        self.splits = {"train": train, "val": val, "test": test}
+        self.boxes = {
+            name: held_out_boxes(shape, self.fold_axis, span, self.eval_box, self.eval_boxes)
+            for name, span in zip(("test", "val"), held, strict=True)
+        }
+        self.statistics = sample_statistics(images.volume, labels.volume, self.class_map, **self.statistics_sample)
+        self.volumes = images, labels
+
+    def _setup_in_memory(self) -> None:
         images, raw_labels = self.source.load()
         if images.shape != raw_labels.shape:
             raise UserError(f"image stack {images.shape} and label stack {raw_labels.shape} differ in shape")
@@ -136,14 +204,44 @@ class EMDataModule(L.LightningDataModule):
         if self.weight_map is not None:
             # Once per slice, before training: every crop then cuts its weights from these maps.
             self.weights = border_weight_maps(self.class_map.cell_mask(self.train_labels), **self.weight_map)
-        self._loaded = True
 
-    def subset(self, split: str) -> SliceDataset:
-        """The slices of ``split`` (train, val or test) as whole, standardised slices with their labels."""
+    def subset(self, split: str) -> SliceDataset | VolumeBoxDataset:
+        """The held-out slices of ``split`` (val or test) as whole, standardised slices with their labels; read
+        lazily, its held-out boxes."""
+        if self.lazy:
+            return VolumeBoxDataset(*self.volumes, self.boxes[split], self.statistics, self.class_map)
         ids = self.splits[split]
         return SliceDataset(self.images[ids], self.labels[ids], ids)
 
+    def held_out(self, split: str = "test") -> tuple[SliceDataset | VolumeBoxDataset, np.ndarray, np.ndarray]:
+        """:meth:`subset` with its images and labels as stored (the held-out stacks written beside predictions)."""
+        dataset = self.subset(split)
+        if self.lazy:
+            return dataset, *dataset.as_read()
+        ids = self.splits[split]
+        return dataset, self.images_as_read[ids], self.labels_as_read[ids]
+
+    def describe(self) -> dict:
+        """How the data were read (recorded in the run): in memory, or lazily with the sampled statistics."""
+        if not self.lazy:
+            return {"loading": "memory", "splits": self.splits}
+        volume = self.volumes[0].volume
+        return {
+            "loading": "lazy",
+            "volume": volume.describe(),
+            "fold_axis": self.fold_axis,
+            "splits": self.splits,
+            "held_out_boxes": {k: [[b.z, *b.y, *b.x] for b in v] for k, v in self.boxes.items()},
+            "statistics_sample": self.statistics_sample,
+            "statistics": self.statistics.record(),
+        }
+
+    def state_dict(self) -> dict:
+        return {"statistics": self.statistics.record()} if self.lazy else {}
+
     def train_dataloader(self) -> DataLoader:
+        if self.lazy:
+            return self._loader(self._lazy_crops())
         ids = self.splits["train"]
         transform = build_train_transform(self.crop_size, self.images.shape[1:], **self.augmentation)
         dataset = RandomCropDataset(
@@ -155,6 +253,24 @@ class EMDataModule(L.LightningDataModule):
             class_balance=self.class_balance,
             crop_size=self.crop_size,
         )
+        return self._loader(dataset)
+
+    def _lazy_crops(self) -> VolumeCropDataset:
+        smallest = min(min(piece.shape) for piece in self.pieces)
+        transform = build_train_transform(self.crop_size, (smallest, smallest), **self.augmentation, random_crop=False)
+        return VolumeCropDataset(
+            *self.volumes,
+            self.pieces,
+            self.statistics,
+            self.class_map,
+            transform,
+            self.train_samples,
+            self.crop_size,
+            self.class_balance,
+            self.membrane_widening,
+        )
+
+    def _loader(self, dataset) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

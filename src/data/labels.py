@@ -101,8 +101,9 @@ class ClassMap:
     def boundary_index(self) -> int | None:
         return None if self.boundary_class is None else self.names.index(self.boundary_class)
 
-    def encode(self, raw: np.ndarray, path: str | Path = "label stack") -> np.ndarray:
-        """Class ids (uint8; :data:`IGNORE` where unlabelled) of a raw label stack; an unknown value is an error."""
+    def encode(self, raw: np.ndarray, path: str | Path = "label stack", warn: bool = True) -> np.ndarray:
+        """Class ids (uint8; :data:`IGNORE` where unlabelled) of a raw label stack; an unknown value is an error.
+        ``warn``: warn when the labels look inverted (off for crops, whose share of classes says little)."""
         if self.kind == "instances":
             return self._encode_instances(raw)
         values = np.unique(raw)
@@ -125,7 +126,8 @@ class ClassMap:
                 if 0 <= value < len(lut):
                     lut[value] = index
         encoded = lut[raw.astype(np.int64)] if raw.size else raw.astype(np.uint8)
-        self._warn_if_inverted(encoded, path)
+        if warn:
+            self.warn_if_inverted(encoded, path)
         return encoded
 
     def _encode_instances(self, raw: np.ndarray) -> np.ndarray:
@@ -139,7 +141,7 @@ class ClassMap:
             encoded[raw == self.ignore] = IGNORE
         return encoded
 
-    def _warn_if_inverted(self, encoded: np.ndarray, path: str | Path) -> None:
+    def warn_if_inverted(self, encoded: np.ndarray, path: str | Path) -> None:
         index = self.boundary_index
         if index is None:
             return

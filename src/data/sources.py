@@ -3,6 +3,8 @@
 Each source has ``prepare()`` (run once, on one process: fetch, copy, verify) and ``load()`` (run on every
 process) returning ``(images, labels)`` as ``(N, H, W)`` arrays as stored: labels keep the data set's own values
 (the data module maps them to classes, :mod:`src.data.labels`). ``label_path`` names the label file for messages.
+Sources kept in files also have ``volumes()``: the image and label volumes opened lazily, for training on volumes
+larger than memory (``data.loading=lazy``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import tifffile
 from src.data.download import fetch_verified, sha256_of_file
 from src.data.synthetic import synthetic_stack
 from src.data.tiff import read_stack
+from src.data.volume_datasets import LazyVolume
 from src.utils.errors import UserError
 
 # sha256 of each file and of its raw pixel bytes (C order), from SOURCE.md beside each data set's files.
@@ -109,6 +112,11 @@ class PublishedSource:
         image_file, label_file = (self.root / name for name in self.files)
         return read_stack(image_file), read_stack(label_file, "label stack")
 
+    def volumes(self) -> tuple[LazyVolume, LazyVolume]:
+        hint = "run the training task again to fetch it"
+        image_file, label_file = (self.root / name for name in self.files)
+        return LazyVolume(image_file, None, "image stack", hint), LazyVolume(label_file, None, "label stack", hint)
+
 
 class IsbiSource(PublishedSource):
     """The ISBI 2012 training stack (the name configs written before VNC 2013 was added use)."""
@@ -140,6 +148,17 @@ class TiffSource:
             raise UserError(
                 f"image stack {self.images} has shape {images.shape} but label stack {self.labels} has "
                 f"{labels.shape}; they must match slice for slice"
+            )
+        return images, labels
+
+    def volumes(self) -> tuple[LazyVolume, LazyVolume]:
+        images = LazyVolume(self.images, self.keys[0], "image stack", "check data.source.images / image_key")
+        labels = LazyVolume(self.labels, self.keys[1], "label stack", "check data.source.labels / label_key")
+        shapes = images.volume.shape, labels.volume.shape
+        if shapes[0] != shapes[1]:
+            raise UserError(
+                f"image stack {images.volume.where} has shape {shapes[0]} but label stack {labels.volume.where} has "
+                f"{shapes[1]}; they must match slice for slice"
             )
         return images, labels
 
