@@ -17,6 +17,7 @@ ARGS ?=
 BENCH_TRAIN_ARGS ?=
 BENCH_PREDICT_ARGS ?=
 BENCH_VOLUME_ARGS ?=
+BENCH_LAZY_ARGS ?=
 
 .PHONY: install train test lint format bench clean
 
@@ -49,6 +50,7 @@ bench: install
 	$(BIN)/python benchmarks/train_throughput.py $(BENCH_TRAIN_ARGS)
 	$(BIN)/python benchmarks/predict_vs_monai.py $(BENCH_PREDICT_ARGS)
 	$(BIN)/python benchmarks/blockwise_volume.py $(BENCH_VOLUME_ARGS)
+	$(BIN)/python benchmarks/lazy_training.py $(BENCH_LAZY_ARGS)
 
 clean:
 	rm -rf logs .pytest_cache .ruff_cache

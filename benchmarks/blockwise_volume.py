@@ -35,8 +35,9 @@ from src.config.hardware import cpu_description, cpu_has_native_bf16
 from src.utils.atomic import write_text_atomic
 
 
-def make_volume(path: Path, slices: int, side: int) -> None:
-    """A uint8 Zarr volume tiled from the ISBI slices (chunks of one slice's 1024 x 1024), written slice by slice."""
+def make_volume(path: Path, slices: int, side: int, labels: bool = False) -> None:
+    """A uint8 Zarr volume tiled from the ISBI slices (chunks of one slice's 1024 x 1024), written slice by slice;
+    ``labels``: the same tiling of the ISBI labels (tile for tile aligned with the images)."""
     import zarr
 
     from src.data.sources import PublishedSource
@@ -46,7 +47,7 @@ def make_volume(path: Path, slices: int, side: int) -> None:
     mirror = os.environ.get("ISBI2012_MIRROR")  # as conf/data/isbi2012.yaml takes it
     source = PublishedSource("isbi2012", str(PROJECT_ROOT / "data" / "isbi2012"), mirror=mirror)
     source.prepare()
-    images, _ = source.load()
+    images = source.load()[1 if labels else 0]
     tmp = path.with_name(path.name + ".tmp")
     array = zarr.create_array(tmp, shape=(slices, side, side), chunks=(1, 1024, 1024), dtype=np.uint8, overwrite=True)
     reps = -(-side // images.shape[1])

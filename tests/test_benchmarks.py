@@ -149,3 +149,5 @@ def test_the_volume_benchmark_tiles_isbi_slices_into_a_zarr_volume(tmp_path, isb
     images = isbi_stack[0]
     np.testing.assert_array_equal(volume[1, :512, :512], images[1])  # slice z, tile (i, j): ISBI slice z + i + j
     np.testing.assert_array_equal(volume[2, 512:, :512], images[3][:88])
+    make_volume(tmp_path / "l.zarr", 3, 600, labels=True)
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "l.zarr", mode="r")[2, 512:, :512], isbi_stack[1][3][:88])
