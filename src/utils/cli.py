@@ -72,12 +72,13 @@ def is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, USER_ERRORS)
 
 
-# What a run writes before it does any work: Hydra's record, the log, the resolved config, the run record, the
-# loggers' first files and the augmentation preview. A failed run holding only these is removed.
+# What a run writes before it does any work: Hydra's record, the log, the resolved config, the run record, how the
+# data were read, the loggers' first files and the augmentation preview. A failed run holding only these is removed.
 BOOKKEEPING_FILES = (
     "{task}.log",
     "config.yaml",
     "run_info.json",
+    "data.json",
     "csv/hparams.yaml",
     "csv/metrics.csv",
     "figures/augmented_crops.png",
