@@ -19,6 +19,7 @@ Writes a Markdown table to ``--out`` (default ``benchmarks/results/blockwise_vol
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -69,25 +70,29 @@ def make_checkpoint(path: Path, depth: int, base: int) -> None:
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
 
 
-def run_predict(*overrides: str) -> tuple[dict, float]:
-    """``src.predict`` in its own process: its JSON summary and its peak resident memory in GiB (the process and its
-    children, sampled every 20 ms with psutil, which wandb installs)."""
+def run_measured(task: str, *overrides: str) -> tuple[str, float, float]:
+    """``python -m <task> <overrides>`` in its own process: its stdout, wall seconds and peak resident memory in GiB
+    (the process and its children, sampled every 20 ms with psutil, which wandb installs)."""
     import psutil
 
-    process = subprocess.Popen([sys.executable, "-m", "src.predict", *overrides, "progress=false"], cwd=PROJECT_ROOT,
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", task, *overrides], cwd=PROJECT_ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     watched, peak = psutil.Process(process.pid), 0
     while process.poll() is None:
-        try:
-            tree = [watched, *watched.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree))
-        except psutil.Error:
-            pass
+        with contextlib.suppress(psutil.Error):  # a child may end between listing and reading it
+            peak = max(peak, sum(p.memory_info().rss for p in [watched, *watched.children(recursive=True)]))
         time.sleep(0.02)
     stdout, stderr = process.communicate()
     if process.returncode:
-        raise SystemExit(f"src.predict failed:\n{stderr[-3000:]}")
-    return json.loads(stdout[stdout.index("{") :]), peak / 2**30
+        raise SystemExit(f"{task} {' '.join(overrides)} failed:\n{stderr[-3000:]}")
+    return stdout, time.perf_counter() - started, peak / 2**30
+
+
+def run_predict(*overrides: str) -> tuple[dict, float]:
+    """``src.predict`` as :func:`run_measured` runs it: its JSON summary and its peak resident memory in GiB."""
+    stdout, _, peak = run_measured("src.predict", *overrides, "progress=false")
+    return json.loads(stdout[stdout.index("{") :]), peak
 
 
 def monai_mvox_per_s(ckpt: Path, images: np.ndarray, tile: int) -> float:

@@ -19,8 +19,6 @@ Writes a Markdown table to ``--out`` (default ``benchmarks/results/lazy_training
 from __future__ import annotations
 
 import argparse
-import contextlib
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,25 +31,7 @@ from src.utils.atomic import write_text_atomic
 
 if str(PROJECT_ROOT) not in sys.path:  # run as a script (python benchmarks/lazy_training.py), not from the root
     sys.path.insert(0, str(PROJECT_ROOT))
-from benchmarks.blockwise_volume import make_volume  # noqa: E402
-
-
-def run_train(*overrides: str) -> tuple[float, float]:
-    """``src.train`` in its own process: wall seconds and the peak resident memory (GiB) of it and its children."""
-    import psutil
-
-    started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "src.train", *overrides], cwd=PROJECT_ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    watched, peak = psutil.Process(process.pid), 0
-    while process.poll() is None:
-        with contextlib.suppress(psutil.Error):  # a child may end between listing and reading it
-            peak = max(peak, sum(p.memory_info().rss for p in [watched, *watched.children(recursive=True)]))
-        time.sleep(0.02)
-    _, stderr = process.communicate()
-    if process.returncode:
-        raise SystemExit(f"src.train {' '.join(overrides)} failed:\n{stderr[-3000:]}")
-    return time.perf_counter() - started, peak / 2**30
+from benchmarks.blockwise_volume import make_volume, run_measured  # noqa: E402
 
 
 def volume_data(images: Path, labels: Path) -> list[str]:
@@ -90,7 +70,7 @@ def main() -> None:
     ]  # fmt: skip
     rows, reference = [], None
     for name, size, overrides in runs:
-        seconds, peak = run_train(*schedule, *overrides)
+        _, seconds, peak = run_measured("src.train", *schedule, *overrides)
         reference = reference or peak
         rows.append((name, size, f"{seconds:.0f}", f"{peak:.2f}", f"{peak / reference:.2f}"))
         print(rows[-1], flush=True)

@@ -139,32 +139,31 @@ class EMDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._loaded:
             return
-        self.lazy = self._reads_lazily()
+        # Opened once here when they may be read lazily: their size decides `auto`, and lazy setup reads them.
+        volumes = self.source.volumes() if self.loading != "memory" and hasattr(self.source, "volumes") else None
+        self.lazy = self._reads_lazily(volumes)
         if self.lazy:
-            self._setup_lazy()
+            self._setup_lazy(volumes)
         else:
             self._setup_in_memory()
         self._loaded = True
 
-    def _reads_lazily(self) -> bool:
-        in_files = hasattr(self.source, "volumes")
-        if self.loading == "lazy" and not in_files:
+    def _reads_lazily(self, volumes) -> bool:
+        if self.loading == "lazy" and volumes is None:
             raise UserError("data.loading=lazy reads volumes from files; this data source is generated in memory")
-        large = (
-            self.loading == "auto" and in_files and self.source.volumes()[0].volume.nbytes > self.lazy_above_gib * 2**30
-        )
-        lazy = self.loading == "lazy" or large
+        large = volumes is not None and volumes[0].volume.nbytes > self.lazy_above_gib * 2**30
+        lazy = self.loading == "lazy" or (self.loading == "auto" and large)
         if not lazy and self.fold_axis != "z":
             raise UserError(f"data.fold_axis={self.fold_axis} cuts bands of slices; it needs data.loading=lazy")
         return lazy
 
-    def _setup_lazy(self) -> None:
+    def _setup_lazy(self, volumes) -> None:
         if self.weight_map is not None:
             raise UserError(
                 "data.weight_map is computed on whole slices in memory; with data.loading=lazy choose a loss "
                 "without it (loss=ce or loss=dice_ce)"
             )
-        images, labels = self.source.volumes()
+        images, labels = volumes
         shape = images.volume.shape
         axis = FOLD_AXES.index(self.fold_axis)
         test = fold_slices(shape[axis], self.num_folds, self.fold)

@@ -23,3 +23,12 @@ def normalize_slices(stack: np.ndarray) -> np.ndarray:
     data -= mean
     data /= np.maximum(std, 1e-6)
     return data
+
+
+def standardise(raw: np.ndarray, mean, std) -> np.ndarray:
+    """``raw`` as float32 at zero mean and unit variance by a known ``mean`` and ``std`` (scalars, or per slice
+    shaped to broadcast): the volume paths' form of :func:`normalize_slices`, whose statistics come separately."""
+    image = raw.astype(np.float32)
+    image -= np.asarray(mean, np.float32)
+    image /= np.maximum(np.asarray(std, np.float32), np.float32(1e-6))
+    return image

@@ -141,15 +141,11 @@ class TiffSource:
                 raise UserError(f"{path} not found; set data.source.images and data.source.labels to your volumes")
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
-        hint = "check data.source.images / image_key"
-        images = read_stack(self.images, hint=hint, key=self.keys[0])
-        labels = read_stack(self.labels, "label stack", "check data.source.labels / label_key", self.keys[1])
-        if images.shape != labels.shape:
-            raise UserError(
-                f"image stack {self.images} has shape {images.shape} but label stack {self.labels} has "
-                f"{labels.shape}; they must match slice for slice"
-            )
-        return images, labels
+        images, labels = self.volumes()
+        arrays = images.volume.read_all(), labels.volume.read_all()
+        images.close()
+        labels.close()
+        return arrays
 
     def volumes(self) -> tuple[LazyVolume, LazyVolume]:
         images = LazyVolume(self.images, self.keys[0], "image stack", "check data.source.images / image_key")

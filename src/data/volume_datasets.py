@@ -39,6 +39,11 @@ class LazyVolume:
     def read_box(self, box: tuple[slice, slice, slice]) -> np.ndarray:
         return self.volume.read_box(box)
 
+    def close(self) -> None:
+        if self._opened is not None:
+            self._opened[1].close()
+            self._opened = None
+
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_opened": None}
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from src.data.labels import IGNORE, ClassMap
+from src.data.normalize import standardise
 from src.utils.errors import UserError
 
 POINTS_PER_CLASS = 64  # sampled positions kept per class and slice, for class-balanced crops
@@ -33,10 +34,7 @@ class VolumeStatistics:
 
     def standardise(self, raw: np.ndarray, z: int) -> np.ndarray:
         """``raw`` pixels of slice ``z`` at zero mean and unit variance (float32), as the network is trained."""
-        image = raw.astype(np.float32)
-        image -= np.float32(self.mean[z])
-        image /= np.float32(max(self.std[z], 1e-6))
-        return image
+        return standardise(raw, self.mean[z], self.std[z])
 
     def unit_range(self, z: int) -> tuple[float, float]:
         """The standardised sample's lowest value and span of slice ``z``: crops are scaled to [0, 1] by them for

@@ -16,6 +16,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
+from src.data.normalize import standardise
 from src.data.volume import open_volume
 from src.inference.blockwise import Block, BlockPredictor
 from src.inference.zarr_output import ZarrOutput
@@ -58,9 +59,7 @@ class BlockDataset(Dataset):
         top, bottom, left, right = self.predictor.source_box(block)
         raw = self._volume.read_box((slice(*block.z), slice(top, bottom), slice(left, right)))
         stats = self.stats[block.z[0] : block.z[1]]
-        source = (raw.astype(np.float32) - stats[:, :1, None].astype(np.float32)) / np.maximum(
-            stats[:, 1:, None].astype(np.float32), 1e-6
-        )
+        source = standardise(raw, stats[:, :1, None], stats[:, 1:, None])
         return {"index": block.index, "source": torch.from_numpy(source)}
 
 
