@@ -71,7 +71,7 @@ def evaluate(cfg: DictConfig) -> dict:
     dataset, images, labels = datamodule.held_out("test")
     outputs = predict_slices(module, dataset, trainer, recipe)
     held_out = score_held_out(
-        outputs, recipe, output_dir, images, compare, module.classes, module.boundary_class, labels
+        outputs, recipe, output_dir, images, compare, module.classes, module.boundary_class, labels, module.offsets
     )
     result = {"headline": held_out["headline"], "checkpoint": str(Path(cfg.ckpt_path).resolve()), **held_out}
     figure = None

@@ -7,8 +7,9 @@ checkpoint's inference recipe says (whole slices or overlapping tiles, test-time
 ``<name>_prob.tif`` (the cells' probability, float32 or uint8, where the classes name a boundary) and, with a
 post-processing, ``<name>_cells.tif`` (labelled cells, uint32, 0 = border) and for one with a contour map
 (agglomeration) ``<name>_contours.tif`` (float32, for the challenge's threshold sweep); with
-``probabilities=true`` also ``<name>_prob_<class>.tif`` for every class. All are written under hidden temporary
-names and renamed when complete; the summary names the recipe's scored output.
+``probabilities=true`` also ``<name>_prob_<class>.tif`` for every class; for an affinity network
+``<name>_affinities.tif`` (float32 ``(N, K, H, W)``, the offsets in its metadata). All are written under hidden
+temporary names and renamed when complete; the summary names the recipe's scored output.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ log = logging.getLogger(__name__)
 OUTPUT_OF_SCORED = {"probability": "prob", "cells": "cells", "contours": "contours"}
 
 
-def output_paths(cfg: DictConfig, recipe: dict, classes: list[str], boundary: int | None) -> dict[str, Path]:
+def output_paths(
+    cfg: DictConfig, recipe: dict, classes: list[str], boundary: int | None, offsets=()
+) -> dict[str, Path]:
     from src.inference.recipe import has_contour_map
 
     out = Path(cfg.output)
@@ -49,6 +52,8 @@ def output_paths(cfg: DictConfig, recipe: dict, classes: list[str], boundary: in
             )
         return _refuse_existing(paths, cfg)
     paths["prob"] = out / f"{stem}_prob.tif"
+    if offsets:
+        paths["affinities"] = out / f"{stem}_affinities.tif"
     if recipe["postprocess"]:
         paths["cells"] = out / f"{stem}_cells.tif"
         if has_contour_map(recipe["postprocess"]):
@@ -74,7 +79,7 @@ def build_predictor(cfg: DictConfig, module, recipe: dict, device):
         recipe,
         device,
         autocast_dtype(cfg.precision, device),
-        output="classes",
+        output="all",
         batch_size=cfg.batch_size,
         channels_last=cfg.channels_last,
         pad_batches=cfg.compile,
@@ -115,8 +120,11 @@ def _write_slices(
         def as_stored(prob: np.ndarray) -> np.ndarray:
             return np.round(prob * 255).astype(np.uint8) if cfg.prob_dtype == "uint8" else prob.astype(np.float32)
 
-        for probs in predictor.predict_many(normalised, lambda n: bar.advance(tiles, n)):
+        for outputs in predictor.predict_many(normalised, lambda n: bar.advance(tiles, n)):
+            probs, affinities = outputs[: len(classes)], outputs[len(classes) :]
             writers["classes"].write(class_map(probs))
+            if "affinities" in writers:
+                writers["affinities"].write(affinities.astype(np.float32))
             for index, name in enumerate(classes):
                 if f"prob_{name}" in writers:
                     writers[f"prob_{name}"].write(as_stored(probs[index]))
@@ -126,7 +134,8 @@ def _write_slices(
             prob = cell_probability(probs, boundary)
             writers["prob"].write(as_stored(prob))
             if postprocess is not None:
-                cells, contours = cells_and_contours(postprocess, prob)
+                reads = affinities if getattr(postprocess, "input", "") == "affinities" else prob
+                cells, contours = cells_and_contours(postprocess, reads)
                 writers["cells"].write(cells.astype(np.uint32))
                 if contours is not None:
                     writers["contours"].write(contours)
@@ -134,8 +143,6 @@ def _write_slices(
 
 
 def predict(cfg: DictConfig) -> dict:
-    from hydra.utils import instantiate
-
     from src.config.hardware import resolve_device
     from src.data.slices import parse_slices
     from src.data.tiff import StackWriter
@@ -152,9 +159,13 @@ def predict(cfg: DictConfig) -> dict:
 
         return predict_blocks(cfg, module, recipe)
     classes, boundary = module.classes, module.boundary_class
-    paths = output_paths(cfg, recipe, classes, boundary)
+    paths = output_paths(cfg, recipe, classes, boundary, module.offsets)
     device = resolve_device(cfg.device)
-    postprocess = instantiate(recipe["postprocess"]) if recipe["postprocess"] else None
+    postprocess = None
+    if recipe["postprocess"]:
+        from src.evaluation.held_out import build_method
+
+        postprocess = build_method(recipe["postprocess"], module.offsets)
     with open_volume(cfg.input, cfg.input_key, "input", "check input= and input_key=") as reader:
         ids = parse_slices(cfg.slices, len(reader), "slices")
         predictor = build_predictor(cfg, module, recipe, device)
@@ -165,9 +176,8 @@ def predict(cfg: DictConfig) -> dict:
             raise UserError(
                 f"output folder {cfg.output} cannot be made ({exc.strerror}); choose a writable output=..."
             ) from None
-        writers = {
-            key: StackWriter(path, {"classes": classes} if key == "classes" else None) for key, path in paths.items()
-        }
+        metadata = {"classes": {"classes": classes}, "affinities": {"offsets": [list(o) for o in module.offsets]}}
+        writers = {key: StackWriter(path, metadata.get(key)) for key, path in paths.items()}
         started = time.perf_counter()
         try:
             _write_slices(predictor, reader, ids, writers, postprocess, cfg, classes, boundary)

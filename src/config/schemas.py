@@ -28,6 +28,10 @@ class UNetSchema:
     dropout: float = MISSING
     up_mode: str = MISSING
     init_from: str | None = MISSING
+    target: str = MISSING
+    offsets: Any = MISSING
+    affinity_loss: str = MISSING
+    affinity_weight: float = MISSING
 
 
 @dataclass

@@ -20,6 +20,7 @@ from src.metrics.classes import class_scores
 from src.metrics.isbi import score_probabilities, score_segmentations
 from src.models.module import SegmentationModule
 from src.postprocess.instances import cells_and_contours
+from src.utils.errors import UserError
 
 SWEEP_KEYS = ("vrand", "vinfo", "threshold", "vinfo_threshold")
 
@@ -29,22 +30,24 @@ def predict_slices(
 ) -> list[dict[str, np.ndarray]]:
     """Every slice of ``dataset`` as the inference ``recipe`` predicts it (whole slices or tiles, test-time
     augmentation; :func:`~src.inference.recipe.slice_predictor`), at the trainer's precision: its class map
-    (``classes``), its cells' probability (``prob``, where the classes name a boundary) and its label (class ids)."""
+    (``classes``), its cells' probability (``prob``, where the classes name a boundary), its affinities (where the
+    network predicts them) and its label (class ids)."""
     device = next(module.parameters()).device
-    predictor = slice_predictor(module, recipe, device, autocast_dtype=None, output="classes")
+    predictor = slice_predictor(module, recipe, device, autocast_dtype=None, output="all")
     items = list(dataset)
     with trainer.precision_plugin.forward_context():
-        probs = list(predictor.predict_many(item["image"][0].numpy() for item in items))
-    boundary = module.boundary_class
+        outputs = list(predictor.predict_many(item["image"][0].numpy() for item in items))
+    boundary, num_classes = module.boundary_class, len(module.classes)
     return [
         {
             "image": item["image"][0].numpy(),
             "label": item["label"].numpy(),
-            "classes": class_map(p),
-            "prob": None if boundary is None else cell_probability(p, boundary),
+            "classes": class_map(p[:num_classes]),
+            "prob": None if boundary is None else cell_probability(p[:num_classes], boundary),
+            "affinities": p[num_classes:] if len(p) > num_classes else None,
             "slice": int(item["slice"]),
         }
-        for item, p in zip(items, probs, strict=True)
+        for item, p in zip(items, outputs, strict=True)
     ]
 
 
@@ -59,9 +62,28 @@ def stacked(outputs: list[dict[str, np.ndarray]], boundary: int | None = 0) -> t
     )
 
 
-def cells_of(method: Any, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Labelled cells of a probability stack by a post-processing ``method``, and its contour map where it
-    has one (:func:`~src.postprocess.instances.cells_and_contours`, slice by slice)."""
+def build_method(config: dict, offsets: Sequence = ()) -> Any:
+    """The post-processing of ``config``; one that reads affinities (the mutex watershed) gets the network's
+    ``offsets``, and is refused where the network predicts none."""
+    method = instantiate(config)
+    if getattr(method, "input", "probability") != "affinities":
+        return method
+    if not offsets:
+        raise UserError(
+            f"postprocess {method_name(config)} reads affinities, but this network predicts classes only; train "
+            "with model.target=affinities, or choose postprocess=agglomeration or watershed"
+        )
+    return method.with_offsets(offsets)
+
+
+def cells_of(
+    method: Any, probs: np.ndarray, affinities: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labelled cells of a probability stack (or of the affinity stack, for a method that reads affinities) by a
+    post-processing ``method``, and its contour map where it has one
+    (:func:`~src.postprocess.instances.cells_and_contours`, slice by slice)."""
+    if getattr(method, "input", "probability") == "affinities":
+        probs = affinities
     cells, contours = zip(*(cells_and_contours(method, prob) for prob in probs), strict=True)
     return np.stack(cells), (None if contours[0] is None else np.stack(contours))
 
@@ -70,9 +92,11 @@ def method_name(config: dict) -> str:
     return config["_target_"].rsplit(".", 1)[-1]
 
 
-def score_method(method: Any, probs: np.ndarray, labels: np.ndarray, ids: Sequence[int]) -> dict:
+def score_method(
+    method: Any, probs: np.ndarray, labels: np.ndarray, ids: Sequence[int], affinities: np.ndarray | None = None
+) -> dict:
     """The cells of ``method`` scored by the protocol (no sweep), with the sweep of its contour map if any."""
-    cells, contours = cells_of(method, probs)
+    cells, contours = cells_of(method, probs, affinities)
     result = {"cells": cells, "contour_map": contours, **score_segmentations(cells, labels, ids, workers=0)}
     if contours is not None:
         sweep = score_probabilities(contours, labels, slice_ids=ids, workers=0)
@@ -101,12 +125,14 @@ def write_held_out(output_dir: Path, stacks: dict[str, np.ndarray], class_names:
     return written
 
 
-def _compared(methods: dict[str, dict], probs: np.ndarray, labels: np.ndarray, ids: Sequence[int]) -> dict:
+def _compared(
+    methods: dict[str, dict], probs: np.ndarray, labels: np.ndarray, ids: Sequence[int], affinities, offsets
+) -> dict:
     """Other post-processing methods' cells (and contour-map sweeps), scored beside the recipe's."""
     results = {}
     for name, config in methods.items():
         params = {k: v for k, v in config.items() if k != "_target_"}
-        scores = score_method(instantiate(config), probs, labels, ids)
+        scores = score_method(build_method(config, offsets), probs, labels, ids, affinities)
         results[name] = {
             "what": f"cells of {method_name(config)} ({', '.join(f'{k}={v}' for k, v in params.items())}), no sweep",
             "params": params,
@@ -128,7 +154,15 @@ def held_out_evaluation(
     """Predict the held-out ``dataset`` by the inference ``recipe``, then :func:`score_held_out`."""
     outputs = predict_slices(module, dataset, trainer, recipe)
     return score_held_out(
-        outputs, recipe, output_dir, images, compare, module.classes, module.boundary_class, labels_as_read
+        outputs,
+        recipe,
+        output_dir,
+        images,
+        compare,
+        module.classes,
+        module.boundary_class,
+        labels_as_read,
+        getattr(module, "offsets", ()),
     )
 
 
@@ -141,6 +175,7 @@ def score_held_out(
     class_names: Sequence[str] = ("membrane", "interior"),
     boundary: int | None = 0,
     labels_as_read: np.ndarray | None = None,
+    offsets: Sequence = (),
 ) -> dict:
     """Score the class map per class, post-process the predicted held-out slices by the ``recipe``, score every
     output by the ISBI 2012 protocol and write the stacks (:func:`write_held_out`; ``images``: the input slices as
@@ -173,9 +208,11 @@ def score_held_out(
     sweep = score_probabilities(probs, labels, slice_ids=ids, workers=0)
     result["threshold"] = {"what": "interior probability, best of the threshold sweep (ISBI 2012 protocol)", **sweep}
     stacks["probability"] = probs.astype(np.float32)
+    affinities = np.stack([o["affinities"] for o in outputs]) if outputs[0].get("affinities") is not None else None
     if recipe["postprocess"]:
         name = method_name(recipe["postprocess"])
-        scores = score_method(instantiate(recipe["postprocess"]), probs, labels, ids)
+        method = build_method(recipe["postprocess"], offsets)
+        scores = score_method(method, probs, labels, ids, affinities)
         stacks["cells"] = scores["cells"].astype(np.uint32)
         if "contours" in scores:
             stacks["contours"] = scores["contour_map"].astype(np.float32)
@@ -187,7 +224,7 @@ def score_held_out(
         }
     compare = {name: config for name, config in (compare or {}).items() if config != recipe["postprocess"]}
     if compare:
-        result["compared"] = _compared(compare, probs, labels, ids)
+        result["compared"] = _compared(compare, probs, labels, ids, affinities, offsets)
     stacks["labels"] = labels_as_read
     result["files"] = write_held_out(output_dir, stacks, class_names)
     result["headline"] = headline_of(result)

@@ -4,8 +4,10 @@ What the prediction holds (``kind``): ``probability`` of cell interior (floats i
 scaled by their maximum; binary masks are probabilities of 0 and 1), ``labels``: cells numbered 1..n with
 0 for borders, scored as they are (thinned, no sweep), or ``classes``: a class map (class ids, as
 ``src.predict`` writes ``<name>_classes.tif``), scored by per-class Dice and IoU and, where the classes name a
-boundary, by the protocol on its cells. ``auto`` takes a TIFF whose metadata names classes as a class map,
-floats, 8-bit and {0, 1} images as probabilities and other integer images as labels.
+boundary, by the protocol on its cells, or ``affinities`` (``<name>_affinities.tif`` of an affinity network), made
+into cells by ``postprocess=mutex_watershed`` (or ``mean_affinity``) and scored as labels. ``auto`` takes a TIFF
+whose metadata names classes as a class map, floats, 8-bit and {0, 1} images as probabilities and other integer
+images as labels.
 
 Labels are binary (0 = membrane, 255 or 1 = interior) unless a data config's :class:`~src.data.labels.ClassMap`
 is given (``src.score data=vnc2013``): then they are read in that data set's own convention.
@@ -27,7 +29,7 @@ from src.metrics.isbi import THRESHOLDS, score_probabilities, score_segmentation
 from src.postprocess.instances import postprocess_stack
 from src.utils.errors import UserError
 
-KINDS = ("auto", "probability", "labels", "classes")
+KINDS = ("auto", "probability", "labels", "classes", "affinities")
 
 
 def _as_probability(stack: np.ndarray, where: str) -> np.ndarray:
@@ -174,9 +176,13 @@ def score_files(
     """Read the chosen slices of two volumes (any format :func:`open_volume` reads; ``prediction_key`` and
     ``label_key`` name datasets in containers) and score them (keyword arguments as :func:`score_arrays`)."""
     keys = kwargs.pop("prediction_key", None), kwargs.pop("label_key", None)
-    with open_volume(prediction, keys[0], "prediction", hint="check prediction= and prediction_key=") as volume:
-        saved_classes = volume.metadata.get("classes")
-        pred_count = len(volume)
+    if kwargs.get("kind") == "affinities":
+        affinities, offsets = read_affinities(prediction)
+        saved_classes, pred_count = None, len(affinities)
+    else:
+        with open_volume(prediction, keys[0], "prediction", hint="check prediction= and prediction_key=") as volume:
+            saved_classes = volume.metadata.get("classes")
+            pred_count = len(volume)
     with open_volume(labels, keys[1], "label stack", hint="check labels= and label_key=") as volume:
         label_count = len(volume)
     class_map = kwargs.get("class_map")
@@ -196,7 +202,11 @@ def score_files(
             f"{len(pred_ids)} prediction slices but {len(label_ids)} label slices; choose matching ranges "
             "with prediction_slices= and label_slices= (e.g. label_slices=24:30 for a 6-slice prediction)"
         )
-    pred_stack = read_slices(prediction, keys[0], pred_ids, "prediction", "check prediction= and prediction_key=")
+    if kwargs.get("kind") == "affinities":
+        pred_stack = decode_affinities(affinities[pred_ids], offsets, kwargs.pop("postprocess", None), prediction)
+        kwargs["kind"] = "labels"
+    else:
+        pred_stack = read_slices(prediction, keys[0], pred_ids, "prediction", "check prediction= and prediction_key=")
     label_stack = read_slices(labels, keys[1], label_ids, "label stack", "check labels= and label_key=")
     result = score_arrays(
         pred_stack,
@@ -213,3 +223,32 @@ def score_files(
         "label_slices": label_ids,
         **result,
     }
+
+
+def read_affinities(path: str | Path) -> tuple[np.ndarray, list]:
+    """The ``(N, K, H, W)`` affinity stack ``src.predict`` writes (``<name>_affinities.tif``) and its offsets."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            stack = tif.asarray()
+            metadata = dict(tif.shaped_metadata[0]) if tif.shaped_metadata else {}
+    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+        raise UserError(f"prediction {path} cannot be read as a TIFF ({exc}); check prediction=") from None
+    if "offsets" not in metadata or stack.ndim != 4 or stack.shape[1] != len(metadata["offsets"]):
+        raise UserError(
+            f"prediction {path} is not an affinity stack of src.predict (an (N, K, H, W) TIFF with its offsets in "
+            "the metadata, <name>_affinities.tif); for probabilities or cells leave kind=auto"
+        )
+    return stack, metadata["offsets"]
+
+
+def decode_affinities(affinities: np.ndarray, offsets: list, postprocess: Any, where: str | Path) -> np.ndarray:
+    """Cells of each affinity slice by a post-processing that reads affinities (``postprocess=mutex_watershed``)."""
+    if postprocess is None or getattr(postprocess, "input", "") != "affinities":
+        raise UserError(
+            f"kind=affinities: {where} holds affinities; choose how cells are made from them with "
+            "postprocess=mutex_watershed or postprocess=mean_affinity"
+        )
+    method = postprocess.with_offsets(offsets)
+    return np.stack([method(slice_affinities) for slice_affinities in affinities])

@@ -20,7 +20,7 @@ from src.config import PROJECT_ROOT
 from src.inference.class_outputs import cell_probability
 from src.inference.tile_grid import check_tiling
 from src.inference.tiling import TiledPredictor
-from src.inference.tta import tta_mean, tta_transforms
+from src.inference.tta import tta_mean, tta_mean_affinities, tta_transforms
 from src.utils.errors import UserError
 
 TILE_KEYS = ("tile_size", "overlap", "stitching", "sigma_scale", "halo")
@@ -116,7 +116,8 @@ def describe(recipe: dict) -> str:
 
 
 class WholeSlicePredictor:
-    """Class probabilities ``(C, H, W)`` (``output="classes"``) or the cells' probability ``(H, W)`` (``"interior"``)
+    """Class probabilities ``(C, H, W)`` (``output="classes"``), the cells' probability ``(H, W)`` (``"interior"``)
+    or the class probabilities and then the affinities of an affinity network ``(C + K, H, W)`` (``"all"``)
     of whole slices through the module (mirror-padded to fit the network), the mean over the ``tta``
     flips/rotations: what training scores its held-out slices with when the recipe's tile_size is 0."""
 
@@ -137,6 +138,12 @@ class WholeSlicePredictor:
     def tiles_per_slice(self, height: int, width: int) -> int:
         return 1
 
+    def _tta_mean(self, x: torch.Tensor) -> torch.Tensor:
+        offsets = getattr(self.module, "offsets", ())
+        if self.output != "all" or not offsets:
+            return tta_mean(x, self.tta, lambda view, _: self.module.class_probabilities(view))
+        return tta_mean_affinities(x, self.tta, lambda view, _: self.module.probabilities(view), offsets)
+
     def predict_many(
         self, images: Iterable[np.ndarray], on_tiles: Callable[[int], None] | None = None
     ) -> Iterator[np.ndarray]:
@@ -148,7 +155,7 @@ class WholeSlicePredictor:
         for image in images:
             x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(self.device)
             with torch.inference_mode(), autocast:
-                probs = tta_mean(x, self.tta, lambda view, _: self.module.class_probabilities(view))[0]
+                probs = self._tta_mean(x)[0]
             if on_tiles is not None:
                 on_tiles(1)
             if self.output == "interior":
@@ -169,6 +176,11 @@ def slice_predictor(
     tiled predictor's speed settings (batch size, compile, memory format)."""
     if recipe["tile_size"] == 0:
         return WholeSlicePredictor(module, recipe["tta"], autocast_dtype, device, output)
+    if getattr(module, "offsets", ()):
+        raise UserError(
+            f"tile_size={recipe['tile_size']}: tiled prediction of an affinity network is not written yet; "
+            "predict whole slices (tile_size=0)"
+        )
     channels_last = tiling.get("channels_last", True)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net = module.net.eval().to(device=device, memory_format=memory_format)

@@ -53,3 +53,36 @@ def tta_mean(
     """
     views = [dihedral_inverse(predict(dihedral(x, t), t), t).float() for t in transforms]
     return views[0] if len(views) == 1 else torch.stack(views).mean(dim=0)
+
+
+def tta_mean_affinities(
+    x: torch.Tensor,
+    transforms: Sequence[int],
+    predict: Callable[[torch.Tensor, int], torch.Tensor],
+    offsets: Sequence[Sequence[int]],
+) -> torch.Tensor:
+    """:func:`tta_mean` of outputs whose last ``len(offsets)`` channels are affinities (the others are averaged as
+    they are). A view's affinity channel for offset ``o`` holds, once turned back, the affinity for the turned
+    offset; it is moved to the channel of that offset, or, where the set holds its negative ``-u``, shifted by
+    ``u`` (``A_u(p) = A_-u(p + u)``) and averaged only where the pair lies inside the image."""
+    from src.models.affinities import channel_sources, pairs_inside
+
+    keep = len(offsets)
+    total = count = None
+    for t in transforms:
+        view = dihedral_inverse(predict(dihedral(x, t), t), t).float()
+        values, valid = torch.zeros_like(view), torch.zeros_like(view[:1, :])
+        values[:, :-keep], valid[:, :-keep] = view[:, :-keep], 1
+        sources = channel_sources(offsets, lambda grid, t=t: dihedral_inverse(grid, t))
+        for j, (i, sign) in enumerate(sources):
+            channel = view.shape[1] - keep + j
+            source = view.shape[1] - keep + i
+            if sign == 1:
+                values[:, channel], valid[:, channel] = view[:, source], 1
+                continue
+            here, there = pairs_inside(view.shape[-2:], offsets[j])
+            values[:, channel][(slice(None), *here)] = view[:, source][(slice(None), *there)]
+            valid[:, channel][(slice(None), *here)] = 1
+        total = values if total is None else total + values
+        count = valid if count is None else count + valid
+    return total / count.clamp_min(1)

@@ -18,9 +18,17 @@ from src.inference.class_outputs import cell_probability
 from src.inference.whole import predict_logits
 from src.metrics.classes import ClassScores
 from src.metrics.torchmetrics_isbi import ISBIScores
+from src.models.affinities import AffinityLoss, affinity_targets, check_offsets
 from src.models.losses import CrossEntropy
 from src.models.unet import UNet, UNetEnsemble
 from src.utils.errors import NonFiniteLossError, UserError
+
+
+def output_probabilities(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Softmax over the first ``num_classes`` channels of ``(B, C + K, H, W)`` logits, sigmoid over the K after."""
+    if logits.shape[1] == num_classes:
+        return logits.softmax(dim=1)
+    return torch.cat([logits[:, :num_classes].softmax(dim=1), logits[:, num_classes:].sigmoid()], dim=1)
 
 
 def _center_crop_to(label: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -44,6 +52,9 @@ class SegmentationModule(L.LightningModule):
         classes: the class names, in the order of the network's output channels.
         boundary_class: the index of the class whose complement makes the cells V_rand / V_info score (membranes),
             or None when the classes have none (then only per-class Dice and IoU are scored).
+        affinities: ``{"offsets": [[dy, dx], ...], "loss": "dice", "weight": 1.0}`` when the network also predicts
+            affinities (``model.target=affinities``, :mod:`src.models.affinities`): one output channel per offset
+            after the class channels, trained with that loss beside the class loss; None for classes alone.
     """
 
     def __init__(
@@ -57,11 +68,15 @@ class SegmentationModule(L.LightningModule):
         inference: dict | None = None,
         classes: list[str] | None = None,
         boundary_class: int | None = 0,
+        affinities: dict | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net: UNet | UNetEnsemble = instantiate(net)
         num_classes = (self.net.members[0] if isinstance(self.net, UNetEnsemble) else self.net).num_classes
+        self.offsets = check_offsets(affinities["offsets"]) if affinities else ()
+        self.affinity_loss = AffinityLoss(affinities.get("loss", "dice")) if affinities else None
+        num_classes -= len(self.offsets)
         # A checkpoint written before classes were named is the binary U-Net: membrane, interior.
         self.classes = list(classes) if classes else (["membrane", "interior"] if num_classes == 2 else None)
         if self.classes is None or len(self.classes) != num_classes:
@@ -85,7 +100,11 @@ class SegmentationModule(L.LightningModule):
 
     def class_probabilities(self, image: torch.Tensor) -> torch.Tensor:
         """Softmax class probabilities ``(B, C, H, W)``, float32."""
-        return self(image).float().softmax(dim=1)
+        return self.probabilities(image)[:, : len(self.classes)]
+
+    def probabilities(self, image: torch.Tensor) -> torch.Tensor:
+        """Class probabilities, then the affinities (sigmoid) where the network has them: ``(B, C + K, H, W)``."""
+        return output_probabilities(self(image).float(), len(self.classes))
 
     def interior_probability(self, image: torch.Tensor) -> torch.Tensor:
         """Probability of the cells (not the boundary class) ``(B, H, W)``: what V_rand and V_info score."""
@@ -106,13 +125,18 @@ class SegmentationModule(L.LightningModule):
             )
         if weight is not None:
             weight = _center_crop_to(weight, *logits.shape[-2:]).repeat(members, 1, 1)
-        loss = self.loss(logits, label, weight)
+        loss = self.loss(logits[:, : len(self.classes)], label, weight)
+        if self.offsets:
+            target, mask = affinity_targets(label, self.offsets, self.boundary_class)
+            affinity_loss = self.affinity_loss(logits[:, len(self.classes) :], target, mask)
+            self.log("train/affinity_loss", affinity_loss, on_step=False, on_epoch=True, batch_size=len(image))
+            loss = loss + self.hparams.affinities.get("weight", 1.0) * affinity_loss
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"the training loss became {loss.item()} at global step {self.global_step} (epoch "
                 f"{self.current_epoch}, batch {batch_idx}); lower the learning rate or check the input data"
             )
-        self.train_pixel.update(logits.detach().argmax(dim=1), label)
+        self.train_pixel.update(logits[:, : len(self.classes)].detach().argmax(dim=1), label)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(image))
         return loss
 
@@ -121,7 +145,7 @@ class SegmentationModule(L.LightningModule):
         self.train_pixel.reset()
 
     def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        logits = self(batch["image"])
+        logits = self(batch["image"])[:, : len(self.classes)]
         label = batch["label"]
         loss = self.loss(logits, label)  # whole slices carry no weight map: the unweighted loss
         probs = logits.float().softmax(dim=1)

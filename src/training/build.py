@@ -32,6 +32,7 @@ def build_module(cfg: DictConfig) -> SegmentationModule:
     classes = class_map_of(cfg.data)
     net = OmegaConf.to_container(cfg.model, resolve=True)
     init_from = net.pop("init_from", None)  # where training starts, not part of the network's shape
+    affinities = affinity_settings(net)
     module = SegmentationModule(
         net=net,
         optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
@@ -49,6 +50,7 @@ def build_module(cfg: DictConfig) -> SegmentationModule:
         ),
         classes=classes.names,
         boundary_class=classes.boundary_index,
+        affinities=affinities,
     )
     if init_from:
         from src.models.checkpoint import load_weights
@@ -62,6 +64,22 @@ def build_module(cfg: DictConfig) -> SegmentationModule:
     if cfg.get("compile"):
         module.net.compile()
     return module
+
+
+def affinity_settings(net: dict) -> dict | None:
+    """Take ``target``, ``offsets``, ``affinity_loss`` and ``affinity_weight`` out of the model config; for
+    ``target=affinities`` add one output channel per offset and return the module's ``affinities`` argument."""
+    from src.models.affinities import check_offsets
+
+    target = net.pop("target", "classes")
+    offsets, loss, weight = (net.pop(key, None) for key in ("offsets", "affinity_loss", "affinity_weight"))
+    if target not in ("classes", "affinities"):
+        raise UserError(f"model.target={target} must be classes or affinities")
+    if target == "classes":
+        return None
+    offsets = [list(offset) for offset in check_offsets(offsets or ())]
+    net["num_classes"] += len(offsets)
+    return {"offsets": offsets, "loss": loss or "dice", "weight": 1.0 if weight is None else float(weight)}
 
 
 def build_trainer(cfg: DictConfig, **extra: Any) -> L.Trainer:

@@ -44,3 +44,32 @@ def test_tta_mean_maps_each_view_back_and_averages():
     assert seen == [0, 3, 5]
     torch.testing.assert_close(mean, x * (1 + 4 + 6) / 3)
     assert tta_mean(x, (0,), lambda view, _: view.to(torch.bfloat16)).dtype == torch.float32
+
+
+def test_affinity_tta_turns_the_offsets_with_the_image():
+    """A predictor that computes each view's affinities exactly (from its cells) is equivariant, so every flipped or
+    rotated view, turned back with its offsets moved (or negated and shifted), must give the image's affinities."""
+    import numpy as np
+    from scipy import ndimage
+
+    from src.inference.tta import tta_mean_affinities
+    from src.models.affinities import affinities_of_cells
+
+    rng = np.random.default_rng(0)
+    cells, _ = ndimage.label(ndimage.gaussian_filter(rng.random((40, 52)), 2) > 0.5)
+    offsets = [[-1, 0], [0, -1], [-9, -4], [-4, -9], [4, -9], [9, -4], [-5, -5], [5, -5], [0, -7], [-7, 0]]
+
+    def exact(view, _):
+        affinities, _ = affinities_of_cells(view[0, 0].numpy().astype(np.int64), offsets)
+        return torch.cat([view.float(), torch.from_numpy(affinities)[None]], dim=1)
+
+    want, inside = affinities_of_cells(cells, offsets)
+    image = torch.from_numpy(cells)[None, None].float()
+    for transforms in ([t] for t in DIHEDRAL):
+        out = tta_mean_affinities(image, transforms, exact, offsets)[0]
+        assert torch.equal(out[0], image[0, 0])  # the other channels are turned back as they are
+        assert np.array_equal(out[1:].numpy()[inside], want[inside]), transforms
+    assert np.array_equal(tta_mean_affinities(image, DIHEDRAL, exact, offsets)[0, 1:].numpy()[inside], want[inside])
+    # a real network's views differ; the mean of its turned-back views is what the recipe predicts
+    with pytest.raises(ValueError, match="counterpart"):
+        tta_mean_affinities(image, [1], exact, [[-1, 0], [0, -3]])

@@ -93,3 +93,30 @@ def test_an_ensemble_with_split_batch_fits_each_member_on_its_own_crops_and_labe
         torch.nn.functional.cross_entropy(m(image[i : i + 2]), label[i : i + 2]) for m, i in ((first, 0), (second, 2))
     ]
     assert loss.item() == pytest.approx(sum(own).item() / 2, rel=1e-5)
+
+
+def test_an_affinity_network_trains_classes_and_affinities_and_predicts_both():
+    torch.manual_seed(0)
+    offsets = [[-1, 0], [0, -1], [-4, 0], [0, -4]]
+    net = {**NET, "num_classes": 2 + len(offsets)}
+    module = SegmentationModule(net=net, optimizer=ADAM, affinities={"offsets": offsets, "loss": "dice"})
+    assert module.offsets == tuple(map(tuple, offsets)) and module.classes == ["membrane", "interior"]
+    module.log = lambda *args, **kwargs: None  # no trainer to log to
+    optimizer = module.configure_optimizers()
+    batch = _batch()
+    losses = []
+    for _ in range(30):
+        loss = module.training_step(batch, 0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.6 * losses[0]
+    module.eval()
+    with torch.no_grad():
+        probs = module.probabilities(batch["image"])
+    assert probs.shape == (4, 2 + len(offsets), 64, 64)
+    assert torch.allclose(probs[:, :2].sum(1), torch.ones(4, 64, 64))  # softmax over the classes only
+    assert torch.equal(module.class_probabilities(batch["image"]), probs[:, :2])
+    with pytest.raises(UserError, match="output channels"):
+        SegmentationModule(net=NET, optimizer=ADAM, affinities={"offsets": offsets})

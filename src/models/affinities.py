@@ -1,0 +1,139 @@
+"""Affinity outputs (``model.target=affinities``): targets from the labels, their loss, and offset checks.
+
+Channel ``k`` of an affinity map says whether pixel ``p`` and ``p + offsets[k]`` lie in the same cell
+(Turaga et al. 2010; Lee et al. 2017; Wolf et al. 2018). The labels here are classes, so the cells are the
+4-connected regions of the pixels that are neither the boundary class nor unlabelled, found in each training crop
+after augmentation (geometry moves the labels, never the affinities). A pair is 1 when both pixels lie in the same
+cell and 0 otherwise: a boundary pixel belongs to no cell, so every pair that touches one is 0 and the membranes
+come out as cuts, as in the ISBI models of the mutex watershed paper. Pairs that leave the crop or touch an
+unlabelled pixel are masked out of the loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import nn
+
+from src.data.labels import IGNORE
+from src.utils.errors import UserError
+
+AFFINITY_LOSSES = ("dice", "bce", "dice_bce")
+
+
+def check_offsets(offsets: Sequence[Sequence[int]], where: str = "model.offsets") -> tuple[tuple[int, int], ...]:
+    """The training offsets as ``(dy, dx)`` pairs: distinct, non-zero, 2-D (training draws slices)."""
+    try:
+        pairs = tuple(tuple(int(v) for v in offset) for offset in offsets)
+    except (TypeError, ValueError):
+        raise UserError(f"{where}={offsets} must be a list of [dy, dx] pixel offsets") from None
+    if not pairs or any(len(p) != 2 or p == (0, 0) for p in pairs) or len(set(pairs)) != len(pairs):
+        raise UserError(
+            f"{where}={list(map(list, pairs))} must be distinct, non-zero [dy, dx] pairs (training reads 2-D "
+            "slices; the decoders take 3-D offsets for volumes)"
+        )
+    return pairs
+
+
+def cells_of_labels(label: np.ndarray, boundary: int | None) -> np.ndarray:
+    """The 4-connected cells (1, 2, ...; 0 elsewhere) of a class-label slice: not boundary, not unlabelled."""
+    inside = label != IGNORE
+    if boundary is not None:
+        inside &= label != boundary
+    cells, _ = ndimage.label(inside)
+    return cells
+
+
+def pairs_inside(shape: Sequence[int], offset: Sequence[int]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Index boxes of ``p`` and ``p + offset`` over the pixels whose pair stays inside ``shape``."""
+    source = tuple(slice(max(0, -o), n - max(0, o)) for o, n in zip(offset, shape, strict=True))
+    target = tuple(slice(max(0, o), n - max(0, -o)) for o, n in zip(offset, shape, strict=True))
+    return source, target
+
+
+def affinities_of_cells(cells: np.ndarray, offsets: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Affinity targets ``(K, *shape)`` float32 of a cell labelling (0 = no cell) and where each pair is inside."""
+    target = np.zeros((len(offsets), *cells.shape), np.float32)
+    inside = np.zeros(target.shape, bool)
+    for k, offset in enumerate(offsets):
+        source, moved = pairs_inside(cells.shape, offset)
+        a, b = cells[source], cells[moved]
+        target[k][source] = (a == b) & (a > 0)
+        inside[k][source] = True
+    return target, inside
+
+
+def affinity_targets(
+    label: torch.Tensor, offsets: Sequence[Sequence[int]], boundary: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets and loss mask ``(B, K, H, W)`` of a class-label batch ``(B, H, W)`` (module docstring)."""
+    labels = label.cpu().numpy()
+    targets, masks = [], []
+    for slice_label in labels:
+        target, inside = affinities_of_cells(cells_of_labels(slice_label, boundary), offsets)
+        labelled = slice_label != IGNORE
+        for k, offset in enumerate(offsets):
+            source, moved = pairs_inside(labelled.shape, offset)
+            inside[k][source] &= labelled[source] & labelled[moved]
+        targets.append(target)
+        masks.append(inside)
+    as_tensor = lambda x: torch.from_numpy(np.stack(x)).to(label.device)  # noqa: E731
+    return as_tensor(targets), as_tensor(masks)
+
+
+class AffinityLoss(nn.Module):
+    """Masked loss of affinity logits ``(B, K, H, W)``: ``dice`` (Sørensen-Dice of each channel, on the cut and the
+    joined pairs alike, as the mutex watershed paper trains), ``bce``, or ``dice_bce`` (their sum)."""
+
+    def __init__(self, kind: str = "dice", smooth: float = 1.0) -> None:
+        super().__init__()
+        if kind not in AFFINITY_LOSSES:
+            raise UserError(f"model.affinity_loss={kind!r} is not one of {', '.join(AFFINITY_LOSSES)}")
+        self.kind = kind
+        self.smooth = smooth
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        mask = mask.to(logits.dtype)
+        loss = logits.new_zeros(())
+        if self.kind in ("dice", "dice_bce"):
+            prob = logits.sigmoid() * mask
+            dice = []
+            for p, t in ((prob, target * mask), (mask - prob, (1 - target) * mask)):
+                overlap = (p * t).sum((0, 2, 3))
+                dice.append((2 * overlap + self.smooth) / (p.sum((0, 2, 3)) + t.sum((0, 2, 3)) + self.smooth))
+            loss = loss + 1 - torch.cat(dice).mean()
+        if self.kind in ("bce", "dice_bce"):
+            per_pair = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+            loss = loss + (per_pair * mask).sum() / mask.sum().clamp_min(1)
+        return loss
+
+
+def transformed_offset(offset: Sequence[int], inverse) -> tuple[int, ...]:
+    """Where a displacement lands under an image transform: a marker at ``centre + offset`` of an odd square,
+    moved by ``inverse`` (a function of a ``(side, side)`` tensor), found again relative to the centre."""
+    radius = max(abs(int(v)) for v in offset)
+    grid = torch.zeros(2 * radius + 1, 2 * radius + 1)
+    grid[radius + offset[0], radius + offset[1]] = 1
+    y, x = (int(i) for i in inverse(grid).nonzero()[0])
+    return (y - radius, x - radius)
+
+
+def channel_sources(offsets: Sequence[Sequence[int]], inverse) -> list[tuple[int, int]]:
+    """For each offset ``u``, the channel ``i`` of a transformed view whose offset maps back to ``u`` (``+1``) or
+    to ``-u`` (``-1``) after ``inverse``: ``(i, sign)``. Raises ValueError when the set is not closed."""
+    back = [transformed_offset(o, inverse) for o in offsets]
+    sources = []
+    for offset in offsets:
+        u = tuple(offset)
+        negative = tuple(-v for v in u)
+        if u in back:
+            sources.append((back.index(u), 1))
+        elif negative in back:
+            sources.append((back.index(negative), -1))
+        else:
+            raise ValueError(f"offset {list(u)} has no flipped/rotated counterpart in the offsets")
+    return sources

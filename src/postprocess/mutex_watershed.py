@@ -1,0 +1,186 @@
+"""The mutex watershed (Wolf et al., ECCV 2018 / TPAMI 2020): cells from attractive and repulsive affinities.
+
+Every pixel is a node; offset ``k`` links each pixel ``p`` to ``p + offsets[k]`` with the predicted affinity
+``a`` (1: same cell). The first ``attractive`` offsets (the nearest neighbours) pull with priority ``a``, the
+others push apart with priority ``1 - a``. All edges are visited once, highest priority first: an attractive
+edge joins its two clusters unless a mutual exclusion (mutex) lies between them; a repulsive edge between two
+clusters records a mutex. No threshold and no seeds: the partition is the graph's.
+
+Written with numba (affogato, the authors' library, ships only as C++ source, which needs a compiler here):
+clusters are a union-find forest; the mutexes between current roots are keys of one hash set (an O(1) test per
+edge), and each root keeps a linked list of its mutex partners, read through ``find``, which is spliced in O(1)
+when two clusters join and walked (the shorter of the two) to move the joined cluster's keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+from src.utils.errors import UserError
+
+
+def offset_edges(shape: tuple[int, ...], offsets: np.ndarray, strides: Sequence[int] | None = None):
+    """The pixel pairs of every offset: flat indices ``u``, ``v = u + offset`` and the offset index of each edge.
+
+    ``strides[k] > 1`` keeps one edge in ``strides[k]`` along every axis for offset ``k`` (long-range repulsive
+    edges are many and alike: the paper samples them the same way).
+    """
+    index = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
+    us, vs, ks = [], [], []
+    for k, offset in enumerate(offsets):
+        source = tuple(slice(max(0, -o), n - max(0, o)) for o, n in zip(offset, shape, strict=True))
+        target = tuple(slice(max(0, o), n - max(0, -o)) for o, n in zip(offset, shape, strict=True))
+        u, v = index[source], index[target]
+        step = 1 if strides is None else int(strides[k])
+        if step > 1:
+            every = (slice(None, None, step),) * len(shape)
+            u, v = u[every], v[every]
+        us.append(u.ravel())
+        vs.append(v.ravel())
+        ks.append(np.full(u.size, k, np.int32))
+    return np.concatenate(us), np.concatenate(vs), np.concatenate(ks)
+
+
+@numba.njit(cache=True)
+def _find(parent: np.ndarray, node: int) -> int:
+    root = node
+    while parent[root] != root:
+        root = parent[root]
+    while parent[node] != root:  # path compression
+        parent[node], node = root, parent[node]
+    return root
+
+
+@numba.njit(cache=True)
+def _pair(a: int, b: int, nodes: int) -> int:
+    return min(a, b) * nodes + max(a, b)
+
+
+@numba.njit(cache=True)
+def _mutex_watershed(nodes: int, u, v, attractive, order, mutex_capacity: int) -> np.ndarray:
+    parent = np.arange(nodes)
+    exclusive = numba.typed.Dict.empty(key_type=numba.types.int64, value_type=numba.types.boolean)
+    head = np.full(nodes, -1, np.int64)
+    tail = np.full(nodes, -1, np.int64)
+    count = np.zeros(nodes, np.int64)
+    following = np.full(mutex_capacity, -1, np.int64)
+    partner = np.empty(mutex_capacity, np.int64)
+    used = 0
+    for edge in order:
+        a = _find(parent, u[edge])
+        b = _find(parent, v[edge])
+        if a == b or _pair(a, b, nodes) in exclusive:
+            continue
+        if attractive[edge]:
+            if count[a] < count[b]:
+                a, b = b, a
+            parent[b] = a  # b joins a: its mutexes are a's now, and its list is spliced onto a's
+            entry = head[b]
+            while entry != -1:
+                other = _find(parent, partner[entry])
+                if exclusive.pop(_pair(b, other, nodes), False):
+                    exclusive[_pair(a, other, nodes)] = True
+                entry = following[entry]
+            if head[b] != -1:
+                if head[a] == -1:
+                    head[a] = head[b]
+                else:
+                    following[tail[a]] = head[b]
+                tail[a] = tail[b]
+                count[a] += count[b]
+        else:
+            exclusive[_pair(a, b, nodes)] = True
+            for this, other in ((a, b), (b, a)):
+                partner[used] = other
+                if head[this] == -1:
+                    head[this] = used
+                else:
+                    following[tail[this]] = used
+                tail[this] = used
+                count[this] += 1
+                used += 1
+    labels = np.empty(nodes, np.int64)
+    for node in range(nodes):
+        labels[node] = _find(parent, node)
+    return labels
+
+
+def mutex_watershed(
+    affinities: np.ndarray, offsets: Sequence[Sequence[int]], attractive: int, strides: Sequence[int] | None = None
+) -> np.ndarray:
+    """Cells (numbered 1, 2, ... in order of first pixel) of an affinity map ``(K, *shape)``, 2-D or 3-D.
+
+    ``offsets[k]`` is channel ``k``'s displacement; the first ``attractive`` channels attract, the rest repel.
+    """
+    affinities = np.asarray(affinities, np.float32)
+    offsets = np.asarray(offsets, np.int64)
+    shape = affinities.shape[1:]
+    if offsets.ndim != 2 or offsets.shape != (len(affinities), len(shape)):
+        raise ValueError(f"{len(affinities)} affinity channels of {len(shape)}-D need as many offsets of that length")
+    u, v, k = offset_edges(shape, offsets, strides)
+    flat = affinities.reshape(len(affinities), -1)
+    weight = flat[k, u]
+    pulls = k < attractive
+    priority = np.where(pulls, weight, 1.0 - weight)
+    order = np.argsort(-priority, kind="stable")
+    roots = _mutex_watershed(int(np.prod(shape)), u, v, pulls, order, 2 * int((~pulls).sum()))
+    _, labels = np.unique(roots, return_inverse=True)
+    return (labels + 1).reshape(shape)
+
+
+@dataclass(frozen=True)
+class MutexWatershed:
+    """``postprocess=mutex_watershed``: the cells of a predicted affinity map (the network's offsets).
+
+    Args:
+        attractive: how many leading offsets attract (the nearest neighbours: 2 in 2-D, 3 in 3-D).
+        stride: keep one repulsive edge in ``stride`` along each axis (1 = all).
+        min_size: cells smaller than this many pixels become border (0), which the scoring floods from the
+            neighbours as the challenge thins borders.
+        offsets: filled from the checkpoint's network; empty in the config.
+    """
+
+    attractive: int = 2
+    stride: int = 1
+    min_size: int = 0
+    offsets: tuple = field(default=())
+
+    input = "affinities"
+
+    def __post_init__(self) -> None:
+        if self.attractive < 1 or self.stride < 1 or self.min_size < 0:
+            raise UserError(
+                f"postprocess: attractive={self.attractive} and stride={self.stride} must be >= 1, "
+                f"min_size={self.min_size} >= 0"
+            )
+
+    def with_offsets(self, offsets: Sequence[Sequence[int]]) -> MutexWatershed:
+        offsets = tuple(tuple(int(o) for o in offset) for offset in offsets)
+        if len(offsets) <= self.attractive:
+            raise UserError(
+                f"postprocess.attractive={self.attractive} leaves none of the network's {len(offsets)} affinity "
+                "offsets to repel; lower it"
+            )
+        return MutexWatershed(self.attractive, self.stride, self.min_size, offsets)
+
+    def __call__(self, affinities: np.ndarray) -> np.ndarray:
+        if not self.offsets:
+            raise UserError("postprocess=mutex_watershed needs a network trained with model.target=affinities")
+        strides = [1] * self.attractive + [self.stride] * (len(self.offsets) - self.attractive)
+        cells = mutex_watershed(affinities, self.offsets, self.attractive, strides)
+        return drop_small(cells, self.min_size)
+
+
+def drop_small(cells: np.ndarray, min_size: int) -> np.ndarray:
+    """``cells`` with every cell under ``min_size`` pixels set to 0 (border), the rest renumbered 1, 2, ..."""
+    if min_size <= 1:
+        return cells.astype(np.int32)
+    sizes = np.bincount(cells.ravel())
+    keep = sizes >= min_size
+    keep[0] = False
+    numbers = np.where(keep, np.cumsum(keep), 0)
+    return numbers[cells].astype(np.int32)
