@@ -109,7 +109,7 @@ def _write_slices(
 
     from src.data.normalize import normalize_slices
     from src.inference.class_outputs import cell_probability, class_map
-    from src.postprocess.instances import cells_and_contours
+    from src.postprocess.instances import cells_and_contours, reads_affinities
 
     height, width = reader.shape[1:]
     with _progress(cfg.progress) as bar:
@@ -134,7 +134,7 @@ def _write_slices(
             prob = cell_probability(probs, boundary)
             writers["prob"].write(as_stored(prob))
             if postprocess is not None:
-                reads = affinities if getattr(postprocess, "input", "") == "affinities" else prob
+                reads = affinities if reads_affinities(postprocess) else prob
                 cells, contours = cells_and_contours(postprocess, reads)
                 writers["cells"].write(cells.astype(np.uint32))
                 if contours is not None:
@@ -163,9 +163,9 @@ def predict(cfg: DictConfig) -> dict:
     device = resolve_device(cfg.device)
     postprocess = None
     if recipe["postprocess"]:
-        from src.evaluation.held_out import build_method
+        from src.postprocess.instances import build_postprocess
 
-        postprocess = build_method(recipe["postprocess"], module.offsets)
+        postprocess = build_postprocess(recipe["postprocess"], module.offsets)
     with open_volume(cfg.input, cfg.input_key, "input", "check input= and input_key=") as reader:
         ids = parse_slices(cfg.slices, len(reader), "slices")
         predictor = build_predictor(cfg, module, recipe, device)

@@ -10,7 +10,6 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-from hydra.utils import instantiate
 
 from src.data.labels import IGNORE
 from src.data.tiff import StackWriter
@@ -19,8 +18,7 @@ from src.inference.recipe import slice_predictor
 from src.metrics.classes import class_scores
 from src.metrics.isbi import score_probabilities, score_segmentations
 from src.models.module import SegmentationModule
-from src.postprocess.instances import cells_and_contours
-from src.utils.errors import UserError
+from src.postprocess.instances import build_postprocess, cells_and_contours, reads_affinities
 
 SWEEP_KEYS = ("vrand", "vinfo", "threshold", "vinfo_threshold")
 
@@ -62,27 +60,13 @@ def stacked(outputs: list[dict[str, np.ndarray]], boundary: int | None = 0) -> t
     )
 
 
-def build_method(config: dict, offsets: Sequence = ()) -> Any:
-    """The post-processing of ``config``; one that reads affinities (the mutex watershed) gets the network's
-    ``offsets``, and is refused where the network predicts none."""
-    method = instantiate(config)
-    if getattr(method, "input", "probability") != "affinities":
-        return method
-    if not offsets:
-        raise UserError(
-            f"postprocess {method_name(config)} reads affinities, but this network predicts classes only; train "
-            "with model.target=affinities, or choose postprocess=agglomeration or watershed"
-        )
-    return method.with_offsets(offsets)
-
-
 def cells_of(
     method: Any, probs: np.ndarray, affinities: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Labelled cells of a probability stack (or of the affinity stack, for a method that reads affinities) by a
     post-processing ``method``, and its contour map where it has one
     (:func:`~src.postprocess.instances.cells_and_contours`, slice by slice)."""
-    if getattr(method, "input", "probability") == "affinities":
+    if reads_affinities(method):
         probs = affinities
     cells, contours = zip(*(cells_and_contours(method, prob) for prob in probs), strict=True)
     return np.stack(cells), (None if contours[0] is None else np.stack(contours))
@@ -125,6 +109,25 @@ def write_held_out(output_dir: Path, stacks: dict[str, np.ndarray], class_names:
     return written
 
 
+def _postprocessed(config: dict, probs, labels, ids, affinities, offsets, stacks: dict) -> dict:
+    """The recipe's post-processing scored: its cells (and its contour map's sweep); the stacks added to ``stacks``."""
+    name = method_name(config)
+    method = build_postprocess(config, offsets)
+    scores = score_method(method, probs, labels, ids, affinities)
+    stacks["cells"] = scores["cells"].astype(np.uint32)
+    result = {}
+    if "contours" in scores:
+        stacks["contours"] = scores["contour_map"].astype(np.float32)
+        result["contours"] = {"what": f"contour map of {name}, best of the threshold sweep", **scores["contours"]}
+    cut = "of the affinities, no threshold" if reads_affinities(method) else "at its fixed cut"
+    result["postprocess"] = {
+        "what": f"cells of {name} {cut} (no sweep)",
+        "method": name,
+        **{k: scores[k] for k in ("vrand", "vinfo", "pixel_error", "per_slice")},
+    }
+    return result
+
+
 def _compared(
     methods: dict[str, dict], probs: np.ndarray, labels: np.ndarray, ids: Sequence[int], affinities, offsets
 ) -> dict:
@@ -132,7 +135,7 @@ def _compared(
     results = {}
     for name, config in methods.items():
         params = {k: v for k, v in config.items() if k != "_target_"}
-        scores = score_method(build_method(config, offsets), probs, labels, ids, affinities)
+        scores = score_method(build_postprocess(config, offsets), probs, labels, ids, affinities)
         results[name] = {
             "what": f"cells of {method_name(config)} ({', '.join(f'{k}={v}' for k, v in params.items())}), no sweep",
             "params": params,
@@ -210,18 +213,7 @@ def score_held_out(
     stacks["probability"] = probs.astype(np.float32)
     affinities = np.stack([o["affinities"] for o in outputs]) if outputs[0].get("affinities") is not None else None
     if recipe["postprocess"]:
-        name = method_name(recipe["postprocess"])
-        method = build_method(recipe["postprocess"], offsets)
-        scores = score_method(method, probs, labels, ids, affinities)
-        stacks["cells"] = scores["cells"].astype(np.uint32)
-        if "contours" in scores:
-            stacks["contours"] = scores["contour_map"].astype(np.float32)
-            result["contours"] = {"what": f"contour map of {name}, best of the threshold sweep", **scores["contours"]}
-        result["postprocess"] = {
-            "what": f"cells of {name} at its fixed cut (no sweep)",
-            "method": name,
-            **{k: scores[k] for k in ("vrand", "vinfo", "pixel_error", "per_slice")},
-        }
+        result.update(_postprocessed(recipe["postprocess"], probs, labels, ids, affinities, offsets, stacks))
     compare = {name: config for name, config in (compare or {}).items() if config != recipe["postprocess"]}
     if compare:
         result["compared"] = _compared(compare, probs, labels, ids, affinities, offsets)

@@ -26,7 +26,7 @@ from src.data.slices import parse_slices
 from src.data.volume import open_volume, read_slices
 from src.metrics.classes import class_scores
 from src.metrics.isbi import THRESHOLDS, score_probabilities, score_segmentations
-from src.postprocess.instances import postprocess_stack
+from src.postprocess.instances import postprocess_stack, reads_affinities
 from src.utils.errors import UserError
 
 KINDS = ("auto", "probability", "labels", "classes", "affinities")
@@ -245,7 +245,7 @@ def read_affinities(path: str | Path) -> tuple[np.ndarray, list]:
 
 def decode_affinities(affinities: np.ndarray, offsets: list, postprocess: Any, where: str | Path) -> np.ndarray:
     """Cells of each affinity slice by a post-processing that reads affinities (``postprocess=mutex_watershed``)."""
-    if postprocess is None or getattr(postprocess, "input", "") != "affinities":
+    if postprocess is None or not reads_affinities(postprocess):
         raise UserError(
             f"kind=affinities: {where} holds affinities; choose how cells are made from them with "
             "postprocess=mutex_watershed or postprocess=mean_affinity"

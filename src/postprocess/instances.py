@@ -13,9 +13,11 @@ protocol as the raw probabilities (:func:`src.metrics.isbi.score_segmentations`)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from hydra.utils import instantiate
 from scipy import ndimage
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
@@ -93,6 +95,25 @@ class SeededWatershed:
         mask = smooth > self.threshold if self.mask else None
         labels = watershed(-relief, markers=seeds, mask=mask, connectivity=1, watershed_line=self.watershed_line)
         return labels.astype(np.int32)
+
+
+def reads_affinities(method) -> bool:
+    """Whether a post-processing makes cells from affinities (the mutex watershed) rather than a probability."""
+    return getattr(method, "input", "probability") == "affinities"
+
+
+def build_postprocess(config: dict, offsets: Sequence = ()):
+    """The post-processing of a ``_target_`` config; one that reads affinities gets the network's ``offsets`` and is
+    refused for a network that predicts none."""
+    method = instantiate(config)
+    if not reads_affinities(method):
+        return method
+    if not offsets:
+        raise UserError(
+            f"postprocess {type(method).__name__} reads affinities, but this network predicts classes only; train "
+            "with model.target=affinities, or choose postprocess=agglomeration or watershed"
+        )
+    return method.with_offsets(offsets)
 
 
 def cells_and_contours(method, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

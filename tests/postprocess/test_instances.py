@@ -58,3 +58,15 @@ def test_an_empty_probability_map_has_no_cells():
 def test_bad_parameters_are_refused_by_name(kwargs, word):
     with pytest.raises(UserError, match=word):
         SeededWatershed(**kwargs)
+
+
+def test_a_postprocess_that_reads_affinities_gets_the_networks_offsets_or_is_refused():
+    from src.postprocess.instances import build_postprocess, reads_affinities
+
+    config = {"_target_": "src.postprocess.mutex_watershed.MutexWatershed", "attractive": 2}
+    method = build_postprocess(config, [[-1, 0], [0, -1], [-3, 0]])
+    assert reads_affinities(method) and method.offsets == ((-1, 0), (0, -1), (-3, 0))
+    with pytest.raises(UserError, match="predicts classes only"):
+        build_postprocess(config, ())
+    watershed = build_postprocess({"_target_": "src.postprocess.instances.SeededWatershed"}, ())
+    assert not reads_affinities(watershed) and watershed == SeededWatershed()
