@@ -4,6 +4,7 @@ ISBI 2012 protocol, write the stacks and the headline."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -79,9 +80,13 @@ def method_name(config: dict) -> str:
 def score_method(
     method: Any, probs: np.ndarray, labels: np.ndarray, ids: Sequence[int], affinities: np.ndarray | None = None
 ) -> dict:
-    """The cells of ``method`` scored by the protocol (no sweep), with the sweep of its contour map if any."""
+    """The cells of ``method`` scored by the protocol (no sweep), with the sweep of its contour map if any, and the
+    seconds it took per slice to make them."""
+    started = time.perf_counter()
     cells, contours = cells_of(method, probs, affinities)
-    result = {"cells": cells, "contour_map": contours, **score_segmentations(cells, labels, ids, workers=0)}
+    seconds = round((time.perf_counter() - started) / len(cells), 3)
+    result = {"cells": cells, "contour_map": contours, "seconds_per_slice": seconds}
+    result.update(score_segmentations(cells, labels, ids, workers=0))
     if contours is not None:
         sweep = score_probabilities(contours, labels, slice_ids=ids, workers=0)
         result["contours"] = {k: sweep[k] for k in SWEEP_KEYS}
@@ -123,7 +128,7 @@ def _postprocessed(config: dict, probs, labels, ids, affinities, offsets, stacks
     result["postprocess"] = {
         "what": f"cells of {name} {cut} (no sweep)",
         "method": name,
-        **{k: scores[k] for k in ("vrand", "vinfo", "pixel_error", "per_slice")},
+        **{k: scores[k] for k in ("vrand", "vinfo", "pixel_error", "seconds_per_slice", "per_slice")},
     }
     return result
 
@@ -131,11 +136,15 @@ def _postprocessed(config: dict, probs, labels, ids, affinities, offsets, stacks
 def _compared(
     methods: dict[str, dict], probs: np.ndarray, labels: np.ndarray, ids: Sequence[int], affinities, offsets
 ) -> dict:
-    """Other post-processing methods' cells (and contour-map sweeps), scored beside the recipe's."""
+    """Other post-processing methods' cells (and contour-map sweeps), scored beside the recipe's; those that read
+    affinities only for a network that predicts them."""
     results = {}
     for name, config in methods.items():
         params = {k: v for k, v in config.items() if k != "_target_"}
-        scores = score_method(build_postprocess(config, offsets), probs, labels, ids, affinities)
+        method = build_postprocess(config, offsets, optional=True)
+        if method is None:
+            continue
+        scores = score_method(method, probs, labels, ids, affinities)
         results[name] = {
             "what": f"cells of {method_name(config)} ({', '.join(f'{k}={v}' for k, v in params.items())}), no sweep",
             "params": params,
@@ -156,17 +165,8 @@ def held_out_evaluation(
 ) -> dict:
     """Predict the held-out ``dataset`` by the inference ``recipe``, then :func:`score_held_out`."""
     outputs = predict_slices(module, dataset, trainer, recipe)
-    return score_held_out(
-        outputs,
-        recipe,
-        output_dir,
-        images,
-        compare,
-        module.classes,
-        module.boundary_class,
-        labels_as_read,
-        getattr(module, "offsets", ()),
-    )
+    classes = (module.classes, module.boundary_class)
+    return score_held_out(outputs, recipe, output_dir, images, compare, *classes, labels_as_read, module.offsets)
 
 
 def score_held_out(

@@ -246,12 +246,14 @@ class UNetEnsemble(nn.Module):
     shared out instead, member ``i`` seeing only its ``i``-th part, so the members learn from different crops
     and return ``(B, C, H', W')`` together. Evaluation returns the log of the
     members' mean class probabilities ``(B, C, H', W')``, which every caller can treat as logits: their
-    softmax is the mean. Averaging independently trained networks is how nnU-Net ensembles (Isensee et al.
+    softmax is the mean; the last ``affinity_channels`` (sigmoid outputs) come back as the logit of the members'
+    mean sigmoid. Averaging independently trained networks is how nnU-Net ensembles (Isensee et al.
     2021); here the members share the data stream and the time budget instead of a cross-validation fold.
     """
 
-    def __init__(self, members: int = 2, split_batch: bool = False, **unet: Any) -> None:
+    def __init__(self, members: int = 2, split_batch: bool = False, affinity_channels: int = 0, **unet: Any) -> None:
         super().__init__()
+        self.affinity_channels = affinity_channels
         if members < 1:
             raise ValueError(f"model.members={members} must be at least 1")
         self.members = nn.ModuleList(UNet(**unet) for _ in range(members))
@@ -280,10 +282,19 @@ class UNetEnsemble(nn.Module):
             return torch.cat([member(part) for member, part in zip(self.members, parts, strict=True)])
         if self.training:
             return torch.cat([member(x) for member in self.members])
-        mean = torch.stack([member(x).float().softmax(dim=1) for member in self.members]).mean(dim=0)
-        return mean.clamp_min(torch.finfo(mean.dtype).tiny).log()
+        logits = torch.stack([member(x).float() for member in self.members])
+        classes = logits.shape[2] - self.affinity_channels
+        mean = logits[:, :, :classes].softmax(dim=2).mean(dim=0)
+        mean = mean.clamp_min(torch.finfo(mean.dtype).tiny).log()
+        if not self.affinity_channels:
+            return mean
+        joined = logits[:, :, classes:].sigmoid().mean(dim=0).clamp(1e-7, 1 - 1e-7)
+        return torch.cat([mean, joined.log() - (-joined).log1p()], dim=1)
 
 
-def build_unet(members: int = 1, split_batch: bool = False, **unet: Any) -> UNet | UNetEnsemble:
-    """The network that ``model=unet`` builds: one :class:`UNet`, or ``members`` of them as a :class:`UNetEnsemble`."""
-    return UNet(**unet) if members == 1 else UNetEnsemble(members, split_batch, **unet)
+def build_unet(
+    members: int = 1, split_batch: bool = False, affinity_channels: int = 0, **unet: Any
+) -> UNet | UNetEnsemble:
+    """The network that ``model=unet`` builds: one :class:`UNet`, or ``members`` of them as a :class:`UNetEnsemble`
+    (``affinity_channels``: how many of the last output channels are affinities, averaged as such)."""
+    return UNet(**unet) if members == 1 else UNetEnsemble(members, split_batch, affinity_channels, **unet)

@@ -102,12 +102,14 @@ def reads_affinities(method) -> bool:
     return getattr(method, "input", "probability") == "affinities"
 
 
-def build_postprocess(config: dict, offsets: Sequence = ()):
+def build_postprocess(config: dict, offsets: Sequence = (), optional: bool = False):
     """The post-processing of a ``_target_`` config; one that reads affinities gets the network's ``offsets`` and is
-    refused for a network that predicts none."""
+    refused for a network that predicts none (or, ``optional``, left out: None)."""
     method = instantiate(config)
     if not reads_affinities(method):
         return method
+    if not offsets and optional:
+        return None
     if not offsets:
         raise UserError(
             f"postprocess {type(method).__name__} reads affinities, but this network predicts classes only; train "

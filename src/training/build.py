@@ -79,6 +79,7 @@ def affinity_settings(net: dict) -> dict | None:
         return None
     offsets = [list(offset) for offset in check_offsets(offsets or ())]
     net["num_classes"] += len(offsets)
+    net["affinity_channels"] = len(offsets)
     return {"offsets": offsets, "loss": loss or "dice", "weight": 1.0 if weight is None else float(weight)}
 
 

@@ -135,3 +135,18 @@ def test_up_convolution_equals_the_transposed_convolution_with_its_gradients(aut
     y = up(x)
     expected = torch.einsum("c,co->o", x[0, :, 1, 2], up.weight[:, :, 1, 0]) + up.bias
     torch.testing.assert_close(y[0, :, 3, 4], expected)
+
+
+def test_an_ensemble_averages_class_probabilities_and_affinities_each_as_such():
+    from src.models.unet import build_unet
+
+    torch.manual_seed(0)
+    ensemble = build_unet(members=2, affinity_channels=3, depth=2, base_channels=4, num_classes=5).eval()
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        members = [member(x) for member in ensemble.members]
+        out = ensemble(x)
+    classes = torch.stack([m[:, :2].softmax(dim=1) for m in members]).mean(dim=0)
+    joined = torch.stack([m[:, 2:].sigmoid() for m in members]).mean(dim=0)
+    assert torch.allclose(out[:, :2].softmax(dim=1), classes, atol=1e-6)
+    assert torch.allclose(out[:, 2:].sigmoid(), joined, atol=1e-5)

@@ -1,0 +1,199 @@
+"""The affinity recipe against today's recipe, on the same held-out folds and seeds (docs/affinities.md).
+
+    python benchmarks/affinities.py --folds 4 --seeds 12345,2,3          # fold 4, three seeds, both recipes
+    python benchmarks/affinities.py --folds 0,1,2,3,4 --seeds 12345      # 5-fold cross-validation
+    python benchmarks/affinities.py --adopt RUN_DIR ...                  # take finished runs instead
+
+Every run is a real ``python -m src.train experiment=E seed=S data.fold=F trainer.max_time=null``, one after the
+other. ``trainer.max_time=null``: both recipes stop at their 1500 steps, not at a clock another process on the
+machine could slow down (on a quiet 2-core machine both finish inside the 10 minutes). From each run's
+metrics.json it keeps the headline (the recipe's scored output: the agglomeration's contour map, or the mutex
+watershed's cells), the class probability's threshold sweep and the seconds per slice the post-processing took.
+Rows go to docs/affinities_results.json (finished runs are kept, so an interrupted benchmark resumes); the tables
+replace the blocks between the markers in docs/affinities.md and README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from benchmarks.headline import replace_block
+from src.config import PROJECT_ROOT
+
+RESULTS = PROJECT_ROOT / "docs" / "affinities_results.json"
+PAGE = PROJECT_ROOT / "docs" / "affinities.md"
+README = PROJECT_ROOT / "README.md"
+START, END = "<!-- affinities:start -->", "<!-- affinities:end -->"
+RECIPES = {
+    "isbi2012_cpu": "`make train` recipe: contour map of the mean-boundary agglomeration (swept)",
+    "isbi2012_cpu_affinities": "affinity recipe: cells of the mutex watershed (no threshold)",
+}
+
+
+def run(experiment: str, seed: int, fold: int, log_dir: Path) -> Path:
+    """Train one recipe on one fold with one seed, alone; the run's folder."""
+    started = time.time()
+    overrides = [
+        f"experiment={experiment}", f"seed={seed}", f"data.fold={fold}", "trainer.max_time=null",
+        f"paths.log_dir={log_dir}",
+    ]  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "src.train", *overrides], cwd=PROJECT_ROOT, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{experiment} seed {seed} fold {fold} failed (exit {result.returncode})")
+    runs = [p for p in (log_dir / "train" / "runs").iterdir() if p.stat().st_mtime >= started]
+    return max(runs, key=lambda p: p.stat().st_mtime)
+
+
+def evaluate(run_dir: Path) -> None:
+    """``src.eval`` of an affinity run's checkpoint on its own held-out fold, into ``RUN/eval``: the other decoders
+    (mean affinity; the agglomeration of the class head) scored beside the recipe's."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    fold = OmegaConf.load(run_dir / "config.yaml").data.fold
+    overrides = [f"ckpt_path={metrics['best_checkpoint']}", f"data.fold={fold}", f"paths.output_dir={run_dir / 'eval'}"]
+    result = subprocess.run([sys.executable, "-m", "src.eval", *overrides], cwd=PROJECT_ROOT, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"src.eval of {run_dir} failed (exit {result.returncode})")
+
+
+def row_of(run_dir: Path) -> dict:
+    """One run's recipe, seed, fold, steps, commit and held-out scores."""
+    config = OmegaConf.load(run_dir / "config.yaml")
+    experiment = "isbi2012_cpu_affinities" if config.model.get("target") == "affinities" else "isbi2012_cpu"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    held = metrics["held_out"]
+    info = json.loads((run_dir / "run_info.json").read_text())
+    return {
+        "experiment": experiment,
+        "seed": int(config.seed),
+        "fold": int(config.data.fold),
+        "slices": held["slices"],
+        "steps": metrics["global_step"],
+        "commit": (info.get("git_commit") or "")[:7],
+        "machine": info.get("cpu", ""),
+        "run": str(run_dir),
+        "vrand": held["headline"]["vrand"],
+        "vinfo": held["headline"]["vinfo"],
+        "threshold_vrand": held["threshold"]["vrand"],
+        "threshold_vinfo": held["threshold"]["vinfo"],
+        "seconds_per_slice": held["postprocess"].get("seconds_per_slice"),
+        **compared(run_dir),
+    }
+
+
+def compared(run_dir: Path) -> dict:
+    """The other decoders' scores from ``RUN/eval`` (:func:`evaluate`), where there is one."""
+    path = run_dir / "eval" / "metrics.json"
+    if not path.exists():
+        return {}
+    found = json.loads(path.read_text()).get("compared", {})
+    scores = {}
+    if "mean_affinity" in found:
+        keys = ("vrand", "vinfo", "seconds_per_slice")
+        scores.update({f"mean_affinity_{k}": found["mean_affinity"][k] for k in keys})
+    if "agglomeration" in found:
+        scores.update({f"agglomeration_{k}": found["agglomeration"]["contours"][k] for k in ("vrand", "vinfo")})
+    return scores
+
+
+def _mean(values: list[float]) -> str:
+    spread = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""
+    return f"{statistics.mean(values):.4f}{spread}"
+
+
+def _cell(rows: list[dict], key: str) -> str:
+    each = ", ".join(f"{r[key]:.4f}" for r in sorted(rows, key=lambda r: r["seed"]))
+    return f"{_mean([r[key] for r in rows])} ({each})" if len(rows) > 1 else each
+
+
+def _pair(rows: list[dict], prefix: str) -> str:
+    return f"{_mean([r[f'{prefix}_vrand'] for r in rows])} / {_mean([r[f'{prefix}_vinfo'] for r in rows])}"
+
+
+def _others(rows: list[dict]) -> str:
+    """Mean affinity and the class head's agglomeration, where ``src.eval`` scored them for every run."""
+    names = {"mean_affinity": "mean affinity (waterz, 0.5)", "agglomeration": "class head's contour map (swept)"}
+    found = [f"{label} {_pair(rows, key)}" for key, label in names.items() if all(f"{key}_vrand" in r for r in rows)]
+    return "; ".join(found) or "-"
+
+
+def table(rows: list[dict]) -> str:
+    """Per fold and recipe: V_rand / V_info of the headline, of the class probability, and decoding time; then the
+    mean over folds of each seed that ran on all of them."""
+    lines = [
+        "| fold (slices) | recipe | seeds | V_rand | V_info | post-processing s/slice | class probability (swept) | "
+        "the same run's other decoders |",
+        "| --- | --- | --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    folds = sorted({r["fold"] for r in rows})
+    for fold in folds:
+        for experiment, label in RECIPES.items():
+            mine = [r for r in rows if r["fold"] == fold and r["experiment"] == experiment]
+            if not mine:
+                continue
+            slices = mine[0]["slices"]
+            seconds = statistics.mean(r["seconds_per_slice"] or 0.0 for r in mine)
+            lines.append(
+                f"| {fold} ({slices[0]}-{slices[-1]}) | {label} | {', '.join(str(r['seed']) for r in mine)} | "
+                f"{_cell(mine, 'vrand')} | {_cell(mine, 'vinfo')} | {seconds:.2f} | "
+                f"{_pair(mine, 'threshold')} | {_others(mine)} |"
+            )
+    if len(folds) > 1:
+        lines += ["", "Cross-validated (mean over the folds, for each seed that ran on all of them):", ""]
+        lines += ["| recipe | seed | folds | V_rand | V_info |", "| --- | --- | --- | ---: | ---: |"]
+        for experiment, label in RECIPES.items():
+            for seed in sorted({r["seed"] for r in rows}):
+                mine = [r for r in rows if r["experiment"] == experiment and r["seed"] == seed]
+                if sorted(r["fold"] for r in mine) != folds:
+                    continue
+                lines.append(
+                    f"| {label} | {seed} | {len(folds)} | {_mean([r['vrand'] for r in mine])} | "
+                    f"{_mean([r['vinfo'] for r in mine])} |"
+                )
+    commits = ", ".join(sorted({r["commit"] for r in rows}))
+    machines = "; ".join(sorted({r["machine"] for r in rows}))
+    return "\n".join([f"Commits {commits}; {machines}. Each cell: mean ± standard deviation (each seed).", "", *lines])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folds", default="", help="comma-separated folds to run")
+    parser.add_argument("--seeds", default="12345", help="comma-separated seeds to run")
+    parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated experiments to run")
+    parser.add_argument("--adopt", nargs="*", type=Path, default=[], help="finished runs to take")
+    parser.add_argument("--log-dir", type=Path, default=PROJECT_ROOT / "logs" / "affinities")
+    args = parser.parse_args()
+    rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    done = {(r["experiment"], r["seed"], r["fold"]) for r in rows}
+    for run_dir in args.adopt:
+        row = row_of(run_dir)
+        if (row["experiment"], row["seed"], row["fold"]) not in done:
+            rows.append(row)
+            done.add((row["experiment"], row["seed"], row["fold"]))
+    for fold in (int(f) for f in args.folds.split(",") if f):
+        for seed in (int(s) for s in args.seeds.split(",") if s):
+            for experiment in args.recipes.split(","):
+                if (experiment, seed, fold) in done:
+                    continue
+                run_dir = run(experiment, seed, fold, args.log_dir)
+                if experiment == "isbi2012_cpu_affinities":
+                    evaluate(run_dir)
+                rows.append(row_of(run_dir))
+                done.add((experiment, seed, fold))
+                RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
+    RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
+    block = table(rows)
+    for path in (PAGE, README):
+        path.write_text(replace_block(path.read_text(), block, START, END))
+    print(block)
+
+
+if __name__ == "__main__":
+    main()
