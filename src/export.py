@@ -63,9 +63,7 @@ def export(cfg: DictConfig) -> dict:
         "path": str(path.resolve()),
         "format": cfg.format,
         "input": "(B, 1, H, W) standardised image",
-        "output": "(B, 1, H', W') interior probability"
-        if output == "interior"
-        else f"(B, {len(module.classes)}, H', W') probability of each class: {', '.join(module.classes)}",
+        "output": describe_output(output, module.classes, module.offsets),
         "checked_sizes": sizes,
         "max_abs_diff": worst,
     }
@@ -73,6 +71,14 @@ def export(cfg: DictConfig) -> dict:
     where = "" if cfg.output else " (beside the checkpoint; output=PATH writes elsewhere)"
     print(f"exported {cfg.format} model: {summary['path']}{where}", file=sys.stderr)
     return summary
+
+
+def describe_output(output: str, classes: list[str], offsets) -> str:
+    """The exported model's output in words, for the summary."""
+    if output == "interior":
+        return "(B, 1, H', W') interior probability"
+    what = f"(B, {len(classes) + len(offsets)}, H', W') probability of each class: {', '.join(classes)}"
+    return what + (f"; then the affinity of each offset: {[list(o) for o in offsets]}" if offsets else "")
 
 
 def main() -> None:

@@ -37,10 +37,24 @@ class ClassProbabilities(nn.Module):
         return self.net(image).softmax(dim=1)
 
 
+class ClassesAndAffinities(nn.Module):
+    """Class probabilities (softmax), then the affinities (sigmoid): a network trained with model.target=affinities."""
+
+    def __init__(self, net: UNet, num_classes: int) -> None:
+        super().__init__()
+        self.net, self.num_classes = net, num_classes
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        logits = self.net(image)
+        return torch.cat([logits[:, : self.num_classes].softmax(dim=1), logits[:, self.num_classes :].sigmoid()], 1)
+
+
 def exported_model(module: nn.Module) -> tuple[nn.Module, str]:
     """What a checkpoint is exported as, and the output's name: the cells' probability of a two-class network (as
-    training scores it), every class's probability otherwise."""
+    training scores it), every class's probability otherwise, and then the affinities where it has them."""
     net = module.net.float().eval()
+    if getattr(module, "offsets", ()):
+        return ClassesAndAffinities(net, len(module.classes)).eval(), "classes_affinities"
     if len(module.classes) == 2 and module.boundary_class == 0:
         return InteriorProbability(net).eval(), "interior"
     return ClassProbabilities(net).eval(), "classes"

@@ -53,3 +53,20 @@ def test_a_network_of_several_classes_is_exported_with_every_class_probability()
         optimizer={"_target_": "torch.optim.Adam", "_partial_": True},
     )
     assert exported_model(two)[1] == "interior"
+
+
+def test_an_affinity_network_is_exported_with_its_class_probabilities_and_affinities():
+    from src.models.exported import exported_model
+    from src.models.module import SegmentationModule
+
+    offsets = [[-1, 0], [0, -1], [-4, 0]]
+    module = SegmentationModule(
+        net={"_target_": "src.models.unet.UNet", "depth": 2, "base_channels": 4, "num_classes": 5},
+        optimizer={"_target_": "torch.optim.Adam", "_partial_": True},
+        affinities={"offsets": offsets},
+    ).eval()
+    model, output = exported_model(module)
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), module.probabilities(x))
+    assert output == "classes_affinities"
