@@ -25,8 +25,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from benchmarks.headline import replace_block
 from src.config import PROJECT_ROOT
+
+if str(PROJECT_ROOT) not in sys.path:  # run as a script (python benchmarks/affinities.py), not from the root
+    sys.path.insert(0, str(PROJECT_ROOT))
+from benchmarks.headline import replace_block  # noqa: E402
 
 RESULTS = PROJECT_ROOT / "docs" / "affinities_results.json"
 PAGE = PROJECT_ROOT / "docs" / "affinities.md"
