@@ -10,7 +10,7 @@ machine could slow down (on a quiet 2-core machine both finish inside the 10 min
 metrics.json it keeps the headline (the recipe's scored output: the agglomeration's contour map, or the mutex
 watershed's cells), the class probability's threshold sweep and the seconds per slice the post-processing took.
 Rows go to docs/affinities_results.json (finished runs are kept, so an interrupted benchmark resumes); the tables
-replace the blocks between the markers in docs/affinities.md and README.md.
+replace the blocks between the markers in docs/affinities.md (every score) and README.md (a summary).
 """
 
 from __future__ import annotations
@@ -117,7 +117,9 @@ def _cell(rows: list[dict], key: str) -> str:
 
 
 def _pair(rows: list[dict], prefix: str) -> str:
-    return f"{_mean([r[f'{prefix}_vrand'] for r in rows])} / {_mean([r[f'{prefix}_vinfo'] for r in rows])}"
+    """Mean (± standard deviation) V_rand / V_info of ``rows`` under ``prefix`` (empty: the headline's)."""
+    key = f"{prefix}_" if prefix else ""
+    return f"{_mean([r[f'{key}vrand'] for r in rows])} / {_mean([r[f'{key}vinfo'] for r in rows])}"
 
 
 def _others(rows: list[dict]) -> str:
@@ -165,6 +167,22 @@ def table(rows: list[dict]) -> str:
     return "\n".join([f"Commits {commits}; {machines}. Each cell: mean ± standard deviation (each seed).", "", *lines])
 
 
+SHORT = {"isbi2012_cpu": "`make train`, contour map", "isbi2012_cpu_affinities": "affinities, mutex watershed"}
+
+
+def summary(rows: list[dict]) -> str:
+    """The README's block: each recipe's V_rand / V_info per fold, mean ± standard deviation over its seeds."""
+    folds = sorted({r["fold"] for r in rows})
+    lines = ["| recipe | " + " | ".join(f"fold {f}" for f in folds) + " |", "| --- |" + " --- |" * len(folds)]
+    for experiment, label in SHORT.items():
+        cells = []
+        for fold in folds:
+            mine = [r for r in rows if r["experiment"] == experiment and r["fold"] == fold]
+            cells.append(f"{_pair(mine, '')} ({len(mine)})" if mine else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "V_rand / V_info (seeds):\n\n" + "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", default="", help="comma-separated folds to run")
@@ -193,8 +211,8 @@ def main() -> None:
                 RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
     RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
     block = table(rows)
-    for path in (PAGE, README):
-        path.write_text(replace_block(path.read_text(), block, START, END))
+    PAGE.write_text(replace_block(PAGE.read_text(), block, START, END))
+    README.write_text(replace_block(README.read_text(), summary(rows), START, END))
     print(block)
 
 
