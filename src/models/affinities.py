@@ -100,12 +100,20 @@ class AffinityLoss(nn.Module):
         mask = mask.to(logits.dtype)
         loss = logits.new_zeros(())
         if self.kind in ("dice", "dice_bce"):
-            prob = logits.sigmoid() * mask
-            dice = []
-            for p, t in ((prob, target * mask), (mask - prob, (1 - target) * mask)):
-                overlap = (p * t).sum((0, 2, 3))
-                dice.append((2 * overlap + self.smooth) / (p.sum((0, 2, 3)) + t.sum((0, 2, 3)) + self.smooth))
-            loss = loss + 1 - torch.cat(dice).mean()
+            # Both sides from four sums per channel: the pairs (m), the joined targets (t m), the predicted
+            # affinities (s m) and their overlap (s t m); the cut side's are what the joined side leaves of m.
+            dims = (0, 2, 3)
+            joined = logits.sigmoid() * mask
+            pairs, targets = mask.sum(dims), (target * mask).sum(dims)
+            predicted, overlap = joined.sum(dims), (joined * target).sum(dims)
+            cut_overlap = pairs - predicted - targets + overlap
+            dice = torch.cat(
+                [
+                    (2 * overlap + self.smooth) / (predicted + targets + self.smooth),
+                    (2 * cut_overlap + self.smooth) / (2 * pairs - predicted - targets + self.smooth),
+                ]
+            )
+            loss = loss + 1 - dice.mean()
         if self.kind in ("bce", "dice_bce"):
             per_pair = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
             loss = loss + (per_pair * mask).sum() / mask.sum().clamp_min(1)
