@@ -157,12 +157,6 @@ def predict(cfg: DictConfig) -> dict:
     if str(cfg.output).rstrip("/").endswith(".zarr"):
         from src.inference.block_run import predict_blocks
 
-        if module.offsets:
-            raise UserError(
-                f"output={cfg.output}: blockwise prediction of an affinity network is not written yet; write TIFF "
-                "stacks (an output folder) instead"
-            )
-
         return predict_blocks(cfg, module, recipe)
     classes, boundary = module.classes, module.boundary_class
     paths = output_paths(cfg, recipe, classes, boundary, module.offsets)

@@ -181,6 +181,11 @@ def predict_blocks(cfg, module, recipe: dict) -> dict:
 
     from src.inference.blockwise import block_grid, network_reach
 
+    if getattr(module, "offsets", ()):
+        raise UserError(
+            f"output={cfg.output}: blockwise prediction of an affinity network is not written yet; write TIFF "
+            "stacks (an output folder) instead"
+        )
     output = ZarrOutput(cfg.output)
     if output.path.exists() and not cfg.overwrite:
         raise UserError(f"{output.path} exists; choose another output or pass overwrite=true")

@@ -192,7 +192,7 @@ def slice_predictor(
             autocast_dtype=autocast_dtype,
             device=device,
             boundary=module.boundary_class,
-            output=output,
+            output="classes" if output == "all" else output,  # a network of classes alone: all is its classes
             **tiling,
         )
     except ValueError as exc:

@@ -160,3 +160,21 @@ def test_the_slurm_script_splits_the_blocks_over_its_tasks(setup, tmp_path):
     assert whole.returncode == 0, whole.stderr[-2000:]
     a, b = (zarr.open_group(tmp_path / name, mode="r")["0"][:] for name in ("o.zarr", "one.zarr"))
     np.testing.assert_allclose(a, b, atol=2e-6)
+
+
+def test_an_affinity_network_is_refused_blockwise_before_anything_is_written(tmp_path):
+    from omegaconf import OmegaConf
+
+    from src.inference.block_run import predict_blocks
+    from src.models.module import SegmentationModule
+    from src.utils.errors import UserError
+
+    module = SegmentationModule(
+        net={"_target_": "src.models.unet.UNet", "depth": 2, "base_channels": 4, "num_classes": 4},
+        optimizer={"_target_": "torch.optim.Adam", "_partial_": True},
+        affinities={"offsets": [[-1, 0], [0, -1]]},
+    )
+    cfg = OmegaConf.create({"output": str(tmp_path / "out.zarr")})
+    with pytest.raises(UserError, match="affinity network"):
+        predict_blocks(cfg, module, {})
+    assert not any(tmp_path.iterdir())
