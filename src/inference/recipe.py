@@ -163,6 +163,30 @@ class WholeSlicePredictor:
             yield probs.float().cpu().numpy()
 
 
+class TiledAffinities:
+    """Tiled prediction of an affinity network, its test-time augmentation done on the whole slice: each
+    flip/rotation of the slice is predicted by tiles, turned back and its affinity channels moved to their offsets
+    (:func:`tta_mean_affinities`), so a pair that leaves one tile reads the next, as whole-slice prediction does."""
+
+    def __init__(self, tiled: TiledPredictor, tta, offsets, output: str, boundary: int | None):
+        self.tiled, self.tta, self.offsets, self.output, self.boundary = tiled, tuple(tta), offsets, output, boundary
+
+    def tiles_per_slice(self, height: int, width: int) -> int:
+        return len(self.tta) * self.tiled.tiles_per_slice(height, width)
+
+    def predict_many(
+        self, images: Iterable[np.ndarray], on_tiles: Callable[[int], None] | None = None
+    ) -> Iterator[np.ndarray]:
+        def predict(view: torch.Tensor, _: int) -> torch.Tensor:
+            return torch.from_numpy(self.tiled.predict(view[0, 0].numpy(), on_tiles))[None]
+
+        for image in images:
+            x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+            probs = tta_mean_affinities(x, self.tta, predict, self.offsets)[0]
+            classes = probs if self.output == "all" else probs[: self.tiled.num_classes]
+            yield (cell_probability(classes, self.boundary) if self.output == "interior" else classes).numpy()
+
+
 def slice_predictor(
     module: torch.nn.Module,
     recipe: dict,
@@ -170,30 +194,28 @@ def slice_predictor(
     autocast_dtype: torch.dtype | None,
     output: str = "interior",
     **tiling: Any,
-) -> WholeSlicePredictor | TiledPredictor:
+) -> WholeSlicePredictor | TiledPredictor | TiledAffinities:
     """The predictor the recipe names: whole slices (tile_size 0) or :class:`TiledPredictor` with the recipe's
     tiles; ``output``: ``interior`` (the cells' probability) or ``classes`` (every class's); ``tiling`` passes the
     tiled predictor's speed settings (batch size, compile, memory format)."""
     if recipe["tile_size"] == 0:
         return WholeSlicePredictor(module, recipe["tta"], autocast_dtype, device, output)
-    if getattr(module, "offsets", ()):
-        raise UserError(
-            f"tile_size={recipe['tile_size']}: tiled prediction of an affinity network is not written yet; "
-            "predict whole slices (tile_size=0)"
-        )
+    offsets = tuple(getattr(module, "offsets", ()))
     channels_last = tiling.get("channels_last", True)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net = module.net.eval().to(device=device, memory_format=memory_format)
     try:
-        return TiledPredictor(
+        tiled = TiledPredictor(
             net,
             **{key: recipe[key] for key in TILE_KEYS},
-            tta=recipe["tta"],
+            tta=(0,) if offsets else recipe["tta"],
             autocast_dtype=autocast_dtype,
             device=device,
             boundary=module.boundary_class,
-            output="classes" if output == "all" else output,  # a network of classes alone: all is its classes
+            output="all" if offsets else "classes" if output == "all" else output,  # classes alone: all = classes
+            affinity_channels=len(offsets),
             **tiling,
         )
+        return TiledAffinities(tiled, recipe["tta"], offsets, output, module.boundary_class) if offsets else tiled
     except ValueError as exc:
         raise UserError(str(exc)) from None

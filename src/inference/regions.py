@@ -123,6 +123,14 @@ def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
     return logits.float().softmax(dim=1)
 
 
+def output_probabilities(logits: torch.Tensor, affinity_channels: int = 0) -> torch.Tensor:
+    """:func:`class_probabilities` of the class channels, then the sigmoid of the last ``affinity_channels``."""
+    if not affinity_channels:
+        return class_probabilities(logits)
+    classes = class_probabilities(logits[:, :-affinity_channels])
+    return torch.cat([classes, logits[:, -affinity_channels:].float().sigmoid()], dim=1)
+
+
 def box_probabilities(
     net: UNet | UNetEnsemble, x: torch.Tensor, boxes: Sequence[tuple[int, int, int, int]]
 ) -> list[torch.Tensor]:

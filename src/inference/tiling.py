@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from src.inference.class_outputs import cell_probability
-from src.inference.regions import box_probabilities, class_probabilities
+from src.inference.regions import box_probabilities, output_probabilities
 from src.inference.tile_grid import check_tiling, gaussian_weights, owned_ranges, tile_starts
 from src.inference.tta import dihedral_box, tta_mean
 from src.inference.whole import mirror_pad
@@ -51,13 +51,11 @@ class TiledPredictor:
         autocast_dtype: ``torch.bfloat16`` / ``torch.float16`` for mixed precision, None for float32.
         channels_last: feed tiles in channels-last memory format.
         pad_batches: fill the last, partial batch up to ``batch_size`` (a compiled network then sees one shape).
-        compile: run the network through ``torch.compile`` with weight freezing (inference only): one graph
-            for whole tiles, or one for each box that crop stitching keeps (9 for a 512x512 slice in tiles of
-            256), each compiled on first use.
-        queue_pixels: slice pixels that may wait for their tiles' batches to fill (crop stitching); at least
-            one slice always may.
+        compile: ``torch.compile`` with weight freezing: one graph for whole tiles or per kept box (crop).
+        queue_pixels: slice pixels that may wait for their tiles' batches to fill (crop stitching; >= 1 slice).
         boundary: the boundary class (membranes), whose complement is the cells' probability.
-        output: ``interior`` (the cells' probability) or ``classes`` (every class's probability).
+        output: ``interior`` (the cells' probability), ``classes`` (every class's probability) or ``all`` (the
+            classes' then, for a network with ``affinity_channels``, the affinities; whole tiles, no TTA here).
     """
 
     def __init__(
@@ -78,14 +76,18 @@ class TiledPredictor:
         queue_pixels: int = 16_000_000,
         boundary: int | None = 0,
         output: str = "interior",
+        affinity_channels: int = 0,  # how many of the network's last output channels are affinities
     ) -> None:
         check_tiling(overlap, batch_size, stitching, tta)
-        if output not in ("interior", "classes"):
-            raise ValueError(f"output={output!r} must be interior or classes")
+        if output not in ("interior", "classes", "all"):
+            raise ValueError(f"output={output!r} must be interior, classes or all")
+        if affinity_channels and tuple(tta) != (0,):
+            raise ValueError("affinities are turned with the whole slice: tile an affinity network with tta=[0]")
         self.net = net
         self.boundary = boundary
         self.output = output
-        self.num_classes = (net.members[0] if hasattr(net, "members") else net).num_classes
+        self.affinity_channels = affinity_channels
+        self.num_classes = (net.members[0] if hasattr(net, "members") else net).num_classes - affinity_channels
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.pad_batches = pad_batches
@@ -107,7 +109,7 @@ class TiledPredictor:
             self.crop = halo
         self.stitching = stitching
         # Only the boxes a tile keeps go through the expanding path: same padding, crop stitching.
-        self.by_box = stitching == "crop" and net.padding == "same"
+        self.by_box = stitching == "crop" and net.padding == "same" and not affinity_channels
         self._set_runners(net, compile)
         self.step = max(self.align, int(self.tile_out * (1 - overlap)) // self.align * self.align)
         self.weights = torch.from_numpy(gaussian_weights(self.tile_out, sigma_scale))
@@ -132,9 +134,8 @@ class TiledPredictor:
         )
 
     def _autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+        on = self.autocast_dtype is not None
+        return torch.autocast(self.device.type, self.autocast_dtype, enabled=on) if on else contextlib.nullcontext()
 
     def _turned_box(self, box: tuple[int, int, int, int], index: int) -> tuple[int, int, int, int]:
         key = (box, index)
@@ -152,7 +153,7 @@ class TiledPredictor:
             with self._autocast():
                 if box is not None:
                     return self.run_boxes(x, self._turned_box(tuple(v + self.crop for v in box), index))
-                return class_probabilities(self.run_net(x))
+                return output_probabilities(self.run_net(x), self.affinity_channels)
 
         prob = tta_mean(batch, self.tta, predict)
         if box is None and self.crop:
@@ -218,10 +219,12 @@ class TiledPredictor:
             ]
         else:
             boxes = [None] * len(origins)
-        return _Slice(padded, (height, width), (extent_y, extent_x), origins, boxes, self.num_classes, self._finish)
+        channels = self.num_classes + self.affinity_channels
+        return _Slice(padded, (height, width), (extent_y, extent_x), origins, boxes, channels, self._finish)
 
     def _finish(self, probs: torch.Tensor) -> np.ndarray:
-        return (cell_probability(probs, self.boundary) if self.output == "interior" else probs).numpy()
+        classes = probs if self.output == "all" else probs[: self.num_classes]  # all: classes then affinities
+        return (cell_probability(classes, self.boundary) if self.output == "interior" else classes).numpy()
 
     def _run(self, tiles: list[tuple[_Slice, int, int, tuple | None]], on_tiles: Callable[[int], None] | None) -> None:
         """One forward pass over ``tiles`` (all with the same box when only boxes are computed)."""
@@ -280,9 +283,8 @@ class _Slice:
 
 def compiled_for_inference(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     """``torch.compile`` of ``fn`` with weight freezing (BatchNorm folded, weights pre-packed: inference only).
-
-    The settings hold only inside its calls, where compiling happens, so other compiled code is not affected;
-    one graph per box shape (and per TTA orientation of it) needs more than dynamo's default of 8 recompiles.
+    The settings hold only inside its calls (where compiling happens): other compiled code is not affected.
+    One graph per box shape and TTA orientation needs more than dynamo's default of 8 recompiles.
     """
     import torch._dynamo.config as dynamo_config
     import torch._inductor.config as inductor_config

@@ -74,3 +74,27 @@ def test_whole_slices_are_the_modules_tta_mean_and_tiles_the_tiled_predictor():
     assert got.shape == (36, 44) and np.array_equal(got, expected)
     tiled = slice_predictor(module, {**recipe, "tile_size": 16}, torch.device("cpu"), None, batch_size=2)
     assert isinstance(tiled, TiledPredictor) and tiled.tta == (0, 5) and tiled.batch_size == 2
+
+
+@pytest.mark.parametrize("tta", [[0], [0, 1, 5]])
+def test_tiles_of_an_affinity_network_give_its_whole_slice_prediction(tta):
+    """Valid padding makes tiles exact, so tiled prediction (TTA on the whole slice, offsets turned with it) must
+    equal whole-slice prediction, classes and affinities, whatever tile a pair's two pixels fall in."""
+    torch.manual_seed(0)
+    offsets = [[-1, 0], [0, -1], [-5, 0], [0, -5], [-3, -3], [3, -3]]
+    net = {"_target_": "src.models.unet.UNet", "depth": 2, "base_channels": 4, "padding": "valid"}
+    module = SegmentationModule(
+        net={**net, "num_classes": 2 + len(offsets)},
+        optimizer={"_target_": "torch.optim.Adam", "_partial_": True},
+        affinities={"offsets": offsets, "loss": "dice"},
+    ).eval()
+    image = np.random.default_rng(1).normal(size=(52, 60)).astype(np.float32)
+    recipe = make_recipe({**SETTINGS, "tta": tta, "scored": "probability"}, None)
+    (whole,) = slice_predictor(module, recipe, torch.device("cpu"), None, output="all").predict_many([image])
+    tiled = slice_predictor(module, {**recipe, "tile_size": 40}, torch.device("cpu"), None, output="all")
+    assert tiled.tiles_per_slice(52, 60) == len(tta) * tiled.tiled.tiles_per_slice(52, 60) > len(tta)
+    (got,) = tiled.predict_many([image])
+    assert got.shape == (2 + len(offsets), 52, 60)
+    np.testing.assert_allclose(got, whole, atol=2e-5)
+    (interior,) = slice_predictor(module, {**recipe, "tile_size": 40}, torch.device("cpu"), None).predict_many([image])
+    np.testing.assert_allclose(interior, whole[1], atol=2e-5)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from src.inference.regions import axis_spans, box_probabilities
+from src.inference.regions import axis_spans, box_probabilities, class_probabilities, output_probabilities
 from src.models.unet import UNet, UNetEnsemble
 
 
@@ -74,3 +74,11 @@ def test_bad_boxes_and_networks_are_refused():
         box_probabilities(net, x, [(0, 8, 0, 8)] * 2)
     with pytest.raises(ValueError, match="same-padding"):
         box_probabilities(UNet(depth=2, base_channels=4, padding="valid"), torch.randn(1, 1, 44, 44), [(0, 4, 0, 4)])
+
+
+def test_output_probabilities_are_the_class_softmax_then_the_affinity_sigmoids():
+    logits = torch.randn(2, 5, 3, 4)
+    probs = output_probabilities(logits, affinity_channels=3)
+    assert torch.allclose(probs[:, :2], class_probabilities(logits[:, :2]))
+    assert torch.allclose(probs[:, 2:], logits[:, 2:].sigmoid())
+    assert torch.equal(output_probabilities(logits), class_probabilities(logits))

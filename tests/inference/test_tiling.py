@@ -63,7 +63,16 @@ def test_tta_is_the_mean_of_the_transformed_predictions():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"overlap": 1.0}, {"tta": [9]}, {"batch_size": 0}, {"halo": 40}, {"stitching": "mean"}]
+    "kwargs",
+    [
+        {"overlap": 1.0},
+        {"tta": [9]},
+        {"batch_size": 0},
+        {"halo": 40},
+        {"stitching": "mean"},
+        {"output": "cells"},
+        {"affinity_channels": 1, "tta": [0, 1]},  # affinities are turned with the whole slice, not per tile
+    ],
 )
 def test_bad_settings_raise(kwargs):
     with pytest.raises(ValueError):
