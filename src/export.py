@@ -1,4 +1,5 @@
-"""Export a trained U-Net for use outside this project: ``python -m src.export ckpt_path=... format=onnx``.
+"""Export a trained U-Net for use outside this project: ``python -m src.export ckpt_path=... format=onnx``
+(or ``format=bioimageio``: a bioimage.io model package, :mod:`src.models.bioimageio_package`).
 
 The exported model maps a standardised image batch ``(B, 1, H, W)`` (each slice shifted to mean 0 and scaled
 to standard deviation 1, as in training) to the interior probability ``(B, 1, H', W')``. ``H`` and ``W`` must
@@ -47,6 +48,14 @@ def export(cfg: DictConfig) -> dict:
     if path.exists() and not cfg.overwrite:
         raise UserError(f"{path} exists; choose another output= or pass overwrite=true")
     module = load_module(ckpt)
+    if cfg.format == "bioimageio":
+        from src.models.bioimageio_package import write_package
+
+        summary = {"path": str(path.resolve()), "format": cfg.format}
+        summary.update(write_package(module, ckpt, path, cfg.bioimageio, cfg.opset))
+        print(json.dumps(summary, indent=2))
+        print(f"bioimage.io package (passed bioimageio.core's test): {summary['path']}", file=sys.stderr)
+        return summary
     model, output = exported_model(module)
     sizes = check_sizes(module.net, list(cfg.check_sides))
     example = torch.randn(2, 1, sizes[0], sizes[0])  # batch 2: a batch of 1 would be fixed in the graph

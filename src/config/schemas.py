@@ -254,6 +254,7 @@ class ExportSchema(TaskSchema):
     opset: int = MISSING
     check_sides: list[int] = MISSING
     tolerance: float = MISSING
+    bioimageio: Any = MISSING
 
 
 def register_schemas() -> None:

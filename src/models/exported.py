@@ -12,7 +12,7 @@ from torch import nn
 from src.models.unet import UNet
 from src.utils.errors import UserError
 
-SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
+SUFFIX = {"torchscript": ".pt", "onnx": ".onnx", "bioimageio": ".zip"}
 
 
 class InteriorProbability(nn.Module):
@@ -46,6 +46,24 @@ class ClassesAndAffinities(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         logits = self.net(image)
+        return torch.cat([logits[:, : self.num_classes].softmax(dim=1), logits[:, self.num_classes :].sigmoid()], 1)
+
+
+class PackagedUNet(nn.Module):
+    """A U-Net built from its config (``net``, as the checkpoint holds it) followed by the softmax over its
+    ``classes`` and the sigmoid over its ``affinities``: the architecture a bioimage.io package's state dict names."""
+
+    def __init__(self, classes: int, affinities: int, net: dict) -> None:
+        super().__init__()
+        from src.models.unet import build_unet
+
+        self.net, self.num_classes = build_unet(**{k: v for k, v in net.items() if k != "_target_"}), classes
+        self.affinities = affinities
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        logits = self.net(image)
+        if not self.affinities:
+            return logits.softmax(dim=1)
         return torch.cat([logits[:, : self.num_classes].softmax(dim=1), logits[:, self.num_classes :].sigmoid()], 1)
 
 

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 
 from src.models.checkpoint import load_module
@@ -64,3 +65,36 @@ def test_without_output_the_file_goes_beside_the_checkpoint_and_the_path_is_said
     assert sorted(p.name for p in ckpt.parent.iterdir()) == ["last-unet.pt", "last.ckpt"]
     assert f"exported torchscript model: {written} (beside the checkpoint" in result.stderr
     assert not (tmp_path / "logs").exists()  # no run folder
+
+
+@pytest.mark.slow
+def test_a_bioimageio_package_passes_its_test_and_reproduces_predict(tmp_path):
+    """A trained run exported as a bioimage.io package: bioimageio.core's own test of it passes (offline), and
+    bioimageio.core running it on the held-out slices gives src.predict's probabilities (float32, no TTA)."""
+    from bioimageio.core import predict, test_model
+
+    from tests.cli.test_train_cli import FAST, _train_run
+
+    run, metrics = _train_run(tmp_path, *FAST, "trainer.max_epochs=2", "logger=csv")
+    ckpt = metrics["best_checkpoint"]
+    package = tmp_path / "model.zip"
+    result = run_cli("src.export", f"ckpt_path={ckpt}", "format=bioimageio", f"output={package}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    assert summary["test"] == "passed" and sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [package.name]
+    tested = test_model(package)
+    formats = {d.name.split("(")[-1].rstrip(")") for d in tested.details if d.name.startswith("Reproduce")}
+    assert tested.status == "passed" and formats == {"onnx", "pytorch_state_dict", "torchscript"}
+
+    images = run / metrics["held_out"]["files"]["test_images.tif"]
+    out = tmp_path / "predicted"
+    extra = ("tta=false", "precision=32", "probabilities=true", "postprocess=none")
+    predicted = run_cli("src.predict", f"ckpt_path={ckpt}", f"input={images}", f"output={out}", *extra)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    classes = ["membrane", "interior"]
+    for z, raw in enumerate(tifffile.imread(images)):
+        sample = predict(model=package, inputs={"raw": raw.astype(np.float32)[None, None]})
+        (probs,) = [t.data.values for t in sample.members.values()]
+        assert probs.shape == (1, 2, *raw.shape)
+        for c, name in enumerate(classes):
+            np.testing.assert_allclose(probs[0, c], tifffile.imread(out / f"test_images_prob_{name}.tif")[z], atol=2e-4)
