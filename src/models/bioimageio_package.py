@@ -107,6 +107,8 @@ def documentation(name: str, classes: list[str], offsets, data: dict, scores: di
         ]
         lines += ["", "| metric | value |"]
         lines += ["| --- | --- |"] + [f"| {k} | {v:.4f} |" for k, v in scores.items() if isinstance(v, float)]
+        lines += ["", f"Scored: {scores['scored output']} of slices {scores['slices']}, by the run's inference recipe"]
+        lines += ["(test-time augmentation and post-processing included; the package itself gives the probabilities)."]
     return "\n".join(lines) + "\n"
 
 

@@ -48,9 +48,11 @@ def test_the_test_slice_comes_from_the_runs_held_out_images_or_is_asked_for(tmp_
 
 
 def test_the_readme_has_a_validation_section_with_the_held_out_scores():
-    scores = package.held_out_scores({"metrics": {"headline": {"vrand": 0.98, "vinfo": 0.99, "dice": {"m": 0.9}}}})
+    headline = {"vrand": 0.98, "vinfo": 0.99, "dice": {"m": 0.9}, "what": "cells", "slices": [24, 25]}
+    scores = package.held_out_scores({"metrics": {"headline": headline}})
     text = package.documentation("M", ["m", "i"], (), {"name": "isbi2012", "terms": "T"}, scores)
     assert "## Validation" in text and "| V_rand | 0.9800 |" in text and "| Dice m | 0.9000 |" in text
+    assert "Scored: cells of slices [24, 25]" in text
 
 
 @pytest.mark.slow
