@@ -36,6 +36,7 @@ def _test(module, datamodule, trainer, output_dir: Path, record: dict) -> dict:
     score, report.md beside, the headline's V_rand and V_info logged to the run's loggers (W&B, CSV)."""
     from src.evaluation.held_out import held_out_evaluation
     from src.evaluation.report import markdown_report
+    from src.evaluation.wandb_pages import log_held_out
     from src.utils.atomic import write_text_atomic
 
     dataset, images, labels = datamodule.held_out("test")
@@ -50,6 +51,7 @@ def _test(module, datamodule, trainer, output_dir: Path, record: dict) -> dict:
         scores = {f"headline/{key}": headline[key] for key in ("vrand", "vinfo", "mean_dice") if key in headline}
         scores.update({f"headline/dice/{name}": value for name, value in headline["dice"].items()})
         logger.log_metrics(scores, step=trainer.global_step)
+    log_held_out(trainer, held_out)  # W&B: the scores in the run's summary, the per-slice table
     test_per_slice = getattr(module, "test_report", {}).get("per_slice", [])
     return {"headline": headline, **record, "held_out": held_out, "test_per_slice": test_per_slice}
 
@@ -60,6 +62,7 @@ def train(cfg: DictConfig) -> float | None:
 
     from src.evaluation.figures import augmentation_figure
     from src.evaluation.held_out import headline_line
+    from src.evaluation.wandb_pages import finish_runs
     from src.training.build import build_module, build_trainer, instantiate_group
     from src.training.fit import evaluate_best, fit, run_record
     from src.utils.atomic import write_json_atomic
@@ -98,6 +101,7 @@ def train(cfg: DictConfig) -> float | None:
         log.info("world size %d; outputs in %s", trainer.world_size, output_dir)
     for logger in trainer.loggers:
         logger.finalize("success")
+    finish_runs(trainer)
     if trainer.is_global_zero and "headline" in record:
         log.info(headline_line(record["headline"]))  # the run's last line: its one score
     return record["optimized_value"]

@@ -24,6 +24,19 @@ def wandb_offline() -> bool:
         return True
 
 
+def wandb_group() -> str:
+    """The W&B group of a run: its multirun's folder name (a sweep or a cross-validation reads as one group on the
+    project page), empty for a single run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return ""
+    from src.utils.sweep_summary import sweep_group
+
+    hydra = HydraConfig.get()
+    return sweep_group(hydra.job.name, hydra.sweep.dir) if str(hydra.mode).endswith("MULTIRUN") else ""
+
+
 def _hardware(name: str):
     """A resolver from :mod:`src.config.hardware`, imported (with torch) only when a config uses it."""
 
@@ -42,6 +55,7 @@ def register_resolvers() -> None:
         "default_workers": _hardware("default_workers"),
         "cuda_available": _hardware("cuda_available"),
         "wandb_offline": wandb_offline,
+        "wandb_group": wandb_group,
         "task_help": task_help,
         "len": len,
     }.items():

@@ -104,7 +104,8 @@ def results_figure(
 
 
 class ResultsFigure(L.Callback):
-    """After each validation epoch, writes ``val_epoch_XXX.png`` (and ``latest.png``) and logs it to W&B.
+    """After each validation epoch, writes ``val_epoch_XXX.png`` (and ``latest.png``) and logs it to W&B, with
+    the slices and their class masks (:mod:`src.evaluation.wandb_pages`).
 
     Runs after the module has logged the epoch's scores, so the error row uses its best V_rand threshold.
     """
@@ -126,6 +127,9 @@ class ResultsFigure(L.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="val/results", images=[str(path)], step=trainer.global_step)
+        from src.evaluation.wandb_pages import log_masked_slices
+
+        log_masked_slices(trainer, examples, names)
 
 
 def augmentation_figure(dataset, path: str | Path, count: int = 8) -> Path:

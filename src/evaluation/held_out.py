@@ -21,7 +21,7 @@ from src.metrics.isbi import score_probabilities, score_segmentations
 from src.models.module import SegmentationModule
 from src.postprocess.instances import build_postprocess, cells_and_contours, reads_affinities
 
-SWEEP_KEYS = ("vrand", "vinfo", "threshold", "vinfo_threshold")
+SWEEP_KEYS = ("vrand", "vinfo", "threshold", "vinfo_threshold", "per_slice")
 
 
 def predict_slices(

@@ -107,3 +107,36 @@ class SweepSummary(Callback):
             sweep_dir / "summary.md",
         )
         print((sweep_dir / "summary.md").read_text())
+        wandb = OmegaConf.select(config, "logger.wandb", default=None)
+        if wandb is not None and summary["finished"]:
+            log_to_wandb(summary, wandb, sweep_dir, str(config.hydra.job.name))
+
+
+def sweep_group(job_name: str, sweep_dir: str | Path) -> str:
+    """The W&B group every run of a multirun shares (``logger.wandb.group``): ``<task>-<sweep folder name>``."""
+    return f"{job_name}-{Path(sweep_dir).name}"
+
+
+def log_to_wandb(summary: dict[str, Any], wandb_config: DictConfig, sweep_dir: Path, job_name: str) -> None:
+    """One more run in the sweep's W&B group (job type ``sweep-summary``): the mean and standard deviation over
+    the finished jobs in its summary and the table of jobs, so the group reads as a cross-validation."""
+    import wandb
+
+    from src.config.resolvers import wandb_offline
+
+    run = wandb.init(
+        project=OmegaConf.select(wandb_config, "project", default="em-unet"),
+        group=sweep_group(job_name, sweep_dir),
+        job_type="sweep-summary",
+        name=f"{sweep_dir.name} summary",
+        dir=str(sweep_dir),
+        mode="offline" if wandb_offline() else "online",
+        reinit="create_new",
+    )
+    for key, value in summary["stats"].items():
+        run.summary.update({f"{key}/mean": value["mean"], f"{key}/std": value["std"], f"{key}/n": value["n"]})
+    run.summary.update({"finished": summary["finished"], "failed": summary["failed"]})
+    columns = ["job", "overrides", "state", *(key for key, _ in COLUMNS)]
+    rows = [[row["job"], row["overrides"], row["state"], *(row.get(k) for k, _ in COLUMNS)] for row in summary["jobs"]]
+    run.log({"jobs": wandb.Table(columns=columns, data=rows)})
+    run.finish()

@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 
 from tests.cli.rank_metrics import RANK_PROBE, rank_records
+from tests.cli.wandb_records import offline_run
 from tests.conftest import run_cli
 
 TINY = ["data=synthetic", "model.base_channels=4", "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1"]
 
 
-def _sweep(tmp_path: Path, *overrides: str) -> Path:
+def _sweep(tmp_path: Path, *overrides: str, logger: str = "csv") -> Path:
     """Run a ``src.train`` multirun with CSV logging into ``tmp_path``; it must succeed. Its sweep folder."""
-    result = run_cli("src.train", *overrides, "logger=csv", f"paths.log_dir={tmp_path}")
+    result = run_cli("src.train", *overrides, f"logger={logger}", f"paths.log_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "train" / "multiruns").iterdir()
     return sweep
@@ -22,7 +23,7 @@ def _sweep(tmp_path: Path, *overrides: str) -> Path:
 
 @pytest.mark.slow
 def test_two_fold_sweep_with_a_failing_job_ends_with_its_summary(tmp_path):
-    sweep = _sweep(tmp_path, "-m", *TINY, "model.depth=3,0", "data.fold=3,4")
+    sweep = _sweep(tmp_path, "-m", *TINY, "model.depth=3,0", "data.fold=3,4", logger="default")  # W&B + CSV
     summary = json.loads((sweep / "summary.json").read_text())
     assert summary["finished"] == 2 and summary["failed"] == 2
     failed = [job for job in summary["jobs"] if job["state"] == "failed"]
@@ -38,6 +39,12 @@ def test_two_fold_sweep_with_a_failing_job_ends_with_its_summary(tmp_path):
     assert summary["stats"]["test/vrand"]["std"] == pytest.approx(np.std(vrands))
     table = (sweep / "summary.md").read_text()
     assert "2 of 4 jobs finished; 2 failed" in table and f"{np.mean(vrands):.4f} ±" in table
+    # W&B (offline): the jobs that finished are one group, and the group holds a summary run of the sweep
+    groups = {offline_run(sweep / str(job["job"]))["group"] for job in done}
+    summary_run = offline_run(sweep)
+    assert groups == {summary_run["group"]} == {f"train-{sweep.name}"}
+    assert summary_run["summary"]["test/vrand/mean"] == pytest.approx(np.mean(vrands))
+    assert summary_run["summary"]["finished"] == 2 and summary_run["summary"]["jobs/nrows"] == 4
 
 
 @pytest.mark.slow

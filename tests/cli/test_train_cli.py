@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from src.config import PROJECT_ROOT
 from src.metrics.isbi import score_probabilities, score_segmentations
 from tests.cli.rank_metrics import RANK_PROBE, rank_records
+from tests.cli.wandb_records import offline_run
 from tests.conftest import run_cli
 
 FAST = ["data=synthetic", "model.base_channels=4", "model.depth=3", "trainer.accelerator=cpu"]
@@ -83,6 +84,20 @@ def test_train_resume_eval_and_predict_by_the_recipe(tmp_path):
     )
     assert sync.returncode == 0 and "Would sync 1 run(s)" in sync.stderr + sync.stdout, sync.stderr
     assert offline.name in sync.stderr + sync.stdout
+    # Read back from the offline run's own file: the held-out scores in its summary, the per-slice table, and the
+    # results figure's slices with prediction and label masks at each validation.
+    logged = offline_run(run)
+    summary, headline = logged["summary"], metrics["headline"]
+    assert summary["held_out/vrand"] == headline["vrand"] and summary["held_out/vinfo"] == headline["vinfo"]
+    assert summary["held_out/dice/interior"] == headline["dice"]["interior"]
+    table = json.loads((logged["files"] / summary["held_out/per_slice/path"]).read_text())
+    contours = {row["slice"]: row for row in metrics["held_out"]["contours"]["per_slice"]}
+    assert [row[0] for row in table["data"]] == [8, 9] and table["columns"][:3] == ["slice", "vrand", "vinfo"]
+    assert [row[1] for row in table["data"]] == [contours[8]["vrand"], contours[9]["vrand"]]
+    assert summary["val/slices/count"] == 2 and set(summary["val/slices/all_masks"][0]) == {
+        "prediction",
+        "ground_truth",
+    }
     steps_per_epoch = metrics["global_step"] // 2
     # The held-out prediction left by training: TTA probability, cells, contour map and truth, rescored here.
     held = metrics["held_out"]

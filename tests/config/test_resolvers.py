@@ -29,3 +29,11 @@ def test_resolvers_give_the_project_root_and_the_hardwares_defaults():
     )
     assert Path(cfg.root) == PROJECT_ROOT
     assert cfg.precision in ("32", "bf16-mixed") and isinstance(cfg.workers, int)
+
+
+def test_a_single_run_has_no_wandb_group_and_a_multirun_names_its_sweep_folder():
+    from src.config.resolvers import wandb_group
+    from src.utils.sweep_summary import sweep_group
+
+    assert wandb_group() == ""  # no Hydra run in progress: a single run, ungrouped
+    assert sweep_group("train", "/logs/train/multiruns/2026-12-04_03-50-47") == "train-2026-12-04_03-50-47"
