@@ -74,3 +74,34 @@ def test_a_package_failing_bioimageio_cores_test_is_one_line_and_no_file(tmp_pat
     with pytest.raises(UserError, match=words) as failure:
         package.write_package(load_module(ckpt), ckpt, out, settings, 18)
     assert "\n" not in str(failure.value) and sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt", "raw.tif"]
+
+
+def test_an_affinity_network_is_described_with_a_channel_per_class_then_per_offset(tmp_path):
+    import torch
+
+    from src.models.exported import PackagedUNet
+    from src.models.module import SegmentationModule
+
+    offsets = [[-1, 0], [0, -1], [-3, 0], [0, -3]]
+    module = SegmentationModule(
+        net={"_target_": "src.models.unet.UNet", "depth": 2, "base_channels": 4, "num_classes": 2 + len(offsets)},
+        optimizer={"_target_": "torch.optim.Adam", "_partial_": True},
+        affinities={"offsets": offsets, "loss": "dice"},
+    ).eval()
+    images = tmp_path / "raw.tif"
+    tifffile.imwrite(images, np.random.default_rng(0).integers(0, 255, (1, 32, 32), dtype=np.uint8))
+    settings = compose_config("export", ["ckpt_path=x", f"bioimageio.test_input={images}"]).bioimageio
+    work = tmp_path / "package"
+    work.mkdir()
+    description = package.describe_package(module, work, settings, {"run": tmp_path}, 18)
+    (output,) = description.outputs
+    assert output.axes[1].channel_names == ["membrane", "interior", *(f"affinity {o}" for o in offsets)]
+    expected = np.load(work / "test_output.npy")
+    assert expected.shape == (1, 6, 32, 32) and np.allclose(expected[:, :2].sum(1), 1, atol=1e-5)
+    state = torch.load(work / "state_dict.pt")
+    rebuilt = PackagedUNet(**description.weights.pytorch_state_dict.architecture.kwargs).eval()
+    rebuilt.load_state_dict(state)
+    raw = np.load(work / "test_input.npy")
+    with torch.no_grad():
+        again = rebuilt(torch.from_numpy((raw - raw.mean()) / (raw.std() + 1e-6)).float()).numpy()
+    np.testing.assert_allclose(again, expected, atol=1e-5)  # the state dict's architecture gives the test output
