@@ -181,11 +181,6 @@ def predict_blocks(cfg, module, recipe: dict) -> dict:
 
     from src.inference.blockwise import block_grid, network_reach
 
-    if getattr(module, "offsets", ()):
-        raise UserError(
-            f"output={cfg.output}: blockwise prediction of an affinity network is not written yet; write TIFF "
-            "stacks (an output folder) instead"
-        )
     output = ZarrOutput(cfg.output)
     if output.path.exists() and not cfg.overwrite:
         raise UserError(f"{output.path} exists; choose another output or pass overwrite=true")
@@ -207,10 +202,13 @@ def predict_blocks(cfg, module, recipe: dict) -> dict:
         unit=unit,
         prob_dtype=cfg.prob_dtype,
         settings=_settings(cfg, recipe, shape, block_shape, halo),
+        offsets=[list(o) for o in getattr(module, "offsets", ())],
     )
     writer = ZarrBlockWriter(output, create, cfg.resume, volume_args, module.boundary_class, len(blocks))
     if recipe["postprocess"]:
-        logging.getLogger(__name__).info("cells are not cut blockwise: the Zarr output holds probabilities and classes")
+        logging.getLogger(__name__).info(
+            "cells are not cut blockwise: the Zarr output holds probabilities and classes (and affinities)"
+        )
     trainer = _trainer(cfg, writer)
     started = time.perf_counter()
     trainer.predict(

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from src.inference.regions import class_probabilities
-from src.inference.tta import dihedral, dihedral_inverse
+from src.inference.regions import output_probabilities
+from src.inference.tta import dihedral, dihedral_inverse, turned_back_affinities
 from src.inference.whole import mirror_pad
 from src.models.batchnorm import fuse_batchnorm
 from src.utils.errors import UserError
@@ -78,7 +78,8 @@ def inverse_transform(t: int) -> int:
 
 
 class BlockPredictor:
-    """Class probabilities ``(z, C, y, x)`` of a block from a normalised source region around it.
+    """Class probabilities ``(z, C, y, x)`` of a block from a normalised source region around it (then the affinities
+    ``(z, C + K, y, x)`` of an affinity network, turned with the test-time flips as whole-slice prediction turns them).
 
     Args:
         module: the trained module (``class_probabilities`` of image batches whose sides are multiples of 2**depth).
@@ -95,6 +96,13 @@ class BlockPredictor:
                 "valid-padded: predict to TIFF instead (output=<folder>)"
             )
         self.module, self.tta, self.halo, self.shape = module, tuple(tta), int(halo), tuple(slice_shape)
+        self.offsets = tuple(tuple(o) for o in getattr(module, "offsets", ()))
+        reach = max((max(abs(v) for v in o) for o in self.offsets), default=0)
+        if self.halo < reach:
+            raise UserError(
+                f"block_halo={self.halo} is shorter than the longest affinity offset ({reach} px); pass "
+                "block_halo=auto (the network's reach)"
+            )
         self.align = 2**net.depth
         self.net = net
         # A copy with BatchNorm fused into the convolutions, channels-last (as the tiled path runs): same output.
@@ -129,7 +137,7 @@ class BlockPredictor:
         """``source``: the normalised ``(z, ...)`` pixels of :meth:`source_box`; returns ``(z, C, y, x)`` float32."""
         origin = self.source_box(block)
         device = next(self.run.parameters()).device
-        total = None
+        total = count = None
         for t in self.tta:
             _, image, pads, crop = self._region(t, block)
             top, bottom, left, right = box_in_frame(inverse_transform(t), image, frame_shape(t, self.shape))
@@ -137,7 +145,28 @@ class BlockPredictor:
             x = dihedral(torch.from_numpy(np.ascontiguousarray(part, np.float32))[:, None].to(device), t)
             x = mirror_pad(x, pads)
             with autocast if autocast is not None else torch.autocast(device.type, enabled=False):
-                probs = class_probabilities(self.run(x.contiguous(memory_format=torch.channels_last)))
-            view = dihedral_inverse(probs[..., crop[0] : crop[1], crop[2] : crop[3]].float(), t)
-            total = view if total is None else total + view
-        return (total / len(self.tta)).cpu()
+                probs = output_probabilities(
+                    self.run(x.contiguous(memory_format=torch.channels_last)), len(self.offsets)
+                )
+            if not self.offsets:
+                view = dihedral_inverse(probs[..., crop[0] : crop[1], crop[2] : crop[3]].float(), t)
+                total = view if total is None else total + view
+                continue
+            view, valid = self._affinity_view(block, t, probs, crop)
+            total, count = (view, valid) if total is None else (total + view, count + valid)
+        assert total is not None
+        return (total / (count.clamp_min(1) if count is not None else len(self.tta))).cpu()
+
+    def _affinity_view(self, block: Block, t: int, probs: torch.Tensor, crop: Box) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transform ``t``'s outputs over its whole region, turned back with the affinity channels moved to their
+        offsets (pairs read across the block's edge from the region, never from outside the slice), then cut to
+        the block: its values and where it gives them."""
+        target = box_in_frame(t, block.box, self.shape)
+        height, width = probs.shape[-2:]
+        region_t = (target[0] - crop[0], target[0] - crop[0] + height, target[2] - crop[2], target[2] - crop[2] + width)
+        top, _, left, _ = box_in_frame(inverse_transform(t), region_t, frame_shape(t, self.shape))
+        full = dihedral_inverse(probs.float(), t)
+        values, valid = turned_back_affinities(full, t, self.offsets, origin=(top, left), image=self.shape)
+        rows = slice(block.y[0] - top, block.y[1] - top)
+        cols = slice(block.x[0] - left, block.x[1] - left)
+        return values[..., rows, cols], valid[..., rows, cols]

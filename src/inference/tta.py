@@ -62,27 +62,47 @@ def tta_mean_affinities(
     offsets: Sequence[Sequence[int]],
 ) -> torch.Tensor:
     """:func:`tta_mean` of outputs whose last ``len(offsets)`` channels are affinities (the others are averaged as
-    they are). A view's affinity channel for offset ``o`` holds, once turned back, the affinity for the turned
-    offset; it is moved to the channel of that offset, or, where the set holds its negative ``-u``, shifted by
-    ``u`` (``A_u(p) = A_-u(p + u)``) and averaged only where the pair lies inside the image."""
-    from src.models.affinities import channel_sources, pairs_inside
-
-    keep = len(offsets)
+    they are): each view's channels turned back by :func:`turned_back_affinities`, averaged where a view has them."""
     total = count = None
     for t in transforms:
-        view = dihedral_inverse(predict(dihedral(x, t), t), t).float()
-        values, valid = torch.zeros_like(view), torch.zeros_like(view[:1, :])
-        values[:, :-keep], valid[:, :-keep] = view[:, :-keep], 1
-        sources = channel_sources(offsets, lambda grid, t=t: dihedral_inverse(grid, t))
-        for j, (i, sign) in enumerate(sources):
-            channel = view.shape[1] - keep + j
-            source = view.shape[1] - keep + i
-            if sign == 1:
-                values[:, channel], valid[:, channel] = view[:, source], 1
-                continue
-            here, there = pairs_inside(view.shape[-2:], offsets[j])
-            values[:, channel][(slice(None), *here)] = view[:, source][(slice(None), *there)]
-            valid[:, channel][(slice(None), *here)] = 1
+        values, valid = turned_back_affinities(dihedral_inverse(predict(dihedral(x, t), t), t).float(), t, offsets)
         total = values if total is None else total + values
         count = valid if count is None else count + valid
     return total / count.clamp_min(1)
+
+
+def turned_back_affinities(
+    view: torch.Tensor,
+    t: int,
+    offsets: Sequence[Sequence[int]],
+    origin: Sequence[int] = (0, 0),
+    image: Sequence[int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The outputs ``(B, C + K, H, W)`` of transform ``t``'s view, already turned back, with their affinity channels
+    put where they belong, and a mask ``(1, C + K, H, W)`` of the values this view gives.
+
+    A turned-back channel for offset ``o`` holds the affinity for the turned offset; it is moved to that offset's
+    channel or, where the set holds its negative ``-u``, shifted by ``u`` (``A_u(p) = A_-u(p + u)``): given only
+    where ``p + u`` lies inside the view and inside the image. ``origin``: the view's first pixel in an image of
+    shape ``image`` (default: the view is the image), for blocks cut from a larger slice.
+    """
+    from src.models.affinities import channel_sources
+
+    keep, shape = len(offsets), view.shape[-2:]
+    image = tuple(shape) if image is None else tuple(image)
+    values, valid = torch.zeros_like(view), torch.zeros_like(view[:1, :])
+    values[:, :-keep], valid[:, :-keep] = view[:, :-keep], 1
+    sources = channel_sources(offsets, lambda grid: dihedral_inverse(grid, t))
+    for j, (i, sign) in enumerate(sources):
+        channel, source = view.shape[1] - keep + j, view.shape[1] - keep + i
+        if sign == 1:
+            values[:, channel], valid[:, channel] = view[:, source], 1
+            continue
+        here, there = [], []
+        for u, n, o, size in zip(offsets[j], shape, origin, image, strict=True):
+            low, high = max(0, -u, -o - u), min(n, n - u, size - o - u)
+            here.append(slice(low, max(low, high)))
+            there.append(slice(low + u, max(low, high) + u))
+        values[:, channel][(slice(None), *here)] = view[:, source][(slice(None), *there)]
+        valid[:, channel][(slice(None), *here)] = 1
+    return values, valid

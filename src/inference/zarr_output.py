@@ -3,7 +3,8 @@
 Layout (OME-NGFF 0.4, Zarr v2, which Fiji, napari and ome-zarr read): the image ``0`` holds every class's
 probability ``(c, z, y, x)`` (class names as its channel labels); ``prob/0`` the cells' probability ``(z, y, x)``
 where the classes name a boundary; ``labels/classes/0`` the most probable class (uint8 class ids, an OME-Zarr
-label image). Chunks are the prediction blocks, so processes never write the same chunk. The output is built
+label image), and for an affinity network ``affinities/0`` each offset's affinity ``(c, z, y, x)`` (the offsets in its
+attributes). Chunks are the prediction blocks, so processes never write the same chunk. The output is built
 under ``.<name>.partial.zarr``; a file per finished block in its ``.done/`` folder lets ``resume=true`` redo only
 the others; the last step removes that folder and renames the output.
 """
@@ -45,7 +46,9 @@ class ZarrOutput:
         self.partial = partial_path(self.path)
         self.done_dir = self.partial / ".done"
 
-    def create(self, shape, block_shape, classes, boundary, voxel_size, unit, prob_dtype: str, settings: dict) -> None:
+    def create(
+        self, shape, block_shape, classes, boundary, voxel_size, unit, prob_dtype: str, settings: dict, offsets=()
+    ) -> None:
         """Make the empty arrays (chunks = blocks) and their metadata under the partial name."""
         import zarr
 
@@ -68,6 +71,12 @@ class ZarrOutput:
             prob = root.create_group("prob")
             prob.create_array("0", shape=shape, chunks=tuple(block_shape), dtype=dtype)
             prob.attrs.update(_image_attrs("zyx", spatial, unit, "cells' probability"))
+        if offsets:
+            affinities = root.create_group("affinities")
+            affinities.create_array("0", shape=(len(offsets), *shape), chunks=(len(offsets), *block_shape), dtype=dtype)
+            affinities.attrs.update(
+                {**_image_attrs("czyx", [1.0, *spatial], unit, "affinities"), "offsets": [list(o) for o in offsets]}
+            )
         labels = root.create_group("labels")
         labels.attrs["labels"] = ["classes"]
         class_map = labels.create_group("classes")
@@ -98,18 +107,25 @@ class ZarrOutput:
 
         root = zarr.open_group(self.partial, mode="r+")
         self.arrays = {"classes": root["0"], "class_map": root["labels/classes/0"]}
-        if "prob" in root:
-            self.arrays["prob"] = root["prob/0"]
+        for name in ("prob", "affinities"):
+            if name in root:
+                self.arrays[name] = root[f"{name}/0"]
 
     def done(self) -> set[int]:
         return {int(p.name) for p in self.done_dir.iterdir() if p.name.isdigit()} if self.done_dir.exists() else set()
 
     def write_block(self, index: int, z, y, x, probs: np.ndarray, boundary: int | None) -> None:
-        """Write one block's class probabilities ``(z, C, y, x)`` float32 (and what follows from them), then mark it."""
+        """Write one block's class probabilities ``(z, C, y, x)`` float32 (and what follows from them; an affinity
+        network's ``(z, C + K, y, x)`` then holds the affinities after the classes), then mark it."""
         box = (slice(*z), slice(*y), slice(*x))
         arrays = self.arrays
         stored = arrays["classes"].dtype
         as_stored = (lambda p: np.round(p * 255).astype(np.uint8)) if stored == np.uint8 else (lambda p: p)
+        if "affinities" in arrays:
+            arrays["affinities"][(slice(None), *box)] = as_stored(
+                probs[:, arrays["classes"].shape[0] :].transpose(1, 0, 2, 3)
+            )
+        probs = probs[:, : arrays["classes"].shape[0]]
         arrays["classes"][(slice(None), *box)] = as_stored(probs.transpose(1, 0, 2, 3))
         arrays["class_map"][box] = class_map(probs)
         if "prob" in arrays:

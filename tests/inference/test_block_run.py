@@ -162,19 +162,28 @@ def test_the_slurm_script_splits_the_blocks_over_its_tasks(setup, tmp_path):
     np.testing.assert_allclose(a, b, atol=2e-6)
 
 
-def test_an_affinity_network_is_refused_blockwise_before_anything_is_written(tmp_path):
-    from omegaconf import OmegaConf
+def test_an_affinity_network_blockwise_writes_the_tiff_paths_affinities(setup, tmp_path):
+    """The OME-Zarr output of an affinity network holds, beside the classes, ``affinities/0`` with the offsets in
+    its attributes: the same values the TIFF path writes to ``<name>_affinities.tif``."""
+    import torch
 
-    from src.inference.block_run import predict_blocks
     from src.models.module import SegmentationModule
-    from src.utils.errors import UserError
 
+    root, copies, _ = setup
+    torch.manual_seed(0)
+    offsets = [[-1, 0], [0, -1], [-4, 0], [0, -4]]
     module = SegmentationModule(
-        net={"_target_": "src.models.unet.UNet", "depth": 2, "base_channels": 4, "num_classes": 4},
+        net={"_target_": "src.models.unet.UNet", "depth": 3, "base_channels": 4, "num_classes": 2 + len(offsets)},
         optimizer={"_target_": "torch.optim.Adam", "_partial_": True},
-        affinities={"offsets": [[-1, 0], [0, -1]]},
+        affinities={"offsets": offsets},
     )
-    cfg = OmegaConf.create({"output": str(tmp_path / "out.zarr")})
-    with pytest.raises(UserError, match="affinity network"):
-        predict_blocks(cfg, module, {})
-    assert not any(tmp_path.iterdir())
+    ckpt = tmp_path / "affinities.ckpt"
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, ckpt)
+    zarr_run = _predict(ckpt, copies["tiff"], tmp_path / "a.zarr", "block_shape=[2,64,96]", "postprocess=none")
+    assert zarr_run.returncode == 0, zarr_run.stderr[-2000:]
+    tiff_run = _predict(ckpt, copies["tiff"], tmp_path / "tiff", "postprocess=none")
+    assert tiff_run.returncode == 0, tiff_run.stderr[-2000:]
+    group = zarr.open_group(tmp_path / "a.zarr", mode="r")
+    assert group["affinities"].attrs["offsets"] == offsets
+    (tiff,) = (tmp_path / "tiff").glob("*_affinities.tif")
+    np.testing.assert_allclose(group["affinities/0"][:].transpose(1, 0, 2, 3), tifffile.imread(tiff), atol=1e-5)

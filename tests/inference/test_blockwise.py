@@ -23,7 +23,8 @@ def module(tmp_path_factory):
 
 def _blockwise(module, stack, block_shape, tta, halo):
     predictor = BlockPredictor(module, tta, halo, stack.shape[1:])
-    out = np.zeros((stack.shape[0], 2, *stack.shape[1:]), np.float32)
+    channels = len(module.classes) + len(getattr(module, "offsets", ()))
+    out = np.zeros((stack.shape[0], channels, *stack.shape[1:]), np.float32)
     for block in block_grid(stack.shape, block_shape):
         top, bottom, left, right = predictor.source_box(block)
         source = stack[block.z[0] : block.z[1], top:bottom, left:right]
@@ -43,6 +44,26 @@ def test_blocks_of_any_shape_equal_whole_slices(module, isbi_stack, tta):
         np.testing.assert_allclose(_blockwise(module, stack, block_shape, tta, reach), whole, atol=2e-6)
     too_short = _blockwise(module, stack, (1, 64, 64), tta, 8)  # a halo under the reach shows at block borders
     assert np.abs(too_short - whole).max() > 1e-3
+
+
+@pytest.mark.parametrize("tta", [(0,), (0, 1, 5, 6)])
+def test_blocks_of_an_affinity_network_equal_whole_slices_affinities_and_all(isbi_stack, tta):
+    """Affinities turned with the flips read their pairs across block edges from the halo, never from outside the
+    slice: blocks give the whole slice's classes and affinities."""
+    from src.models.module import SegmentationModule
+
+    torch.manual_seed(0)
+    offsets = [[-1, 0], [0, -1], [-5, 0], [0, -5], [-4, -4], [4, -4]]
+    net = {"_target_": "src.models.unet.UNet", "depth": 3, "base_channels": 4, "num_classes": 2 + len(offsets)}
+    adam = {"_target_": "torch.optim.Adam", "_partial_": True}
+    module = SegmentationModule(net=net, optimizer=adam, affinities={"offsets": offsets}).eval()
+    stack = normalize_slices(isbi_stack[0][:1, :90, :117])
+    whole = np.stack(list(WholeSlicePredictor(module, tta, None, "cpu", "all").predict_many(stack)))
+    got = _blockwise(module, stack, (1, 40, 50), tta, network_reach(module.net))
+    assert got.shape == whole.shape == (1, 8, 90, 117)
+    np.testing.assert_allclose(got, whole, atol=1e-5)  # BatchNorm fused in the blocks: float rounding apart
+    with pytest.raises(UserError, match="block_halo=3 is shorter than the longest affinity offset"):
+        BlockPredictor(module, tta, 3, stack.shape[1:])
 
 
 def test_the_reach_bounds_what_an_impulse_changes(module):
