@@ -47,7 +47,13 @@ def test_eval_of_a_checkpoint_without_a_recipe_follows_the_default_one_and_takes
     assert saved["headline"]["prediction"] == "predictions/test_probability.tif"
 
     assert set(saved["compared"]) == {"components", "agglomeration"}  # the recipe's watershed is scored once
-    assert set(saved["compared"]["agglomeration"]["contours"]) == {"vrand", "vinfo", "threshold", "vinfo_threshold"}
+    assert set(saved["compared"]["agglomeration"]["contours"]) == {
+        "vrand",
+        "vinfo",
+        "threshold",
+        "vinfo_threshold",
+        "per_slice",
+    }
     report = (run / "report.md").read_text()
     assert "headline: interior probability, best of the threshold sweep" in report
     assert "| compared: cells of Agglomeration (" in report and "| cells of SeededWatershed at its fixed cut" in report
