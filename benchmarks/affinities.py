@@ -145,8 +145,9 @@ def table(rows: list[dict]) -> str:
                 continue
             slices = mine[0]["slices"]
             seconds = statistics.mean(r["seconds_per_slice"] or 0.0 for r in mine)
+            seeds = ", ".join(str(seed) for seed in sorted(r["seed"] for r in mine))  # the order of each cell's values
             lines.append(
-                f"| {fold} ({slices[0]}-{slices[-1]}) | {label} | {', '.join(str(r['seed']) for r in mine)} | "
+                f"| {fold} ({slices[0]}-{slices[-1]}) | {label} | {seeds} | "
                 f"{_cell(mine, 'vrand')} | {_cell(mine, 'vinfo')} | {seconds:.2f} | "
                 f"{_pair(mine, 'threshold')} | {_others(mine)} |"
             )
