@@ -20,7 +20,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -29,7 +28,7 @@ from src.config import PROJECT_ROOT
 
 if str(PROJECT_ROOT) not in sys.path:  # run as a script (python benchmarks/affinities.py), not from the root
     sys.path.insert(0, str(PROJECT_ROOT))
-from benchmarks.headline import replace_block  # noqa: E402
+from benchmarks.headline import replace_block, run_seed  # noqa: E402
 
 RESULTS = PROJECT_ROOT / "docs" / "affinities_results.json"
 PAGE = PROJECT_ROOT / "docs" / "affinities.md"
@@ -42,17 +41,8 @@ RECIPES = {
 
 
 def run(experiment: str, seed: int, fold: int, log_dir: Path) -> Path:
-    """Train one recipe on one fold with one seed, alone; the run's folder."""
-    started = time.time()
-    overrides = [
-        f"experiment={experiment}", f"seed={seed}", f"data.fold={fold}", "trainer.max_time=null",
-        f"paths.log_dir={log_dir}",
-    ]  # fmt: skip
-    result = subprocess.run([sys.executable, "-m", "src.train", *overrides], cwd=PROJECT_ROOT, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"{experiment} seed {seed} fold {fold} failed (exit {result.returncode})")
-    runs = [p for p in (log_dir / "train" / "runs").iterdir() if p.stat().st_mtime >= started]
-    return max(runs, key=lambda p: p.stat().st_mtime)
+    """Train one recipe on one fold with one seed, alone, to its 1500 steps; the run's folder."""
+    return run_seed(seed, log_dir, experiment, f"data.fold={fold}", "trainer.max_time=null")
 
 
 def evaluate(run_dir: Path) -> None:
