@@ -44,6 +44,7 @@ def evaluate(cfg: DictConfig) -> dict:
     import lightning as L
     from hydra.utils import instantiate
 
+    from src.data.sources import source_calibration
     from src.evaluation.figures import results_figure
     from src.evaluation.held_out import class_table, headline_line, predict_slices, score_held_out
     from src.evaluation.report import markdown_report
@@ -70,8 +71,9 @@ def evaluate(cfg: DictConfig) -> dict:
     _check_classes(module, datamodule, cfg)
     dataset, images, labels = datamodule.held_out("test")
     outputs = predict_slices(module, dataset, trainer, recipe)
+    classes, offsets, calibration = module.classes, module.offsets, source_calibration(datamodule.source)
     held_out = score_held_out(
-        outputs, recipe, output_dir, images, compare, module.classes, module.boundary_class, labels, module.offsets
+        outputs, recipe, output_dir, images, compare, classes, module.boundary_class, labels, offsets, calibration
     )
     result = {"headline": held_out["headline"], "checkpoint": str(Path(cfg.ckpt_path).resolve()), **held_out}
     figure = None

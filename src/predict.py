@@ -145,7 +145,7 @@ def _write_slices(
 def predict(cfg: DictConfig) -> dict:
     from src.config.hardware import resolve_device
     from src.data.slices import parse_slices
-    from src.data.tiff import StackWriter
+    from src.data.tiff import Calibration, StackWriter
     from src.data.volume import open_volume
     from src.inference.recipe import command_line_overrides, describe, follow_recipe
     from src.models.checkpoint import load_module
@@ -168,6 +168,7 @@ def predict(cfg: DictConfig) -> dict:
         postprocess = build_postprocess(recipe["postprocess"], module.offsets)
     with open_volume(cfg.input, cfg.input_key, "input", "check input= and input_key=") as reader:
         ids = parse_slices(cfg.slices, len(reader), "slices")
+        calibration = Calibration.chosen(cfg.voxel_size, cfg.voxel_unit, reader)
         predictor = build_predictor(cfg, module, recipe, device)
         log.info("inference: %s (%s)", describe(recipe), source)
         try:
@@ -177,7 +178,7 @@ def predict(cfg: DictConfig) -> dict:
                 f"output folder {cfg.output} cannot be made ({exc.strerror}); choose a writable output=..."
             ) from None
         metadata = {"classes": {"classes": classes}, "affinities": {"offsets": [list(o) for o in module.offsets]}}
-        writers = {key: StackWriter(path, metadata.get(key)) for key, path in paths.items()}
+        writers = {key: StackWriter(path, metadata.get(key), calibration) for key, path in paths.items()}
         started = time.perf_counter()
         try:
             _write_slices(predictor, reader, ids, writers, postprocess, cfg, classes, boundary)

@@ -34,14 +34,16 @@ def _log_held_out(held_out: dict, output_dir: Path) -> None:
 def _test(module, datamodule, trainer, output_dir: Path, record: dict) -> dict:
     """The held-out evaluation by the module's inference recipe: ``record`` with the headline first and every
     score, report.md beside, the headline's V_rand and V_info logged to the run's loggers (W&B, CSV)."""
+    from src.data.sources import source_calibration
     from src.evaluation.held_out import held_out_evaluation
     from src.evaluation.report import markdown_report
     from src.evaluation.wandb_pages import log_held_out
     from src.utils.atomic import write_text_atomic
 
     dataset, images, labels = datamodule.held_out("test")
+    calibration = source_calibration(datamodule.source)  # the held-out TIFFs state the data's voxel size
     held_out = held_out_evaluation(
-        module, dataset, trainer, module.hparams.inference, output_dir, images=images, labels_as_read=labels
+        module, dataset, trainer, module.hparams.inference, output_dir, images, None, labels, calibration
     )
     _log_held_out(held_out, output_dir)
     report = markdown_report(held_out, checkpoint=record["best_checkpoint"] or "the final weights (none kept)")

@@ -238,6 +238,8 @@ class PredictSchema(RecipeOverrides, TaskSchema):
     channels_last: bool = MISSING
     compile: bool = MISSING
     reuse_freed_memory: bool = MISSING
+    voxel_size: Any = MISSING
+    voxel_unit: str = MISSING
     prob_dtype: str = MISSING
     probabilities: bool = MISSING
     overwrite: bool = MISSING

@@ -17,7 +17,8 @@ import tifffile
 
 from src.data.download import fetch_verified, sha256_of_file
 from src.data.synthetic import synthetic_stack
-from src.data.tiff import read_stack
+from src.data.tiff import Calibration, read_stack
+from src.data.volume import open_volume
 from src.data.volume_datasets import LazyVolume
 from src.utils.errors import UserError
 
@@ -55,6 +56,9 @@ VNC2013_SHA256 = {
     ),
 }
 PUBLISHED = {"isbi2012": ISBI2012_SHA256, "vnc2013": VNC2013_SHA256}
+# (z, y, x) nanometres per voxel as each data set's description states it (SOURCE.md); their TIFFs carry none.
+# VNC 2013's sections are 45-50 nm thick: 50 is the upper bound.
+PUBLISHED_VOXEL_SIZE = {"isbi2012": (50.0, 4.0, 4.0), "vnc2013": (50.0, 4.6, 4.6)}
 MIRROR_VARIABLE = {"isbi2012": "ISBI2012_MIRROR", "vnc2013": "VNC2013_MIRROR"}
 
 
@@ -112,6 +116,9 @@ class PublishedSource:
         image_file, label_file = (self.root / name for name in self.files)
         return read_stack(image_file), read_stack(label_file, "label stack")
 
+    def calibration(self) -> Calibration:
+        return Calibration(PUBLISHED_VOXEL_SIZE[self.dataset], "nanometer")
+
     def volumes(self) -> tuple[LazyVolume, LazyVolume]:
         hint = "run the training task again to fetch it"
         image_file, label_file = (self.root / name for name in self.files)
@@ -139,6 +146,11 @@ class TiffSource:
         for path in (self.images, self.labels):
             if not path.exists():
                 raise UserError(f"{path} not found; set data.source.images and data.source.labels to your volumes")
+
+    def calibration(self) -> Calibration | None:
+        """The image volume's own voxel size, where its file states one with a unit."""
+        with open_volume(self.images, self.keys[0], "image stack", "check data.source.images / image_key") as volume:
+            return Calibration.of(volume)
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         images, labels = self.volumes()
@@ -171,3 +183,8 @@ class SyntheticSource:
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         return synthetic_stack(**self.kwargs)
+
+
+def source_calibration(source) -> Calibration | None:
+    """The voxel size of a data source's images (what the held-out TIFFs state), None where it has none."""
+    return source.calibration() if hasattr(source, "calibration") else None

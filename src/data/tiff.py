@@ -1,18 +1,21 @@
 """TIFF stacks written slice by slice (:class:`StackWriter`), their metadata, stacks read whole (:func:`read_stack`).
 
 :class:`StackWriter` appends pages to a temporary file that is renamed to its final name only when the stack is
-complete, so a crash never leaves a file that looks finished. Reading slice by slice or box by box, in any format,
+complete, so a crash never leaves a file that looks finished; a :class:`Calibration` (the input's voxel size)
+goes into its resolution tags and metadata. Reading slice by slice or box by box, in any format,
 is :func:`src.data.volume.open_volume`'s.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
 from src.utils.atomic import partial_path
+from src.utils.errors import UserError
 
 
 def read_stack(
@@ -25,19 +28,70 @@ def read_stack(
     return read_volume(path, key, what, hint)
 
 
-class StackWriter:
-    """Appends ``(H, W)`` slices to ``path`` through a hidden temporary file, renamed by :meth:`commit`."""
+CENTIMETRES_PER_UNIT = {
+    "nanometer": 1e-7, "nm": 1e-7, "angstrom": 1e-8, "micrometer": 1e-4, "micron": 1e-4, "um": 1e-4, "µm": 1e-4,
+    "millimeter": 0.1, "mm": 0.1, "centimeter": 1.0, "cm": 1.0, "meter": 100.0, "m": 100.0,
+}  # fmt: skip
 
-    def __init__(self, path: str | Path, metadata: dict | None = None) -> None:
+
+@dataclass(frozen=True)
+class Calibration:
+    """The physical size of a voxel: ``voxel_size`` as ``(z, y, x)`` in ``unit`` (e.g. nanometer)."""
+
+    voxel_size: tuple[float, float, float]
+    unit: str
+
+    @classmethod
+    def of(cls, volume) -> Calibration | None:
+        """A volume's calibration (:class:`src.data.volume.Volume`), or None when it states no unit."""
+        if volume.voxel_size is None or not volume.unit:
+            return None
+        return cls(tuple(float(v) for v in volume.voxel_size), str(volume.unit))  # type: ignore[arg-type]
+
+    @classmethod
+    def chosen(cls, voxel_size, unit: str, volume) -> Calibration | None:
+        """The ``voxel_size`` (z, y, x) in ``unit`` a user gave (``voxel_size=``), else the ``volume``'s own."""
+        if voxel_size is None:
+            return cls.of(volume)
+        values = [] if isinstance(voxel_size, (str, int, float)) else list(voxel_size)
+        try:
+            sizes = tuple(float(v) for v in values)
+        except (TypeError, ValueError):
+            sizes = ()
+        if len(sizes) != 3 or min(sizes) <= 0 or not unit:
+            raise UserError(
+                f"voxel_size={voxel_size} (voxel_unit={unit}) is not a voxel size: give three positive numbers "
+                "(z, y, x) and a unit, e.g. voxel_size=[50,4,4] voxel_unit=nanometer, or voxel_size=null"
+            )
+        return cls(sizes, str(unit))  # type: ignore[arg-type]
+
+    def tiff_resolution(self) -> dict:
+        """TIFF ``XResolution`` / ``YResolution`` in pixels per centimetre (the standard's metric unit), or per
+        ``unit`` with no absolute unit when it is not a length this table knows."""
+        per_cm = CENTIMETRES_PER_UNIT.get(self.unit.lower())
+        scale, unit = (per_cm, "CENTIMETER") if per_cm else (1.0, "NONE")
+        _, y, x = self.voxel_size
+        return {"resolution": (1.0 / (x * scale), 1.0 / (y * scale)), "resolutionunit": unit}
+
+
+class StackWriter:
+    """Appends ``(H, W)`` slices to ``path`` through a hidden temporary file, renamed by :meth:`commit`;
+    ``calibration``, when known, goes into every page's resolution tags and the metadata."""
+
+    def __init__(self, path: str | Path, metadata: dict | None = None, calibration: Calibration | None = None) -> None:
         self.path = Path(path)
         self.tmp = partial_path(self.path)
         self._writer = tifffile.TiffWriter(self.tmp, bigtiff=True)
         self.count = 0
         self.metadata = dict(metadata or {})  # written as JSON in the first page's description (e.g. class names)
+        self._resolution = calibration.tiff_resolution() if calibration else {}
+        if calibration:
+            self.metadata.update(voxel_size=list(calibration.voxel_size), unit=calibration.unit)
 
     def write(self, array: np.ndarray) -> None:
         extra = {"metadata": self.metadata} if self.count == 0 else {}
-        self._writer.write(np.ascontiguousarray(array), contiguous=True, photometric="minisblack", **extra)
+        array = np.ascontiguousarray(array)
+        self._writer.write(array, contiguous=True, photometric="minisblack", **self._resolution, **extra)
         self.count += 1
 
     def commit(self) -> Path:

@@ -54,9 +54,9 @@ class TiffVolume(Volume):
             self._check_complete(series)
         self._block: np.ndarray | None = None
         self.chunks = (1, *self.shape[1:])
-        self._calibration()
         shaped = self._tif.shaped_metadata
         self.metadata = dict(shaped[0]) if shaped else {}
+        self._calibration()
 
     def _check_complete(self, series) -> None:
         """Slices stored in one block must all be in the file (tifffile would give zeros for a truncated tail)."""
@@ -69,6 +69,10 @@ class TiffVolume(Volume):
             )
 
     def _calibration(self) -> None:
+        """This project's own metadata (:class:`src.data.tiff.StackWriter`), else ImageJ's."""
+        if self.metadata.get("unit") and self.metadata.get("voxel_size"):
+            self.voxel_size, self.unit = zyx(self.metadata["voxel_size"]), self.metadata["unit"]
+            return
         page, meta = self._tif.pages[0], self._tif.imagej_metadata or {}
         try:
             x = page.tags["XResolution"].value

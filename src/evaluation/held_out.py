@@ -93,9 +93,12 @@ def score_method(
     return result
 
 
-def write_held_out(output_dir: Path, stacks: dict[str, np.ndarray], class_names: Sequence[str] = ()) -> dict:
+def write_held_out(
+    output_dir: Path, stacks: dict[str, np.ndarray], class_names: Sequence[str] = (), calibration=None
+) -> dict:
     """Write the held-out stacks to ``output_dir/predictions/`` as TIFF, each through a temporary name, so a file
-    that exists is complete; their paths relative to ``output_dir``.
+    that exists is complete, with the data's ``calibration`` (:class:`src.data.tiff.Calibration`); their paths
+    relative to ``output_dir``.
 
     ``test_images.tif`` (the input slices as read), ``test_classes.tif`` (uint8 class ids, the class names in its
     metadata), ``test_probability.tif`` (float32, the cells' probability), ``test_cells.tif`` (uint32, 0 = border),
@@ -107,7 +110,7 @@ def write_held_out(output_dir: Path, stacks: dict[str, np.ndarray], class_names:
     written = {}
     for name, stack in stacks.items():
         metadata = {"classes": list(class_names)} if name == "classes" and class_names else {}
-        with StackWriter(folder / f"test_{name}.tif", metadata) as writer:
+        with StackWriter(folder / f"test_{name}.tif", metadata, calibration) as writer:
             for page in stack:
                 writer.write(page)
             written[f"test_{name}.tif"] = str(writer.commit().relative_to(output_dir))
@@ -162,11 +165,14 @@ def held_out_evaluation(
     images: np.ndarray | None = None,
     compare: dict[str, dict] | None = None,
     labels_as_read: np.ndarray | None = None,
+    calibration=None,
 ) -> dict:
     """Predict the held-out ``dataset`` by the inference ``recipe``, then :func:`score_held_out`."""
     outputs = predict_slices(module, dataset, trainer, recipe)
     classes = (module.classes, module.boundary_class)
-    return score_held_out(outputs, recipe, output_dir, images, compare, *classes, labels_as_read, module.offsets)
+    return score_held_out(
+        outputs, recipe, output_dir, images, compare, *classes, labels_as_read, module.offsets, calibration
+    )
 
 
 def score_held_out(
@@ -179,10 +185,11 @@ def score_held_out(
     boundary: int | None = 0,
     labels_as_read: np.ndarray | None = None,
     offsets: Sequence = (),
+    calibration=None,
 ) -> dict:
     """Score the class map per class, post-process the predicted held-out slices by the ``recipe``, score every
     output by the ISBI 2012 protocol and write the stacks (:func:`write_held_out`; ``images``: the input slices as
-    read, ``labels_as_read``: their labels as the data set stores them).
+    read, ``labels_as_read``: their labels as the data set stores them, ``calibration``: the data's voxel size).
 
     Returns the ``headline`` (the recipe's scored output, with the per-class Dice) and every other score labelled
     with what it is: the class map's per-class Dice and IoU, the probability's threshold sweep, the contour map's
@@ -204,7 +211,7 @@ def score_held_out(
         labels_as_read = class_labels if boundary is None else (class_labels != boundary).astype(np.uint8) * 255
     if boundary is None:
         stacks["labels"] = labels_as_read
-        result["files"] = write_held_out(output_dir, stacks, class_names)
+        result["files"] = write_held_out(output_dir, stacks, class_names, calibration)
         result["headline"] = headline_of(result)
         return result
     probs, labels, _ = stacked(outputs, boundary)
@@ -218,7 +225,7 @@ def score_held_out(
     if compare:
         result["compared"] = _compared(compare, probs, labels, ids, affinities, offsets)
     stacks["labels"] = labels_as_read
-    result["files"] = write_held_out(output_dir, stacks, class_names)
+    result["files"] = write_held_out(output_dir, stacks, class_names, calibration)
     result["headline"] = headline_of(result)
     return result
 

@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
 from src.data.normalize import standardise
+from src.data.tiff import Calibration
 from src.data.volume import open_volume
 from src.inference.blockwise import Block, BlockPredictor
 from src.inference.zarr_output import ZarrOutput
@@ -188,7 +189,8 @@ def predict_blocks(cfg, module, recipe: dict) -> dict:
         raise UserError("slices= chooses slices of a TIFF output; a Zarr output holds the whole volume")
     volume_args = (cfg.input, cfg.input_key, "input", "check input= and input_key=")
     with open_volume(*volume_args) as volume:
-        shape, voxel_size, unit = volume.shape, volume.voxel_size, volume.unit
+        shape, calibration = volume.shape, Calibration.chosen(cfg.voxel_size, cfg.voxel_unit, volume)
+    voxel_size, unit = (calibration.voxel_size, calibration.unit) if calibration else (volume.voxel_size, None)
     halo = network_reach(module.net) if cfg.block_halo == "auto" else int(cfg.block_halo)
     predictor = BlockPredictor(module, recipe["tta"], halo, shape[1:])
     block_shape = [min(int(b), n) for b, n in zip(cfg.block_shape, shape, strict=True)]

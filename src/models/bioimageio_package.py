@@ -150,11 +150,11 @@ def _axes(net, depth: int):
 
 def write_weights(module, work: Path, settings, facts: dict, opset: int) -> None:
     """The network as TorchScript, ONNX and a state dict, and the test tensors: its output on a held-out slice."""
-    from src.models.exported import ClassesAndAffinities, ClassProbabilities, write_onnx, write_torchscript
+    from src.models.exported import ClassProbabilities, write_onnx, write_torchscript
 
     net = module.net.float().eval()
     offsets = tuple(getattr(module, "offsets", ()))
-    model = (ClassesAndAffinities(net, len(module.classes)) if offsets else ClassProbabilities(net)).eval()
+    model = ClassProbabilities(net, len(offsets)).eval()
     raw = test_slice(facts, settings.test_input, settings.test_slice)
     image = (raw - raw.mean()) / (raw.std() + 1e-6)  # the package's pre-processing (zero_mean_unit_variance)
     x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None]

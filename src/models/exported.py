@@ -9,62 +9,42 @@ import numpy as np
 import torch
 from torch import nn
 
+from src.inference.regions import output_probabilities
 from src.models.unet import UNet
 from src.utils.errors import UserError
 
 SUFFIX = {"torchscript": ".pt", "onnx": ".onnx", "bioimageio": ".zip"}
 
 
-class InteriorProbability(nn.Module):
-    """The network followed by the softmax, keeping the cell-interior channel."""
-
-    def __init__(self, net: UNet) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.net(image).softmax(dim=1)[:, 1:2]
-
-
 class ClassProbabilities(nn.Module):
-    """The network followed by the softmax: every class's probability, channels in the checkpoint's class order."""
+    """The network followed by its probabilities as inference computes them
+    (:func:`src.inference.regions.output_probabilities`): every class's, in the checkpoint's class order, then the
+    sigmoid of the last ``affinity_channels`` (a network trained with model.target=affinities)."""
 
-    def __init__(self, net: UNet) -> None:
+    def __init__(self, net: nn.Module, affinity_channels: int = 0) -> None:
         super().__init__()
-        self.net = net
+        self.net, self.affinity_channels = net, affinity_channels
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.net(image).softmax(dim=1)
+        return output_probabilities(self.net(image), self.affinity_channels)
 
 
-class ClassesAndAffinities(nn.Module):
-    """Class probabilities (softmax), then the affinities (sigmoid): a network trained with model.target=affinities."""
-
-    def __init__(self, net: UNet, num_classes: int) -> None:
-        super().__init__()
-        self.net, self.num_classes = net, num_classes
+class InteriorProbability(ClassProbabilities):
+    """The cell-interior channel of a two-class network's probabilities."""
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        logits = self.net(image)
-        return torch.cat([logits[:, : self.num_classes].softmax(dim=1), logits[:, self.num_classes :].sigmoid()], 1)
+        return super().forward(image)[:, 1:2]
 
 
-class PackagedUNet(nn.Module):
-    """A U-Net built from its config (``net``, as the checkpoint holds it) followed by the softmax over its
-    ``classes`` and the sigmoid over its ``affinities``: the architecture a bioimage.io package's state dict names."""
+class PackagedUNet(ClassProbabilities):
+    """A U-Net built from its config (``net``, as the checkpoint holds it) followed by its ``classes``'
+    probabilities and its ``affinities``: the architecture a bioimage.io package's state dict names."""
 
     def __init__(self, classes: int, affinities: int, net: dict) -> None:
-        super().__init__()
         from src.models.unet import build_unet
 
-        self.net, self.num_classes = build_unet(**{k: v for k, v in net.items() if k != "_target_"}), classes
-        self.affinities = affinities
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        logits = self.net(image)
-        if not self.affinities:
-            return logits.softmax(dim=1)
-        return torch.cat([logits[:, : self.num_classes].softmax(dim=1), logits[:, self.num_classes :].sigmoid()], 1)
+        super().__init__(build_unet(**{k: v for k, v in net.items() if k != "_target_"}), affinities)
+        self.num_classes = classes
 
 
 def exported_model(module: nn.Module) -> tuple[nn.Module, str]:
@@ -72,7 +52,7 @@ def exported_model(module: nn.Module) -> tuple[nn.Module, str]:
     training scores it), every class's probability otherwise, and then the affinities where it has them."""
     net = module.net.float().eval()
     if getattr(module, "offsets", ()):
-        return ClassesAndAffinities(net, len(module.classes)).eval(), "classes_affinities"
+        return ClassProbabilities(net, len(module.offsets)).eval(), "classes_affinities"
     if len(module.classes) == 2 and module.boundary_class == 0:
         return InteriorProbability(net).eval(), "interior"
     return ClassProbabilities(net).eval(), "classes"

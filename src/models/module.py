@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import Timer
 
 from src.data.labels import IGNORE
 from src.inference.class_outputs import cell_probability
+from src.inference.regions import output_probabilities
 from src.inference.whole import predict_logits
 from src.metrics.classes import ClassScores
 from src.metrics.torchmetrics_isbi import ISBIScores
@@ -22,13 +23,6 @@ from src.models.affinities import AffinityLoss, affinity_targets, check_offsets
 from src.models.losses import CrossEntropy
 from src.models.unet import UNet, UNetEnsemble
 from src.utils.errors import NonFiniteLossError, UserError
-
-
-def output_probabilities(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Softmax over the first ``num_classes`` channels of ``(B, C + K, H, W)`` logits, sigmoid over the K after."""
-    if logits.shape[1] == num_classes:
-        return logits.softmax(dim=1)
-    return torch.cat([logits[:, :num_classes].softmax(dim=1), logits[:, num_classes:].sigmoid()], dim=1)
 
 
 def _center_crop_to(label: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -104,7 +98,8 @@ class SegmentationModule(L.LightningModule):
 
     def probabilities(self, image: torch.Tensor) -> torch.Tensor:
         """Class probabilities, then the affinities (sigmoid) where the network has them: ``(B, C + K, H, W)``."""
-        return output_probabilities(self(image).float(), len(self.classes))
+        logits = self(image)
+        return output_probabilities(logits, logits.shape[1] - len(self.classes))
 
     def interior_probability(self, image: torch.Tensor) -> torch.Tensor:
         """Probability of the cells (not the boundary class) ``(B, H, W)``: what V_rand and V_info score."""

@@ -18,7 +18,9 @@ from tests.conftest import run_cli
 def test_outputs_have_the_input_shape(small_checkpoint, tmp_path, shape, dtype, stitching):
     rng = np.random.default_rng(0)
     stack = (rng.random(shape) * (255 if dtype != np.float32 else 1)).astype(dtype)
-    tifffile.imwrite(tmp_path / "in.tif", stack)
+    calibrated = len(shape) == 3 and dtype == np.float32  # an ImageJ TIFF stating 40 x 8 x 5 nm voxels
+    imagej = {"imagej": True, "resolution": (1 / 5, 1 / 8), "metadata": {"spacing": 40, "unit": "nm"}}
+    tifffile.imwrite(tmp_path / "in.tif", stack, **(imagej if calibrated else {}))
     out = tmp_path / "out"
     result = run_cli(
         "src.predict",
@@ -39,6 +41,9 @@ def test_outputs_have_the_input_shape(small_checkpoint, tmp_path, shape, dtype, 
     assert prob.shape == cells.shape == (slices, *shape[-2:]) and summary["slices"] == slices
     assert prob.dtype == np.float32 and prob.min() >= 0 and prob.max() <= 1
     assert cells.dtype == np.uint32
+    for name in ("prob", "cells", "classes"):  # the outputs state the input's voxel size, where it has one
+        with open_volume(out / f"in_{name}.tif", None, "output", "") as volume:
+            assert (volume.voxel_size, volume.unit) == (((40.0, 8.0, 5.0), "nm") if calibrated else (None, None))
     assert sorted(p.name for p in out.iterdir()) == [
         "in_cells.tif",
         "in_classes.tif",
@@ -72,9 +77,13 @@ def test_uint8_output_tta_and_slices_match_the_python_api(small_checkpoint, tmp_
     expected = predictor.predict(normalize_slices(stack[1:2])[0])
     np.testing.assert_allclose(prob[0], expected, atol=1e-5)
 
-    small = run_cli("src.predict", *args, f"output={tmp_path / 'b'}", "prob_dtype=uint8", "slices=[1]")
+    small = run_cli(
+        "src.predict", *args, f"output={tmp_path / 'b'}", "prob_dtype=uint8", "slices=[1]", "voxel_size=[50,4,4.6]"
+    )
     assert small.returncode == 0, small.stderr[-3000:]
     as_bytes = tifffile.imread(tmp_path / "b" / "s_prob.tif")
+    with open_volume(tmp_path / "b" / "s_prob.tif", None, "output", "") as volume:  # a voxel size given to predict
+        assert volume.voxel_size == (50.0, 4.0, 4.6) and volume.unit == "nanometer"
     predicted = run_cli("src.predict", *args, f"output={tmp_path / 'c'}", "slices=[1]")
     assert predicted.returncode == 0
     assert as_bytes.dtype == np.uint8
@@ -122,10 +131,11 @@ def test_existing_outputs_are_never_replaced_and_bad_input_is_one_line(small_che
         ([f"input={tmp_path / 's.tif'}", f"output={tmp_path / 'o3'}", "tta=[9]"], "tta"),
         ([f"input={tmp_path / 's.tif'}", f"output={tmp_path / 'o4'}", "overlap=1.0"], "overlap"),
         ([f"input={tmp_path / 's.tif'}", f"output={tmp_path / 'o5'}", "stitching=mean"], "stitching"),
+        ([f"input={tmp_path / 's.tif'}", f"output={tmp_path / 'o6'}", "voxel_size=[4,4]"], "not a voxel size"),
     ):
         result = run_cli(*base, *extra)
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
-    assert (out / "s_prob.tif").read_bytes() == b"mine"
+    assert (out / "s_prob.tif").read_bytes() == b"mine" and not (tmp_path / "o6").exists()
     assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*.tif"))
 
 

@@ -59,3 +59,18 @@ def test_isbi_source_takes_the_verified_files_from_a_mirror(isbi_dir, tmp_path):
     assert images.shape == labels.shape == (30, 512, 512) and set(np.unique(labels)) == {0, 255}
     with pytest.raises(UserError, match="not a isbi2012 file"):
         IsbiSource(root=str(tmp_path / "isbi"), image_file="other.tif").prepare()
+
+
+def test_sources_state_their_images_voxel_size(isbi_dir, synthetic_tiffs, tmp_path):
+    from src.data.sources import source_calibration
+    from src.data.tiff import Calibration
+
+    isbi = IsbiSource(root=str(tmp_path / "isbi"), mirror=str(isbi_dir))
+    assert source_calibration(isbi) == Calibration((50.0, 4.0, 4.0), "nanometer")  # its description's 4x4x50 nm
+    images, labels = synthetic_tiffs
+    assert source_calibration(TiffSource(str(images), str(labels))) is None  # the file states none
+    calibrated = tmp_path / "calibrated.tif"
+    tifffile.imwrite(calibrated, tifffile.imread(images), imagej=True, resolution=(0.25, 0.25),
+                     metadata={"spacing": 40.0, "unit": "nm"})  # fmt: skip
+    assert source_calibration(TiffSource(str(calibrated), str(labels))) == Calibration((40.0, 4.0, 4.0), "nm")
+    assert source_calibration(SyntheticSource(num_slices=2, size=32)) is None

@@ -8,6 +8,8 @@ import numpy as np
 import tifffile
 import torch
 
+from src.data.tiff import Calibration
+from src.data.volume import open_volume
 from src.evaluation.held_out import headline_line, predict_slices, score_held_out
 from src.inference.recipe import make_recipe
 from src.models.module import SegmentationModule
@@ -62,9 +64,13 @@ def test_every_output_is_scored_labelled_and_the_recipes_scored_one_is_the_headl
     recipe = make_recipe({**SETTINGS, "tta": False, "scored": "contours"}, AGGLOMERATION)
     images = np.full((2, 48, 48), 100, np.uint8)
     compare = {"watershed": WATERSHED, "agglomeration": AGGLOMERATION}
-    result = score_held_out(_outputs(), recipe, tmp_path, images=images, compare=compare)
+    calibration = Calibration((50.0, 4.0, 4.0), "nanometer")  # the data's voxel size, stated by every stack
+    result = score_held_out(_outputs(), recipe, tmp_path, images=images, compare=compare, calibration=calibration)
     names = ("images", "classes", "probability", "cells", "contours", "labels")
     assert set(result["files"]) == {f"test_{n}.tif" for n in names}
+    for name in names:
+        with open_volume(tmp_path / result["files"][f"test_{name}.tif"], None, "held-out stack", "") as volume:
+            assert Calibration.of(volume) == calibration
     assert np.array_equal(tifffile.imread(tmp_path / result["files"]["test_images.tif"]), images)
     headline = result["headline"]
     assert headline["scored"] == "contours" and headline["prediction"] == "predictions/test_contours.tif"

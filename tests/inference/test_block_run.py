@@ -58,7 +58,8 @@ def test_one_or_two_processes_and_any_blocks_give_the_whole_slice_prediction(set
     one = _predict(ckpt, copies["hdf5"], root / "one.zarr", "block_shape=[2,64,64]")
     assert one.returncode == 0, one.stderr[-2000:]
     two = _predict(
-        ckpt, copies["zarr3"], root / "two.zarr", "block_shape=[1,50,77]", "trainer.devices=2", "trainer.strategy=ddp"
+        *(ckpt, copies["zarr3"], root / "two.zarr", "block_shape=[1,50,77]", "trainer.devices=2"),
+        *("trainer.strategy=ddp", "voxel_size=[30,6,6]", "voxel_unit=micrometer"),
     )
     assert two.returncode == 0, two.stderr[-2000:]
     assert json.loads(two.stdout[two.stdout.index("{") :])["processes"] == 2
@@ -70,6 +71,8 @@ def test_one_or_two_processes_and_any_blocks_give_the_whole_slice_prediction(set
         np.testing.assert_array_equal(out["labels/classes/0"][:], tifffile.imread(root / "tif" / "v_classes.tif"))
     with open_volume(root / "one.zarr", "prob") as volume:  # the voxel size of the HDF5 input travels
         assert volume.voxel_size == (50.0, 4.0, 4.0)
+    with open_volume(root / "two.zarr", "prob") as volume:  # or the one given to predict
+        assert volume.voxel_size == (30.0, 6.0, 6.0) and volume.unit == "micrometer"
     scores = [
         run_cli("src.score", f"prediction={prediction}", f"labels={root / 'labels.tif'}", "compact=true", *key)
         for prediction, key in ((root / "one.zarr", ["prediction_key=prob"]), (root / "tif" / "v_prob.tif", []))
