@@ -129,6 +129,16 @@ def run_cli(module: str, *overrides: str, timeout: float = 600, env: dict | None
     )
 
 
+def run_clis(calls: list[tuple[str, ...]], workers: int = 2, **kwargs) -> list[subprocess.CompletedProcess]:
+    """:func:`run_cli` of each ``(module, *overrides)``, ``workers`` at a time (each a process that mostly imports,
+    one thread each), results in the order of ``calls``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = {"OMP_NUM_THREADS": "1", **kwargs.pop("env", {})}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda call: run_cli(*call, env=env, **kwargs), calls))
+
+
 def write_small_checkpoint(path: Path, depth: int = 3, padding: str = "valid") -> Path:
     """Write a checkpoint as src.train saves it (hyperparameters + weights) of a small, untrained U-Net."""
     import torch

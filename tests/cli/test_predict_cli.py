@@ -8,7 +8,7 @@ import tifffile
 
 from src.data.tiff import StackWriter
 from src.data.volume import open_volume
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_clis
 
 
 @pytest.mark.parametrize(
@@ -125,15 +125,15 @@ def test_existing_outputs_are_never_replaced_and_bad_input_is_one_line(small_che
     out.mkdir()
     (out / "s_prob.tif").write_bytes(b"mine")
     base = ["src.predict", f"ckpt_path={small_checkpoint}", f"output={out}", f"paths.log_dir={tmp_path / 'logs'}"]
-    for extra, words in (
+    cases = (
         ([f"input={tmp_path / 's.tif'}"], "exists"),
         ([f"input={tmp_path / 'missing.tif'}", f"output={tmp_path / 'o2'}"], "not found"),
         ([f"input={tmp_path / 's.tif'}", f"output={tmp_path / 'o3'}", "tta=[9]"], "tta"),
         ([f"input={tmp_path / 's.tif'}", f"output={tmp_path / 'o4'}", "overlap=1.0"], "overlap"),
         ([f"input={tmp_path / 's.tif'}", f"output={tmp_path / 'o5'}", "stitching=mean"], "stitching"),
         ([f"input={tmp_path / 's.tif'}", f"output={tmp_path / 'o6'}", "voxel_size=[4,4]"], "not a voxel size"),
-    ):
-        result = run_cli(*base, *extra)
+    )
+    for result, (_, words) in zip(run_clis([(*base, *extra) for extra, _ in cases]), cases, strict=True):
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
     assert (out / "s_prob.tif").read_bytes() == b"mine" and not (tmp_path / "o6").exists()
     assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*.tif"))

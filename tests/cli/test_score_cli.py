@@ -11,7 +11,7 @@ from scipy import ndimage
 from skimage.metrics import adapted_rand_error, variation_of_information
 
 from src.metrics.isbi import thinned_segments, truth_segments
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_clis
 
 
 def _prediction(labels: np.ndarray, seed: int) -> np.ndarray:
@@ -83,22 +83,22 @@ def test_output_file_is_written_and_never_overwritten(stacks, tmp_path):
     assert again.returncode == 2 and "exists" in again.stderr and out.read_text() == first
 
 
-@pytest.mark.parametrize(
-    "overrides,words",
-    [
-        (["label_slices=24:40"], "reaches past"),
-        ([], "6 prediction slices but 30 label slices"),
-        (["label_slices=[24,31]"], "names slice 31"),
-        (["label_slices=24:30", "kind=labels"], "integer cell labels"),
-        (["label_slices=24:30", "kind=cells"], "kind='cells'"),
-        (["label_slices=24:30", "thresholds=[0.5,1.5]"], "thresholds"),
-    ],
-)
-def test_bad_input_is_one_line(stacks, overrides, words):
+BAD_INPUTS = [
+    (["label_slices=24:40"], "reaches past"),
+    ([], "6 prediction slices but 30 label slices"),
+    (["label_slices=[24,31]"], "names slice 31"),
+    (["label_slices=24:30", "kind=labels"], "integer cell labels"),
+    (["label_slices=24:30", "kind=cells"], "kind='cells'"),
+    (["label_slices=24:30", "thresholds=[0.5,1.5]"], "thresholds"),
+]
+
+
+def test_bad_input_is_one_line(stacks):
     pred_path, label_path, *_ = stacks
-    result = run_cli("src.score", f"prediction={pred_path}", f"labels={label_path}", *overrides)
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
+    calls = [("src.score", f"prediction={pred_path}", f"labels={label_path}", *extra) for extra, _ in BAD_INPUTS]
+    for result, (extra, words) in zip(run_clis(calls), BAD_INPUTS, strict=True):
+        assert result.returncode == 2 and result.stdout == "", (extra, result.stderr)
+        assert result.stderr.count("\n") == 1 and words in result.stderr, (extra, result.stderr)
 
 
 def test_a_failed_score_in_an_empty_folder_leaves_it_as_it_was(tmp_path):

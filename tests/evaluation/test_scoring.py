@@ -19,7 +19,7 @@ def _write(path, array):
 def stacks(isbi_stack, tmp_path):
     labels = isbi_stack[1]
     rng = np.random.default_rng(5)
-    noisy = (labels[24:30] > 0).astype(np.float32) + rng.normal(0, 0.6, labels[24:30].shape).astype(np.float32)
+    noisy = (labels[24:26] > 0).astype(np.float32) + rng.normal(0, 0.6, labels[24:26].shape).astype(np.float32)
     pred = np.clip(ndimage.gaussian_filter(noisy, (0, 1.2, 1.2)), 0, 1).astype(np.float32)
     return _write(tmp_path / "pred.tif", pred), _write(tmp_path / "labels.tif", labels), pred, labels
 
@@ -37,9 +37,9 @@ def test_binary_uint8_masks_and_labelled_cells_of_the_truth_score_one(isbi_stack
 
 def test_a_membrane_probability_can_be_inverted(stacks):
     pred_path, label_path, pred, _ = stacks
-    direct = score_files(pred_path, label_path, label_slices="24:30")
+    direct = score_files(pred_path, label_path, label_slices="24:26")
     membrane = _write(pred_path.with_name("membrane.tif"), 1.0 - pred)
-    inverted = score_files(membrane, label_path, label_slices="24:30", invert=True)
+    inverted = score_files(membrane, label_path, label_slices="24:26", invert=True)
     assert inverted["vrand"] == pytest.approx(direct["vrand"], abs=1e-6)
 
 
@@ -51,7 +51,7 @@ def test_probabilities_outside_zero_to_one_are_refused(isbi_stack, tmp_path):
 
 def test_arrays_and_files_give_the_same_scores(stacks):
     pred_path, label_path, pred, labels = stacks
-    from_files = score_files(pred_path, label_path, label_slices="24:30")
-    from_arrays = score_arrays(pred, labels[24:30], slice_ids=list(range(24, 30)))
+    from_files = score_files(pred_path, label_path, label_slices="24:26")
+    from_arrays = score_arrays(pred, labels[24:26], slice_ids=[24, 25])
     assert from_files["vrand"] == from_arrays["vrand"] and from_files["per_slice"] == from_arrays["per_slice"]
-    assert from_files["prediction_slices"] == list(range(6)) and from_files["label_slices"] == list(range(24, 30))
+    assert from_files["prediction_slices"] == [0, 1] and from_files["label_slices"] == [24, 25]
