@@ -22,7 +22,7 @@ def _probabilities(labels: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def test_metric_matches_the_numpy_protocol_and_counts_repeated_slices_once(isbi_stack):
-    labels = isbi_stack[1][:3]
+    labels = np.ascontiguousarray(isbi_stack[1][:3, :256, :256])  # a quarter of each slice: the sweep is per pixel
     probs = _probabilities(labels)
     expected = score_probabilities(probs, labels, slice_ids=[10, 11, 12])
     metric = ISBIScores()
@@ -64,7 +64,7 @@ _DDP_SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_scores_sync_across_two_ddp_processes(isbi_stack, tmp_path):
-    labels = isbi_stack[1][:5]
+    labels = np.ascontiguousarray(isbi_stack[1][:5, :256, :256])
     probs = _probabilities(labels, seed=1)
     np.savez(tmp_path / "data.npz", probs=probs, labels=labels)
     script = tmp_path / "ddp_metric.py"
