@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -45,12 +46,21 @@ def run(experiment: str, seed: int, fold: int, log_dir: Path) -> Path:
     return run_seed(seed, log_dir, experiment, f"data.fold={fold}", "trainer.max_time=null")
 
 
+def decoder_overrides() -> list[str]:
+    """The affinity recipe's post-processing settings as it is now (conf/experiment), as ``src.eval`` overrides."""
+    settings = OmegaConf.load(PROJECT_ROOT / "conf" / "experiment" / "isbi2012_cpu_affinities.yaml").get("postprocess")
+    return [f"postprocess.{key}={value}" for key, value in (settings or {}).items()]
+
+
 def evaluate(run_dir: Path) -> None:
-    """``src.eval`` of an affinity run's checkpoint on its own held-out fold, into ``RUN/eval``: the other decoders
-    (mean affinity; the agglomeration of the class head) scored beside the recipe's."""
+    """``src.eval`` of an affinity run's checkpoint on its own held-out fold, into ``RUN/eval``: the recipe's
+    decoder as configured now (a run trained before a setting changed is decoded as a new run would be: the
+    network is the same), and the other decoders (mean affinity; the class head's agglomeration) beside it."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
     fold = OmegaConf.load(run_dir / "config.yaml").data.fold
     overrides = [f"ckpt_path={metrics['best_checkpoint']}", f"data.fold={fold}", f"paths.output_dir={run_dir / 'eval'}"]
+    overrides += decoder_overrides()
+    shutil.rmtree(run_dir / "eval", ignore_errors=True)  # an earlier evaluation, replaced as a whole
     result = subprocess.run([sys.executable, "-m", "src.eval", *overrides], cwd=PROJECT_ROOT, text=True)
     if result.returncode != 0:
         raise SystemExit(f"src.eval of {run_dir} failed (exit {result.returncode})")
@@ -62,6 +72,9 @@ def row_of(run_dir: Path) -> dict:
     experiment = "isbi2012_cpu_affinities" if config.model.get("target") == "affinities" else "isbi2012_cpu"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     held = metrics["held_out"]
+    evaluated = run_dir / "eval" / "metrics.json"
+    if experiment == "isbi2012_cpu_affinities" and evaluated.exists():
+        held = json.loads(evaluated.read_text())  # the recipe's decoder as configured now (:func:`evaluate`)
     info = json.loads((run_dir / "run_info.json").read_text())
     return {
         "experiment": experiment,
@@ -77,6 +90,7 @@ def row_of(run_dir: Path) -> dict:
         "threshold_vrand": held["threshold"]["vrand"],
         "threshold_vinfo": held["threshold"]["vinfo"],
         "seconds_per_slice": held["postprocess"].get("seconds_per_slice"),
+        "decoder": {k: v for k, v in held["recipe"]["postprocess"].items() if k not in ("_target_", "offsets")},
         **compared(run_dir),
     }
 
@@ -119,6 +133,12 @@ def _others(rows: list[dict]) -> str:
     return "; ".join(found) or "-"
 
 
+def _settings(rows: list[dict]) -> str:
+    """The decoder settings the rows were scored with (every distinct one), as `` (stride=4, min_size=100)``."""
+    found = sorted({", ".join(f"{k}={v}" for k, v in sorted(r.get("decoder", {}).items())) for r in rows} - {""})
+    return f" ({'; '.join(found)})" if found else ""
+
+
 def table(rows: list[dict]) -> str:
     """Per fold and recipe: V_rand / V_info of the headline, of the class probability, and decoding time; then the
     mean over folds of each seed that ran on all of them."""
@@ -137,7 +157,7 @@ def table(rows: list[dict]) -> str:
             seconds = statistics.mean(r["seconds_per_slice"] or 0.0 for r in mine)
             seeds = ", ".join(str(seed) for seed in sorted(r["seed"] for r in mine))  # the order of each cell's values
             lines.append(
-                f"| {fold} ({slices[0]}-{slices[-1]}) | {label} | {seeds} | "
+                f"| {fold} ({slices[0]}-{slices[-1]}) | {label}{_settings(mine)} | {seeds} | "
                 f"{_cell(mine, 'vrand')} | {_cell(mine, 'vinfo')} | {seconds:.2f} | "
                 f"{_pair(mine, 'threshold')} | {_others(mine)} |"
             )
@@ -181,8 +201,14 @@ def main() -> None:
     parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated experiments to run")
     parser.add_argument("--adopt", nargs="*", type=Path, default=[], help="finished runs to take")
     parser.add_argument("--log-dir", type=Path, default=PROJECT_ROOT / "logs" / "affinities")
+    parser.add_argument("--rescore", action="store_true", help="decode kept affinity runs by today's recipe")
     args = parser.parse_args()
     rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    if args.rescore:
+        for index, row in enumerate(rows):
+            if row["experiment"] == "isbi2012_cpu_affinities" and Path(row["run"]).is_dir():
+                evaluate(Path(row["run"]))
+                rows[index] = row_of(Path(row["run"]))
     done = {(r["experiment"], r["seed"], r["fold"]) for r in rows}
     for run_dir in args.adopt:
         row = row_of(run_dir)

@@ -38,6 +38,11 @@ def test_experiments_set_what_they_promise():
     assert cpu.trainer.max_time == "00:00:10:00" and cpu.trainer.max_steps == 1500  # whichever ends first
     assert cpu.data.fold == 4 and cpu.model.depth == 5 and cpu.model.members == 2  # two U-Nets, averaged
     assert cpu.loss._target_.endswith("DiceCrossEntropy") and not cpu.loss.weighted  # Dice + plain CE
+    affinities = compose_config("train", ["experiment=isbi2012_cpu_affinities"])
+    assert affinities.model.target == "affinities" and affinities.inference.scored == "cells"
+    assert affinities.postprocess._target_.endswith("MutexWatershed")  # with the settings chosen on fold 0
+    assert (affinities.postprocess.stride, affinities.postprocess.min_size) == (4, 100)
+    assert affinities.trainer.max_steps == cpu.trainer.max_steps and affinities.model.members == cpu.model.members
 
 
 def test_eval_config_composes():
