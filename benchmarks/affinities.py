@@ -90,9 +90,14 @@ def row_of(run_dir: Path) -> dict:
         "threshold_vrand": held["threshold"]["vrand"],
         "threshold_vinfo": held["threshold"]["vinfo"],
         "seconds_per_slice": held["postprocess"].get("seconds_per_slice"),
-        "decoder": {k: v for k, v in held["recipe"]["postprocess"].items() if k not in ("_target_", "offsets")},
+        "decoder": decoder_settings(held) if experiment == "isbi2012_cpu_affinities" else {},
         **compared(run_dir),
     }
+
+
+def decoder_settings(held: dict) -> dict:
+    """The settings of the post-processing an evaluation decoded with (its recipe's, without the target)."""
+    return {k: v for k, v in held["recipe"]["postprocess"].items() if k not in ("_target_", "offsets")}
 
 
 def compared(run_dir: Path) -> dict:
