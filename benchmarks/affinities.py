@@ -48,8 +48,16 @@ def run(experiment: str, seed: int, fold: int, log_dir: Path) -> Path:
 
 def decoder_overrides() -> list[str]:
     """The affinity recipe's post-processing settings as it is now (conf/experiment), as ``src.eval`` overrides."""
-    settings = OmegaConf.load(PROJECT_ROOT / "conf" / "experiment" / "isbi2012_cpu_affinities.yaml").get("postprocess")
-    return [f"postprocess.{key}={value}" for key, value in (settings or {}).items()]
+    experiment = OmegaConf.load(PROJECT_ROOT / "conf" / "experiment" / "isbi2012_cpu_affinities.yaml")
+    groups = [
+        v
+        for entry in experiment.defaults
+        if not isinstance(entry, str)
+        for k, v in entry.items()
+        if k.endswith("/postprocess")
+    ]
+    settings = experiment.get("postprocess") or {}
+    return [f"postprocess={name}" for name in groups] + [f"postprocess.{k}={v}" for k, v in settings.items()]
 
 
 def evaluate(run_dir: Path) -> None:
