@@ -37,7 +37,7 @@ README = PROJECT_ROOT / "README.md"
 START, END = "<!-- affinities:start -->", "<!-- affinities:end -->"
 RECIPES = {
     "isbi2012_cpu": "`make train` recipe: contour map of the mean-boundary agglomeration (swept)",
-    "isbi2012_cpu_affinities": "affinity recipe: cells of the mutex watershed (no threshold)",
+    "isbi2012_cpu_affinities": "affinity recipe: cells of the mutex watershed, no threshold",
 }
 
 
@@ -205,7 +205,7 @@ def summary(rows: list[dict]) -> str:
             means = [statistics.mean(r[key] for r in mine) for key in ("vrand", "vinfo")] if mine else []
             cells.append(f"{means[0]:.4f} / {means[1]:.4f} ({len(mine)})" if mine else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "V_rand / V_info, mean over the seeds (how many):\n\n" + "\n".join(lines)
+    return "V_rand / V_info, mean over seeds (how many):\n\n" + "\n".join(lines)
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from benchmarks import vnc2013
+from benchmarks import affinities, vnc2013
 from benchmarks.headline import RESULTS as HEADLINE_RESULTS
 from benchmarks.headline import replace_block, table
 from src.config import PROJECT_ROOT
@@ -110,3 +110,14 @@ def test_the_vnc2013_tables_are_the_ones_the_script_wrote_from_real_runs():
     )
     page = vnc2013.PAGE.read_text()
     assert vnc2013.replace_block(page, vnc2013.page_block(rows)) == page, "rerun python benchmarks/vnc2013.py"
+
+
+def test_the_affinity_tables_are_the_ones_the_script_wrote_from_real_runs():
+    rows = json.loads(affinities.RESULTS.read_text())
+    assert {row["experiment"] for row in rows} == set(affinities.RECIPES), "both recipes, side by side"
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    block = (affinities.summary(rows), affinities.START, affinities.END)
+    assert affinities.replace_block(readme, *block) == readme, "rerun python benchmarks/affinities.py"
+    page = affinities.PAGE.read_text()
+    block = (affinities.table(rows), affinities.START, affinities.END)
+    assert affinities.replace_block(page, *block) == page, "rerun python benchmarks/affinities.py"
