@@ -38,13 +38,13 @@ class InteriorProbability(ClassProbabilities):
 
 class PackagedUNet(ClassProbabilities):
     """A U-Net built from its config (``net``, as the checkpoint holds it) followed by its ``classes``'
-    probabilities and its ``affinities``: the architecture a bioimage.io package's state dict names."""
+    probabilities and its ``affinities``: the architecture a bioimage.io package's state dict names (``classes``
+    stays a keyword for the packages that name it; the network's channels already say it)."""
 
     def __init__(self, classes: int, affinities: int, net: dict) -> None:
         from src.models.unet import build_unet
 
         super().__init__(build_unet(**{k: v for k, v in net.items() if k != "_target_"}), affinities)
-        self.num_classes = classes
 
 
 def exported_model(module: nn.Module) -> tuple[nn.Module, str]:
