@@ -98,6 +98,8 @@ def row_of(run_dir: Path) -> dict:
         "threshold_vrand": held["threshold"]["vrand"],
         "threshold_vinfo": held["threshold"]["vinfo"],
         "seconds_per_slice": held["postprocess"].get("seconds_per_slice"),
+        "cells_vrand": held["postprocess"]["vrand"],
+        "cells_vinfo": held["postprocess"]["vinfo"],
         "decoder": decoder_settings(held) if experiment == "isbi2012_cpu_affinities" else {},
         **compared(run_dir),
     }
@@ -120,6 +122,7 @@ def compared(run_dir: Path) -> dict:
         scores.update({f"mean_affinity_{k}": found["mean_affinity"][k] for k in keys})
     if "agglomeration" in found:
         scores.update({f"agglomeration_{k}": found["agglomeration"]["contours"][k] for k in ("vrand", "vinfo")})
+        scores.update({f"agglomeration_cells_{k}": found["agglomeration"][k] for k in ("vrand", "vinfo")})
     return scores
 
 
@@ -136,12 +139,18 @@ def _cell(rows: list[dict], key: str) -> str:
 def _pair(rows: list[dict], prefix: str) -> str:
     """Mean (± standard deviation) V_rand / V_info of ``rows`` under ``prefix`` (empty: the headline's)."""
     key = f"{prefix}_" if prefix else ""
+    if any(f"{key}vrand" not in r for r in rows):
+        return "-"  # a row kept from a run whose folder is gone, read before this score was kept
     return f"{_mean([r[f'{key}vrand'] for r in rows])} / {_mean([r[f'{key}vinfo'] for r in rows])}"
 
 
 def _others(rows: list[dict]) -> str:
     """Mean affinity and the class head's agglomeration, where ``src.eval`` scored them for every run."""
-    names = {"mean_affinity": "mean affinity (waterz, 0.5)", "agglomeration": "class head's contour map (swept)"}
+    names = {
+        "mean_affinity": "mean affinity (waterz, 0.5)",
+        "agglomeration": "class head's contour map (swept)",
+        "agglomeration_cells": "its cells (cut 0.55)",
+    }
     found = [f"{label} {_pair(rows, key)}" for key, label in names.items() if all(f"{key}_vrand" in r for r in rows)]
     return "; ".join(found) or "-"
 
@@ -156,9 +165,9 @@ def table(rows: list[dict]) -> str:
     """Per fold and recipe: V_rand / V_info of the headline, of the class probability, and decoding time; then the
     mean over folds of each seed that ran on all of them."""
     lines = [
-        "| fold (slices) | recipe | seeds | V_rand | V_info | post-processing s/slice | class probability (swept) | "
-        "the same run's other decoders |",
-        "| --- | --- | --- | ---: | ---: | ---: | --- | --- |",
+        "| fold (slices) | recipe | seeds | V_rand | V_info | cells, no sweep | post-processing s/slice | "
+        "class probability (swept) | the same run's other decoders |",
+        "| --- | --- | --- | ---: | ---: | --- | ---: | --- | --- |",
     ]
     folds = sorted({r["fold"] for r in rows})
     for fold in folds:
@@ -171,12 +180,15 @@ def table(rows: list[dict]) -> str:
             seeds = ", ".join(str(seed) for seed in sorted(r["seed"] for r in mine))  # the order of each cell's values
             lines.append(
                 f"| {fold} ({slices[0]}-{slices[-1]}) | {label}{_settings(mine)} | {seeds} | "
-                f"{_cell(mine, 'vrand')} | {_cell(mine, 'vinfo')} | {seconds:.2f} | "
+                f"{_cell(mine, 'vrand')} | {_cell(mine, 'vinfo')} | {_pair(mine, 'cells')} | {seconds:.2f} | "
                 f"{_pair(mine, 'threshold')} | {_others(mine)} |"
             )
     if len(folds) > 1:
         lines += ["", "Cross-validated (mean over the folds, for each seed that ran on all of them):", ""]
-        lines += ["| recipe | seed | folds | V_rand | V_info |", "| --- | --- | --- | ---: | ---: |"]
+        lines += [
+            "| recipe | seed | folds | V_rand | V_info | cells, no sweep |",
+            "| --- | --- | --- | ---: | ---: | --- |",
+        ]
         for experiment, label in RECIPES.items():
             for seed in sorted({r["seed"] for r in rows}):
                 mine = [r for r in rows if r["experiment"] == experiment and r["seed"] == seed]
@@ -184,28 +196,40 @@ def table(rows: list[dict]) -> str:
                     continue
                 lines.append(
                     f"| {label} | {seed} | {len(folds)} | {_mean([r['vrand'] for r in mine])} | "
-                    f"{_mean([r['vinfo'] for r in mine])} |"
+                    f"{_mean([r['vinfo'] for r in mine])} | {_pair(mine, 'cells')} |"
                 )
     commits = ", ".join(sorted({r["commit"] for r in rows}))
     machines = "; ".join(sorted({r["machine"] for r in rows}))
     return "\n".join([f"Commits {commits}; {machines}. Each cell: mean ± standard deviation (each seed).", "", *lines])
 
 
-SHORT = {"isbi2012_cpu": "`make train`, contour map", "isbi2012_cpu_affinities": "affinities, mutex watershed"}
+SHORT = {  # the README's rows: (recipe, score prefix, label)
+    ("isbi2012_cpu", ""): "`make train`: contour map, swept",
+    ("isbi2012_cpu", "cells_"): "`make train`: its cells, no sweep",
+    ("isbi2012_cpu_affinities", ""): "affinities: mutex watershed cells, no sweep",
+}
 
 
 def summary(rows: list[dict]) -> str:
-    """The README's block: each recipe's V_rand / V_info per fold, the mean over its seeds (the spread: the page)."""
+    """The README's block: each recipe's V_rand / V_info per fold, the mean over its seeds (the spread: the page),
+    and the mean of those over the folds both recipes ran; a header's count is each recipe's runs on that fold."""
     folds = sorted({r["fold"] for r in rows})
-    lines = ["| recipe | " + " | ".join(f"fold {f}" for f in folds) + " |", "| --- |" + " --- |" * len(folds)]
-    for experiment, label in SHORT.items():
-        cells = []
+    runs = {f: [sum(r["fold"] == f for r in rows if r["experiment"] == e) for e in RECIPES] for f in folds}
+    both = [f for f in folds if all(runs[f])]
+    header = [f"fold {f} ({'/'.join(sorted({str(n) for n in runs[f]}))})" for f in folds]
+    lines = ["| V_rand / V_info | " + " | ".join(header) + f" | mean of folds {', '.join(map(str, both))} |"]
+    lines.append("| --- |" + " --- |" * (len(folds) + 1))
+    for (experiment, prefix), label in SHORT.items():
+        means = {}
         for fold in folds:
             mine = [r for r in rows if r["experiment"] == experiment and r["fold"] == fold]
-            means = [statistics.mean(r[key] for r in mine) for key in ("vrand", "vinfo")] if mine else []
-            cells.append(f"{means[0]:.4f} / {means[1]:.4f} ({len(mine)})" if mine else "-")
+            if mine:
+                means[fold] = [statistics.mean(r[prefix + key] for r in mine) for key in ("vrand", "vinfo")]
+        cells = [f"{means[f][0]:.4f} / {means[f][1]:.4f}" if f in means else "-" for f in folds]
+        overall = [statistics.mean(means[f][i] for f in both) for i in (0, 1)] if both else []
+        cells.append(f"{overall[0]:.4f} / {overall[1]:.4f}" if both else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "V_rand / V_info, mean over seeds (how many):\n\n" + "\n".join(lines)
+    return "Mean over seeds (runs per fold):\n\n" + "\n".join(lines)
 
 
 def main() -> None:
@@ -215,12 +239,15 @@ def main() -> None:
     parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated experiments to run")
     parser.add_argument("--adopt", nargs="*", type=Path, default=[], help="finished runs to take")
     parser.add_argument("--log-dir", type=Path, default=PROJECT_ROOT / "logs" / "affinities")
-    parser.add_argument("--rescore", action="store_true", help="decode kept affinity runs by today's recipe")
+    parser.add_argument("--rescore", action="store_true", help="decode kept affinity runs by today's settings")
     args = parser.parse_args()
     rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    rows = [row_of(Path(r["run"])) if Path(r["run"]).is_dir() else r for r in rows]  # read kept runs again
     if args.rescore:
+        settings = {k.split(".", 1)[1]: v for k, v in (o.split("=") for o in decoder_overrides()) if "." in k}
         for index, row in enumerate(rows):
-            if row["experiment"] == "isbi2012_cpu_affinities" and Path(row["run"]).is_dir():
+            decoded = {k: str(row.get("decoder", {}).get(k)) for k in settings}
+            if row["experiment"] == "isbi2012_cpu_affinities" and Path(row["run"]).is_dir() and decoded != settings:
                 evaluate(Path(row["run"]))
                 rows[index] = row_of(Path(row["run"]))
     done = {(r["experiment"], r["seed"], r["fold"]) for r in rows}

@@ -41,7 +41,8 @@ def test_experiments_set_what_they_promise():
     affinities = compose_config("train", ["experiment=isbi2012_cpu_affinities"])
     assert affinities.model.target == "affinities" and affinities.inference.scored == "cells"
     assert affinities.postprocess._target_.endswith("MutexWatershed")  # with the settings chosen on fold 0
-    assert (affinities.postprocess.stride, affinities.postprocess.min_size) == (4, 100)
+    chosen = (affinities.postprocess.fragments_h, affinities.postprocess.stride, affinities.postprocess.min_size)
+    assert chosen == (0.1, 8, 100)
     assert affinities.trainer.max_steps == cpu.trainer.max_steps and affinities.model.members == cpu.model.members
 
 

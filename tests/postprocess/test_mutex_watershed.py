@@ -3,9 +3,18 @@
 import numpy as np
 import pytest
 from scipy import ndimage
+from skimage.segmentation import watershed
 
+from src.metrics.isbi import scores_from_segments
 from src.models.affinities import affinities_of_cells
-from src.postprocess.mutex_watershed import MutexWatershed, drop_small, mutex_watershed, offset_edges
+from src.postprocess.mutex_watershed import (
+    MutexWatershed,
+    drop_small,
+    fragments,
+    mutex_watershed,
+    offset_edges,
+    region_mutex_watershed,
+)
 from src.utils.errors import UserError
 
 LINE = [[0, 1], [0, 2]]  # a row of 4 pixels: neighbours attract, pixels two apart repel
@@ -65,6 +74,70 @@ def test_the_affinities_of_known_cells_give_them_back(shape, offsets):
     assert len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1] == cells.max()
 
 
+def _tiled_cells(shape, seed, count=8):
+    """Cells that tile the image with one-pixel membranes (0) between them, as in EM."""
+    rng = np.random.default_rng(seed)
+    markers = np.zeros(shape, np.int32)
+    markers[tuple(rng.integers(0, n, count) for n in shape)] = np.arange(1, count + 1)
+    distance = ndimage.distance_transform_edt(markers == 0)
+    return watershed(distance, markers, connectivity=1, watershed_line=True)
+
+
+@pytest.mark.parametrize(
+    ("shape", "offsets", "least"),
+    [
+        ((48, 40), [[-1, 0], [0, -1], [-4, 0], [0, -4], [-6, -6], [6, -6]], 0.97),
+        ((6, 24, 20), [[-1, 0, 0], [0, -1, 0], [0, 0, -1], [-2, 0, 0], [0, -5, 0], [0, 0, -5]], 0.9),
+    ],
+)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_region_graph_gives_known_cells_back(shape, offsets, least, seed):
+    # Independent noise on every pair is the pixel graph's best case (it finds these cells exactly). The region
+    # graph loses the membrane pixels' own repulsions (they join a fragment), so a small cell whose fragments no
+    # long-range pair links to its neighbour's can merge with it: it is held to a V_rand bound.
+    cells = _tiled_cells(shape, seed)
+    affinities, _ = affinities_of_cells(cells, offsets)
+    noisy = np.clip(affinities + np.random.default_rng(0).normal(0, 0.1, affinities.shape), 0, 1)
+    found = MutexWatershed(attractive=len(shape), fragments_h=0.1).with_offsets(offsets)(noisy)
+    scores = scores_from_segments(cells.ravel(), found.ravel())
+    assert scores.vrand >= least, scores
+
+
+REGION_LINE = [[0, -1], [0, -3]]  # a row of 6 pixels in two regions of 3: neighbours attract, pixels 3 apart repel
+
+
+def _region_line(across, three_apart):
+    affinities = np.full((2, 1, 6), 0.9, np.float32)  # channel k at p: the pair (p, p + offset k)
+    affinities[0, 0, 3] = across  # the one attractive pair between the regions: pixels 3 and 2
+    affinities[1, 0, 3:] = three_apart  # the repulsive pairs 3-0, 4-1, 5-2, all between the regions
+    return affinities
+
+
+def test_region_edges_weigh_the_mean_of_their_pixel_pairs():
+    regions = np.array([[1, 1, 1, 2, 2, 2]])
+    # By hand: the regions attract with 0.6 and repel with 1 - mean(0.2, 0.3, 0.4) = 0.7, which comes first.
+    cells = region_mutex_watershed(regions, _region_line(0.6, [0.2, 0.3, 0.4]), np.array(REGION_LINE), 1, [1, 1])
+    assert cells.tolist() == [[1, 1, 1, 2, 2, 2]]
+    # One pair alone (0.1: repel with 0.9) would keep them apart; the mean (1 - 0.5 = 0.5) comes after 0.6.
+    cells = region_mutex_watershed(regions, _region_line(0.6, [0.1, 0.7, 0.7]), np.array(REGION_LINE), 1, [1, 1])
+    assert cells.tolist() == [[1, 1, 1, 1, 1, 1]]
+
+
+def test_fragments_are_the_basins_of_the_attractive_affinities():
+    affinities = np.full((2, 6, 8), 0.9, np.float32)
+    affinities[1, :, 4] = 0.1  # the pairs (p, p - (0, 1)) across a membrane between columns 3 and 4
+    regions = fragments(affinities, np.array([[-1, 0], [0, -1]]), attractive=2, h=0.1)
+    assert len(np.unique(regions)) == 2
+    assert len(np.unique(regions[:, :3])) == len(np.unique(regions[:, 5:])) == 1
+    assert regions[0, 0] != regions[0, 7]
+
+
+def test_a_flat_affinity_map_is_one_fragment_and_one_cell():
+    decode = MutexWatershed(fragments_h=0.1).with_offsets([[-1, 0], [0, -1], [0, -3]])
+    for value in (0.0, 0.5, 1.0):
+        assert np.unique(decode(np.full((3, 8, 8), value, np.float32))).tolist() == [1]
+
+
 def test_offset_edges_pair_every_pixel_with_its_neighbour_inside_the_image():
     u, v, k = offset_edges((2, 3), np.array([[0, 1], [1, -1]]))
     assert list(zip(u.tolist(), v.tolist(), k.tolist(), strict=True)) == [
@@ -88,6 +161,8 @@ def test_drop_small_makes_border_of_small_cells_and_renumbers():
 def test_the_postprocess_needs_offsets_and_repulsive_ones():
     with pytest.raises(UserError, match="model.target=affinities"):
         MutexWatershed()(np.zeros((2, 4, 4), np.float32))
+    with pytest.raises(UserError, match="fragments_h"):
+        MutexWatershed(fragments_h=1.0)
     with pytest.raises(UserError, match="leaves none"):
         MutexWatershed(attractive=2).with_offsets([[-1, 0], [0, -1]])
     with pytest.raises(UserError, match="stride"):
