@@ -206,7 +206,7 @@ def table(rows: list[dict]) -> str:
 SHORT = {  # the README's rows: (recipe, score prefix, label)
     ("isbi2012_cpu", ""): "`make train`: contour map, swept",
     ("isbi2012_cpu", "cells_"): "`make train`: its cells, no sweep",
-    ("isbi2012_cpu_affinities", ""): "affinities: mutex watershed cells, no sweep",
+    ("isbi2012_cpu_affinities", ""): "affinities: mutex watershed, no sweep",
 }
 
 
@@ -217,7 +217,8 @@ def summary(rows: list[dict]) -> str:
     runs = {f: [sum(r["fold"] == f for r in rows if r["experiment"] == e) for e in RECIPES] for f in folds}
     both = [f for f in folds if all(runs[f])]
     header = [f"fold {f} ({'/'.join(sorted({str(n) for n in runs[f]}))})" for f in folds]
-    lines = ["| V_rand / V_info | " + " | ".join(header) + f" | mean of folds {', '.join(map(str, both))} |"]
+    mean = "mean" if both == folds else f"mean of folds {', '.join(map(str, both))}"
+    lines = ["| V_rand / V_info | " + " | ".join(header) + f" | {mean} |"]
     lines.append("| --- |" + " --- |" * (len(folds) + 1))
     for (experiment, prefix), label in SHORT.items():
         means = {}
