@@ -60,6 +60,12 @@ def decoder_overrides() -> list[str]:
     return [f"postprocess={name}" for name in groups] + [f"postprocess.{k}={v}" for k, v in settings.items()]
 
 
+def decoded_now(row: dict) -> bool:
+    """Whether an affinity row's cells were decoded with the recipe's post-processing settings as they are now."""
+    settings = {k.split(".", 1)[1]: v for k, v in (o.split("=") for o in decoder_overrides()) if "." in k}
+    return {k: str(row.get("decoder", {}).get(k)) for k in settings} == settings
+
+
 def evaluate(run_dir: Path) -> None:
     """``src.eval`` of an affinity run's checkpoint on its own held-out fold, into ``RUN/eval``: the recipe's
     decoder as configured now (a run trained before a setting changed is decoded as a new run would be: the
@@ -245,10 +251,8 @@ def main() -> None:
     rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     rows = [row_of(Path(r["run"])) if Path(r["run"]).is_dir() else r for r in rows]  # read kept runs again
     if args.rescore:
-        settings = {k.split(".", 1)[1]: v for k, v in (o.split("=") for o in decoder_overrides()) if "." in k}
         for index, row in enumerate(rows):
-            decoded = {k: str(row.get("decoder", {}).get(k)) for k in settings}
-            if row["experiment"] == "isbi2012_cpu_affinities" and Path(row["run"]).is_dir() and decoded != settings:
+            if row["experiment"] == "isbi2012_cpu_affinities" and Path(row["run"]).is_dir() and not decoded_now(row):
                 evaluate(Path(row["run"]))
                 rows[index] = row_of(Path(row["run"]))
     done = {(r["experiment"], r["seed"], r["fold"]) for r in rows}
