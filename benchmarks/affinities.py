@@ -46,8 +46,8 @@ def run(experiment: str, seed: int, fold: int, log_dir: Path) -> Path:
     return run_seed(seed, log_dir, experiment, f"data.fold={fold}", "trainer.max_time=null")
 
 
-def decoder_overrides() -> list[str]:
-    """The affinity recipe's post-processing settings as it is now (conf/experiment), as ``src.eval`` overrides."""
+def recipe_decoder() -> tuple[list[str], dict]:
+    """The affinity recipe's post-processing group and settings as it is now (conf/experiment)."""
     experiment = OmegaConf.load(PROJECT_ROOT / "conf" / "experiment" / "isbi2012_cpu_affinities.yaml")
     groups = [
         v
@@ -56,14 +56,18 @@ def decoder_overrides() -> list[str]:
         for k, v in entry.items()
         if k.endswith("/postprocess")
     ]
-    settings = experiment.get("postprocess") or {}
+    return groups, OmegaConf.to_container(experiment.get("postprocess") or OmegaConf.create({}))
+
+
+def decoder_overrides() -> list[str]:
+    """The affinity recipe's post-processing as it is now, as ``src.eval`` overrides."""
+    groups, settings = recipe_decoder()
     return [f"postprocess={name}" for name in groups] + [f"postprocess.{k}={v}" for k, v in settings.items()]
 
 
-def decoded_now(row: dict) -> bool:
-    """Whether an affinity row's cells were decoded with the recipe's post-processing settings as they are now."""
-    settings = {k.split(".", 1)[1]: v for k, v in (o.split("=") for o in decoder_overrides()) if "." in k}
-    return {k: str(row.get("decoder", {}).get(k)) for k in settings} == settings
+def decoded_now(row: dict, settings: dict) -> bool:
+    """Whether an affinity row's cells were decoded with these post-processing ``settings`` (the recipe's now)."""
+    return {k: row.get("decoder", {}).get(k) for k in settings} == settings
 
 
 def evaluate(run_dir: Path) -> None:
@@ -87,8 +91,9 @@ def row_of(run_dir: Path) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     held = metrics["held_out"]
     evaluated = run_dir / "eval" / "metrics.json"
-    if experiment == "isbi2012_cpu_affinities" and evaluated.exists():
-        held = json.loads(evaluated.read_text())  # the recipe's decoder as configured now (:func:`evaluate`)
+    evaluation = json.loads(evaluated.read_text()) if evaluated.exists() else {}
+    if experiment == "isbi2012_cpu_affinities" and evaluation:
+        held = evaluation  # the recipe's decoder as configured now (:func:`evaluate`)
     info = json.loads((run_dir / "run_info.json").read_text())
     return {
         "experiment": experiment,
@@ -107,7 +112,7 @@ def row_of(run_dir: Path) -> dict:
         "cells_vrand": held["postprocess"]["vrand"],
         "cells_vinfo": held["postprocess"]["vinfo"],
         "decoder": decoder_settings(held) if experiment == "isbi2012_cpu_affinities" else {},
-        **compared(run_dir),
+        **compared(evaluation),
     }
 
 
@@ -116,12 +121,9 @@ def decoder_settings(held: dict) -> dict:
     return {k: v for k, v in held["recipe"]["postprocess"].items() if k not in ("_target_", "offsets")}
 
 
-def compared(run_dir: Path) -> dict:
-    """The other decoders' scores from ``RUN/eval`` (:func:`evaluate`), where there is one."""
-    path = run_dir / "eval" / "metrics.json"
-    if not path.exists():
-        return {}
-    found = json.loads(path.read_text()).get("compared", {})
+def compared(evaluation: dict) -> dict:
+    """The other decoders' scores of a run's ``src.eval`` (:func:`evaluate`; empty: none)."""
+    found = evaluation.get("compared", {})
     scores = {}
     if "mean_affinity" in found:
         keys = ("vrand", "vinfo", "seconds_per_slice")
@@ -145,8 +147,6 @@ def _cell(rows: list[dict], key: str) -> str:
 def _pair(rows: list[dict], prefix: str) -> str:
     """Mean (± standard deviation) V_rand / V_info of ``rows`` under ``prefix`` (empty: the headline's)."""
     key = f"{prefix}_" if prefix else ""
-    if any(f"{key}vrand" not in r for r in rows):
-        return "-"  # a row kept from a run whose folder is gone, read before this score was kept
     return f"{_mean([r[f'{key}vrand'] for r in rows])} / {_mean([r[f'{key}vinfo'] for r in rows])}"
 
 
@@ -251,8 +251,10 @@ def main() -> None:
     rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     rows = [row_of(Path(r["run"])) if Path(r["run"]).is_dir() else r for r in rows]  # read kept runs again
     if args.rescore:
+        _, settings = recipe_decoder()
         for index, row in enumerate(rows):
-            if row["experiment"] == "isbi2012_cpu_affinities" and Path(row["run"]).is_dir() and not decoded_now(row):
+            kept = Path(row["run"]).is_dir()
+            if row["experiment"] == "isbi2012_cpu_affinities" and kept and not decoded_now(row, settings):
                 evaluate(Path(row["run"]))
                 rows[index] = row_of(Path(row["run"]))
     done = {(r["experiment"], r["seed"], r["fold"]) for r in rows}
