@@ -137,7 +137,8 @@ class SegmentationModule(L.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log_dict(self.train_pixel.compute(), sync_dist=True)
+        # compute() already sums the confusion matrices of every process (torchmetrics), as for the ISBI scores
+        self.log_dict(self.train_pixel.compute())
         self.train_pixel.reset()
 
     def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
@@ -176,12 +177,13 @@ class SegmentationModule(L.LightningModule):
     def _log_eval_epoch(self, stage: str) -> None:
         pixel = getattr(self, f"{stage}_pixel")
         isbi = getattr(self, f"{stage}_isbi")
-        self.log_dict(pixel.compute(), sync_dist=True)
+        # Both metrics gather every process's counts in compute(): their values are logged as they are, since
+        # Lightning's sync_dist would all-reduce them again (and NCCL refuses the CPU tensors it would get).
+        self.log_dict(pixel.compute())
         pixel.reset()
         if self.boundary_class is None:
             return
         scores = isbi.compute()
-        # Already gathered from every process by the metric itself.
         self.log_dict({f"{stage}/{key}": value for key, value in scores.items()})
         if stage == "test":
             self.test_report = isbi.report()

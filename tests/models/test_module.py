@@ -120,3 +120,24 @@ def test_an_affinity_network_trains_classes_and_affinities_and_predicts_both():
     assert torch.equal(module.class_probabilities(batch["image"]), probs[:, :2])
     with pytest.raises(UserError, match="output channels"):
         SegmentationModule(net=NET, optimizer=ADAM, affinities={"offsets": offsets})
+
+
+def test_scores_gathered_by_their_metrics_are_not_all_reduced_again():
+    """The epoch's class and ISBI scores are summed over processes in compute(); a second all-reduce by Lightning's
+    sync_dist is refused by NCCL for these CPU values (seen on a GPU with trainer=ddp), so none is asked for."""
+    logged = {}
+
+    class Recording(SegmentationModule):
+        def log(self, name, value, **kwargs):
+            logged[name] = kwargs.get("sync_dist", False)
+
+    module = Recording(net=NET, optimizer=ADAM)
+    batch = {**_batch(), "slice": torch.arange(4)}
+    with torch.no_grad():
+        module.validation_step(batch, 0)
+    module._log_eval_epoch("val")
+    module.on_train_epoch_end()
+    epoch_scores = {name for name in logged if name != "val/loss"}
+    assert {"val/dice/mean", "val/vrand", "train/accuracy"} <= epoch_scores
+    assert not any(logged[name] for name in epoch_scores)
+    assert logged["val/loss"]  # a per-batch value, averaged over processes by Lightning
