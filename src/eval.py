@@ -41,6 +41,9 @@ def _check_classes(module, datamodule, cfg: DictConfig) -> None:
 
 
 def evaluate(cfg: DictConfig) -> dict:
+    from src.data.preflight import checked_source
+
+    data_source = checked_source(cfg.data)  # the user's own stacks fail here, before Lightning's seconds of imports
     import lightning as L
     from hydra.utils import instantiate
 
@@ -59,7 +62,7 @@ def evaluate(cfg: DictConfig) -> dict:
     module = load_module(cfg.ckpt_path)
     recipe, source = follow_recipe(module.hparams.get("inference"), command_line_overrides(cfg))
     _held_out_fold(cfg, recipe)
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate(cfg.data, source=data_source)
     trainer = build_trainer(cfg, logger=False, callbacks=[])
     datamodule.prepare_data()
     datamodule.setup("test")

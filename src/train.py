@@ -59,6 +59,9 @@ def _test(module, datamodule, trainer, output_dir: Path, record: dict) -> dict:
 
 
 def train(cfg: DictConfig) -> float | None:
+    from src.data.preflight import checked_source
+
+    source = checked_source(cfg.data)  # the user's own stacks fail here, before Lightning's seconds of imports
     import lightning as L
     from hydra.utils import instantiate
 
@@ -73,7 +76,7 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate(cfg.data, source=source)
     module = build_module(cfg)
     loggers = instantiate_group(cfg.get("logger"))
     trainer = build_trainer(cfg, callbacks=instantiate_group(cfg.get("callbacks")), logger=loggers or False)

@@ -7,6 +7,18 @@ import numpy as np
 from src.utils.errors import UserError
 
 
+def check_finite(stack: np.ndarray) -> None:
+    """Refuse NaN or infinite pixels, as float32 holds them (integer stacks have none): they would poison every
+    output."""
+    if not np.issubdtype(stack.dtype, np.floating):
+        return
+    with np.errstate(over="ignore"):  # 1e300 is infinite in float32, and refused below
+        values = stack if stack.dtype.itemsize <= 4 else stack.astype(np.float32)
+    if not np.isfinite(values).all():
+        bad = int((~np.isfinite(values)).sum())
+        raise UserError(f"image stack holds {bad} NaN or infinite pixels; clean or mask them before use")
+
+
 def normalize_slices(stack: np.ndarray) -> np.ndarray:
     """Per-slice standardisation to zero mean and unit variance, as float32.
 
@@ -14,9 +26,7 @@ def normalize_slices(stack: np.ndarray) -> np.ndarray:
     can be applied to another's. NaN or infinite pixels are refused: they would poison every output.
     """
     data = stack.astype(np.float32, copy=True)
-    if not np.isfinite(data).all():
-        bad = int((~np.isfinite(data)).sum())
-        raise UserError(f"image stack holds {bad} NaN or infinite pixels; clean or mask them before use")
+    check_finite(data)
     axes = tuple(range(1, data.ndim))
     mean = data.mean(axis=axes, keepdims=True)
     std = data.std(axis=axes, keepdims=True)

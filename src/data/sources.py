@@ -141,6 +141,7 @@ class TiffSource:
         self.labels = Path(labels)
         self.keys = image_key, label_key
         self.label_path = self.labels
+        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
 
     def prepare(self) -> None:
         for path in (self.images, self.labels):
@@ -153,11 +154,13 @@ class TiffSource:
             return Calibration.of(volume)
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
-        images, labels = self.volumes()
-        arrays = images.volume.read_all(), labels.volume.read_all()
-        images.close()
-        labels.close()
-        return arrays
+        """Both stacks, read once: a check before training (src.data.preflight) and training share them."""
+        if self._arrays is None:
+            images, labels = self.volumes()
+            self._arrays = images.volume.read_all(), labels.volume.read_all()
+            images.close()
+            labels.close()
+        return self._arrays
 
     def volumes(self) -> tuple[LazyVolume, LazyVolume]:
         images = LazyVolume(self.images, self.keys[0], "image stack", "check data.source.images / image_key")

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+import tifffile
+from hydra.utils import instantiate
+
+from src.data.preflight import checked_source
+from src.data.sources import PublishedSource
+from src.utils.errors import UserError
+from tests.conftest import compose_config
+
+
+def _data(images, labels, *overrides):
+    cfg = compose_config("train", ["data=tiff", f"data.source.images={images}", f"data.source.labels={labels}",
+                                   *overrides])  # fmt: skip
+    return cfg.data
+
+
+def test_the_stacks_read_and_checked_are_the_ones_training_uses(synthetic_tiffs):
+    images, labels = synthetic_tiffs
+    source = checked_source(_data(images, labels))
+    expected = tifffile.imread(images), tifffile.imread(labels)
+    tifffile.imwrite(images, 255 - expected[0])  # training must not read the pixels again
+    datamodule = instantiate(_data(images, labels, "data.fold=4"), source=source)
+    datamodule.setup("fit")
+    np.testing.assert_array_equal(datamodule.images_as_read, expected[0])
+    np.testing.assert_array_equal(datamodule.labels_as_read, expected[1])
+    assert datamodule.splits["test"] == [8, 9]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("nan", "1 NaN or infinite pixels"),
+        ("label", "label value 7"),
+        ("missing", "not found"),
+    ],
+)
+def test_bad_stacks_fail_before_training(synthetic_tiffs, change, message):
+    images, labels = synthetic_tiffs
+    if change == "nan":
+        stack = tifffile.imread(images).astype(np.float32)
+        stack[3, 5, 5] = np.nan
+        tifffile.imwrite(images, stack)
+    elif change == "label":
+        stack = tifffile.imread(labels)
+        stack[0, 0, 0] = 7
+        tifffile.imwrite(labels, stack)
+    else:
+        labels.unlink()
+    with pytest.raises(UserError, match=message):
+        checked_source(_data(images, labels))
+
+
+@pytest.mark.parametrize("overrides", [["data.loading=lazy"], ["data.lazy_above_gib=0.00001"]])
+def test_volumes_read_lazily_are_left_to_the_data_module(synthetic_tiffs, overrides):
+    images, labels = synthetic_tiffs
+    stack = tifffile.imread(images).astype(np.float32)
+    stack[3, 5, 5] = np.nan  # found by the lazy reader's own statistics, slice by slice, not here
+    tifffile.imwrite(images, stack)
+    source = checked_source(_data(images, labels, *overrides))
+    images.unlink()
+    with pytest.raises(UserError):
+        source.load()  # nothing was read and kept
+
+
+def test_a_published_data_set_is_not_fetched_here(tmp_path):
+    cfg = compose_config("train", ["data=isbi2012", f"paths.data_dir={tmp_path}", "data.source.mirror=null"])
+    source = checked_source(cfg.data)
+    assert isinstance(source, PublishedSource)
+    assert list(tmp_path.iterdir()) == []  # fetched by the data module on one process per node
