@@ -1,4 +1,4 @@
-"""A user's own stacks read and checked before Lightning is imported, so a bad file fails in about a second.
+"""A user's own stacks read and checked before Lightning is imported, so a bad file fails without that wait.
 
 Importing Lightning, building the trainer and the loggers take several seconds before the data module reads its
 data. A :class:`~src.data.sources.TiffSource` that training would hold in memory is read here instead, by the same
