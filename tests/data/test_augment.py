@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import albumentations as A
 import numpy as np
 import torch
 
+from src.config import PROJECT_ROOT
 from src.data.augment import CoarseGridElastic, build_train_transform
 from src.data.datasets import RandomCropDataset
 
@@ -69,3 +74,18 @@ def test_padding_is_left_out_only_when_no_slice_needs_it_and_the_crops_stay_the_
             transform.set_random_seed(seed)
             outs.append(transform(image=image, mask=label))
         assert np.array_equal(outs[0]["image"], outs[1]["image"]) and np.array_equal(outs[0]["mask"], outs[1]["mask"])
+
+
+def test_importing_our_augmentation_asks_no_server_for_albumentations_updates():
+    count_requests = (
+        "import urllib.request as request\n"
+        "calls = []\n"
+        "request.OpenerDirector.open = lambda self, *args, **kwargs: calls.append(args) or ''\n"
+        "import src.data.augment\n"
+        "print(len(calls))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    result = subprocess.run([sys.executable, "-c", count_requests], capture_output=True, text=True, env=env,
+                            cwd=PROJECT_ROOT, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == "0"
