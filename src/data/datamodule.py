@@ -25,6 +25,7 @@ from src.data.datasets import RandomCropDataset, SliceDataset
 from src.data.label_widening import widen_boundary
 from src.data.labels import ClassMap
 from src.data.normalize import normalize_slices
+from src.data.preflight import reads_lazily
 from src.data.sampling import EpochSeededSampler, draw_seed
 from src.data.volume_datasets import VolumeBoxDataset, VolumeCropDataset
 from src.data.volume_sampling import sample_statistics
@@ -151,8 +152,7 @@ class EMDataModule(L.LightningDataModule):
     def _reads_lazily(self, volumes) -> bool:
         if self.loading == "lazy" and volumes is None:
             raise UserError("data.loading=lazy reads volumes from files; this data source is generated in memory")
-        large = volumes is not None and volumes[0].volume.nbytes > self.lazy_above_gib * 2**30
-        lazy = self.loading == "lazy" or (self.loading == "auto" and large)
+        lazy = reads_lazily(self.loading, volumes and volumes[0].volume.nbytes, self.lazy_above_gib)
         if not lazy and self.fold_axis != "z":
             raise UserError(f"data.fold_axis={self.fold_axis} cuts bands of slices; it needs data.loading=lazy")
         return lazy

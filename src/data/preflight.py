@@ -19,6 +19,13 @@ from src.data.normalize import check_finite
 from src.data.sources import TiffSource
 
 
+def reads_lazily(loading: str, image_bytes: int | None, lazy_above_gib: float) -> bool:
+    """Whether training reads the volumes box by box: ``data.loading=lazy``, or auto with an image volume over
+    ``lazy_above_gib`` (``image_bytes`` None: a source generated in memory)."""
+    large = image_bytes is not None and image_bytes > lazy_above_gib * 2**30
+    return loading == "lazy" or (loading == "auto" and large)
+
+
 def checked_source(data: DictConfig) -> Any:
     """The data config's source, instantiated; read and checked now where it is the user's own stacks held in
     memory (``data.loading`` memory, or auto below ``data.lazy_above_gib``)."""
@@ -32,7 +39,7 @@ def checked_source(data: DictConfig) -> Any:
     size = images.volume.nbytes
     images.close()
     labels.close()
-    if loading == "auto" and size > data.get("lazy_above_gib", 2.0) * 2**30:
+    if reads_lazily(loading, size, data.get("lazy_above_gib", 2.0)):
         return source
     images, labels = source.load()
     class_map.encode(labels, source.label_path)

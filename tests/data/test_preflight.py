@@ -3,7 +3,7 @@ import pytest
 import tifffile
 from hydra.utils import instantiate
 
-from src.data.preflight import checked_source
+from src.data.preflight import checked_source, reads_lazily
 from src.data.sources import PublishedSource
 from src.utils.errors import UserError
 from tests.conftest import compose_config
@@ -68,3 +68,10 @@ def test_a_published_data_set_is_not_fetched_here(tmp_path):
     source = checked_source(cfg.data)
     assert isinstance(source, PublishedSource)
     assert list(tmp_path.iterdir()) == []  # fetched by the data module on one process per node
+
+
+def test_the_lazy_rule_the_data_module_follows_too():
+    gib = 2**30
+    assert reads_lazily("lazy", None, 2.0) and reads_lazily("lazy", 1, 2.0)
+    assert reads_lazily("auto", 3 * gib, 2.0) and not reads_lazily("auto", 2 * gib, 2.0)
+    assert not reads_lazily("auto", None, 2.0) and not reads_lazily("memory", 3 * gib, 2.0)
