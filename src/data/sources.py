@@ -18,8 +18,7 @@ import tifffile
 from src.data.download import fetch_verified, sha256_of_file
 from src.data.synthetic import synthetic_stack
 from src.data.tiff import Calibration, read_stack
-from src.data.volume import open_volume
-from src.data.volume_datasets import LazyVolume
+from src.data.volume import LazyVolume, open_volume
 from src.utils.errors import UserError
 
 # sha256 of each file and of its raw pixel bytes (C order), from SOURCE.md beside each data set's files.

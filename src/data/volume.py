@@ -10,6 +10,7 @@ and key.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +174,28 @@ def read_volume(path: str | Path, key: str | None = None, what: str = "image sta
     """The whole volume as an ``(N, H, W)`` array (for stacks that fit in memory)."""
     with open_volume(path, key, what, hint) as volume:
         return volume.read_all()
+
+
+class LazyVolume:
+    """A volume by path and key, opened on its first read in each process (HDF5 handles do not cross a fork)."""
+
+    def __init__(self, path, key: str | None, what: str, hint: str) -> None:
+        self.path, self.key, self.what, self.hint = path, key, what, hint
+        self._opened: tuple[int, Volume] | None = None
+
+    @property
+    def volume(self) -> Volume:
+        if self._opened is None or self._opened[0] != os.getpid():
+            self._opened = (os.getpid(), open_volume(self.path, self.key, self.what, self.hint))
+        return self._opened[1]
+
+    def read_box(self, box: tuple[slice, slice, slice]) -> np.ndarray:
+        return self.volume.read_box(box)
+
+    def close(self) -> None:
+        if self._opened is not None:
+            self._opened[1].close()
+            self._opened = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_opened": None}

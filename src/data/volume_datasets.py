@@ -8,7 +8,6 @@ read with a margin wide enough for instance boundaries and membrane widening to 
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass
 
@@ -19,33 +18,8 @@ from torch.utils.data import Dataset
 
 from src.data.label_widening import widen_boundary
 from src.data.labels import ClassMap
-from src.data.volume import Volume, open_volume
+from src.data.volume import LazyVolume
 from src.data.volume_sampling import VolumeStatistics
-
-
-class LazyVolume:
-    """A volume by path and key, opened on its first read in each process (HDF5 handles do not cross a fork)."""
-
-    def __init__(self, path, key: str | None, what: str, hint: str) -> None:
-        self.path, self.key, self.what, self.hint = path, key, what, hint
-        self._opened: tuple[int, Volume] | None = None
-
-    @property
-    def volume(self) -> Volume:
-        if self._opened is None or self._opened[0] != os.getpid():
-            self._opened = (os.getpid(), open_volume(self.path, self.key, self.what, self.hint))
-        return self._opened[1]
-
-    def read_box(self, box: tuple[slice, slice, slice]) -> np.ndarray:
-        return self.volume.read_box(box)
-
-    def close(self) -> None:
-        if self._opened is not None:
-            self._opened[1].close()
-            self._opened = None
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_opened": None}
 
 
 @dataclass(frozen=True)

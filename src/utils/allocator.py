@@ -34,9 +34,11 @@ def _glibc_mallopt():
 
 def reuse_freed_memory(enabled: bool = True) -> bool:
     """Tune glibc's malloc as the module docstring says; True when it was applied (Linux with glibc, no GPU)."""
+    if not enabled:
+        return False
     import torch
 
-    if not enabled or torch.cuda.is_available():
+    if torch.cuda.is_available():
         return False
     mallopt = _glibc_mallopt()
     if mallopt is None:

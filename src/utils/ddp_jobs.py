@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -80,6 +81,8 @@ def job_scope(overrides: list[str], run_dir: str, job_name: str, multirun: bool)
 
 
 def _destroy_process_group() -> None:
+    if "torch.distributed" not in sys.modules:
+        return  # a job that failed before importing torch started no process group
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():

@@ -75,3 +75,24 @@ def test_the_lazy_rule_the_data_module_follows_too():
     assert reads_lazily("lazy", None, 2.0) and reads_lazily("lazy", 1, 2.0)
     assert reads_lazily("auto", 3 * gib, 2.0) and not reads_lazily("auto", 2 * gib, 2.0)
     assert not reads_lazily("auto", None, 2.0) and not reads_lazily("memory", 3 * gib, 2.0)
+
+
+def test_the_checks_before_training_import_neither_torch_nor_lightning(synthetic_tiffs):
+    """What the check buys is the seconds of those imports: a bad stack fails before them."""
+    import subprocess
+    import sys
+
+    images, labels = synthetic_tiffs
+    script = f"""
+import sys
+from src.utils.allocator import reuse_freed_memory
+from src.utils.ddp_jobs import job_scope
+from tests.data.test_preflight import _data
+from src.data.preflight import checked_source
+reuse_freed_memory(False)
+with job_scope([], ".", "train", False):
+    checked_source(_data({str(images)!r}, {str(labels)!r}))
+print(sorted(name for name in ("torch", "lightning", "albumentations") if name in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

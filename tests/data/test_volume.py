@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
+
 import h5py
 import numpy as np
 import pytest
 import tifffile
 
-from src.data.volume import open_volume, read_volume, volume_format
+from src.data.volume import LazyVolume, open_volume, read_volume, volume_format
 from src.utils.errors import UserError
 from tests.conftest import write_volume_copies
 
@@ -94,3 +96,18 @@ def test_damaged_wrong_rank_and_foreign_inputs_are_refused(tmp_path):
     tifffile.imwrite(tmp_path / "one.tif", np.zeros((8, 8), np.uint8))
     with pytest.raises(UserError, match="is a tiff and holds no datasets; drop the key 'raw'"):
         open_volume(tmp_path / "one.tif", "raw")
+
+
+def test_a_lazy_volume_opens_on_first_read_and_travels_to_workers_without_its_handle(copies):
+    stack, paths = copies
+    path, key = paths["hdf5"]
+    lazy = LazyVolume(path, key, "image stack", "check the key")
+    assert lazy._opened is None  # nothing opened until a read
+    box = (slice(0, 2), slice(10, 60), slice(5, 90))
+    np.testing.assert_array_equal(lazy.read_box(box), stack[box])
+    assert lazy._opened is not None
+    copy = pickle.loads(pickle.dumps(lazy))  # as a data loader's worker process receives it
+    assert copy._opened is None and copy.path == lazy.path and copy.key == key
+    np.testing.assert_array_equal(copy.read_box(box), stack[box])
+    lazy.close()
+    assert lazy._opened is None
