@@ -60,8 +60,10 @@ def _test(module, datamodule, trainer, output_dir: Path, record: dict) -> dict:
 
 def train(cfg: DictConfig) -> float | None:
     from src.data.preflight import checked_source
+    from src.training.config_checks import check_training_config
 
-    source = checked_source(cfg.data)  # the user's own stacks fail here, before Lightning's seconds of imports
+    check_training_config(cfg)  # bad settings or stacks fail here, before Lightning's seconds of imports
+    source = checked_source(cfg.data)
     import lightning as L
     from hydra.utils import instantiate
 

@@ -25,7 +25,7 @@ from src.data.datasets import RandomCropDataset, SliceDataset
 from src.data.label_widening import widen_boundary
 from src.data.labels import ClassMap
 from src.data.normalize import normalize_slices
-from src.data.preflight import reads_lazily
+from src.data.preflight import check_fold, check_settings, reads_lazily
 from src.data.sampling import EpochSeededSampler, draw_seed
 from src.data.volume_datasets import VolumeBoxDataset, VolumeCropDataset
 from src.data.volume_sampling import sample_statistics
@@ -36,36 +36,11 @@ from src.utils.errors import UserError
 
 def fold_slices(num_slices: int, num_folds: int, fold: int) -> list[int]:
     """Slice indices of block ``fold`` when ``num_slices`` are cut into ``num_folds`` consecutive blocks."""
-    if num_folds < 2:
-        raise UserError(f"data.num_folds={num_folds} must be at least 2")
-    if not 0 <= fold < num_folds:
-        raise UserError(f"data.fold={fold} is out of range: choose 0 to {num_folds - 1}")
+    check_fold(num_folds, fold)
     if num_slices < num_folds:
         raise UserError(f"the stack has {num_slices} slices, fewer than data.num_folds={num_folds}")
     bounds = np.linspace(0, num_slices, num_folds + 1).round().astype(int)
     return list(range(bounds[fold], bounds[fold + 1]))
-
-
-LOADINGS = ("auto", "memory", "lazy")
-
-
-def _check_settings(
-    loading, fold_axis, batch_size, val_batch_size, crop_size, train_samples, membrane_widening, class_balance
-) -> None:
-    if loading not in LOADINGS:
-        raise UserError(f"data.loading={loading} must be one of {', '.join(LOADINGS)}")
-    if fold_axis not in FOLD_AXES:
-        raise UserError(f"data.fold_axis={fold_axis} must be one of {', '.join(FOLD_AXES)}")
-    if batch_size < 1 or val_batch_size < 1:
-        raise UserError(f"data.batch_size={batch_size} and data.val_batch_size must be at least 1")
-    if crop_size < 1:
-        raise UserError(f"data.crop_size={crop_size} must be positive")
-    if train_samples < 1:
-        raise UserError(f"data.train_samples={train_samples} must be positive")
-    if membrane_widening < 0:
-        raise UserError(f"data.membrane_widening={membrane_widening} must be 0 or more pixels")
-    if not 0.0 <= class_balance <= 1.0:
-        raise UserError(f"data.class_balance={class_balance} must be a share between 0 and 1")
 
 
 def _class_map(classes: dict | None, ignore, boundary_class, labels: str, boundary_width: int) -> ClassMap:
@@ -107,7 +82,7 @@ class EMDataModule(L.LightningDataModule):
         statistics_box: int = 256,
     ) -> None:
         super().__init__()
-        _check_settings(loading, fold_axis, batch_size, val_batch_size, crop_size, train_samples, membrane_widening,
+        check_settings(loading, fold_axis, batch_size, val_batch_size, crop_size, train_samples, membrane_widening,
                         class_balance)  # fmt: skip
         self.class_map = _class_map(classes, ignore, boundary_class, labels, boundary_width)
         if self.class_map.boundary_index is None and (weight_map or membrane_widening):

@@ -1,4 +1,5 @@
-"""A user's own stacks read and checked before Lightning is imported, so a bad file fails without that wait.
+"""The data config's settings, and a user's own stacks, checked before Lightning is imported, so a bad setting or
+file fails without that wait.
 
 Importing Lightning, building the trainer and the loggers take several seconds before the data module reads its
 data. A :class:`~src.data.sources.TiffSource` that training would hold in memory is read here instead, by the same
@@ -17,6 +18,39 @@ from omegaconf import DictConfig
 from src.data.labels import class_map_of
 from src.data.normalize import check_finite
 from src.data.sources import TiffSource
+from src.data.volume_splits import FOLD_AXES
+from src.utils.errors import UserError
+
+LOADINGS = ("auto", "memory", "lazy")
+SETTINGS = ("loading", "fold_axis", "batch_size", "val_batch_size", "crop_size", "train_samples",
+            "membrane_widening", "class_balance")  # fmt: skip
+
+
+def check_fold(num_folds: int, fold: int, key: str = "data.fold") -> None:
+    if num_folds < 2:
+        raise UserError(f"data.num_folds={num_folds} must be at least 2")
+    if not 0 <= fold < num_folds:
+        raise UserError(f"{key}={fold} is out of range: choose 0 to {num_folds - 1}")
+
+
+def check_settings(
+    loading, fold_axis, batch_size, val_batch_size, crop_size, train_samples, membrane_widening, class_balance
+) -> None:
+    """The data module's settings that need no data (it checks them too, for users who build it in Python)."""
+    if loading not in LOADINGS:
+        raise UserError(f"data.loading={loading} must be one of {', '.join(LOADINGS)}")
+    if fold_axis not in FOLD_AXES:
+        raise UserError(f"data.fold_axis={fold_axis} must be one of {', '.join(FOLD_AXES)}")
+    if batch_size < 1 or val_batch_size < 1:
+        raise UserError(f"data.batch_size={batch_size} and data.val_batch_size must be at least 1")
+    if crop_size < 1:
+        raise UserError(f"data.crop_size={crop_size} must be positive")
+    if train_samples < 1:
+        raise UserError(f"data.train_samples={train_samples} must be positive")
+    if membrane_widening < 0:
+        raise UserError(f"data.membrane_widening={membrane_widening} must be 0 or more pixels")
+    if not 0.0 <= class_balance <= 1.0:
+        raise UserError(f"data.class_balance={class_balance} must be a share between 0 and 1")
 
 
 def reads_lazily(loading: str, image_bytes: int | None, lazy_above_gib: float) -> bool:
@@ -27,8 +61,12 @@ def reads_lazily(loading: str, image_bytes: int | None, lazy_above_gib: float) -
 
 
 def checked_source(data: DictConfig) -> Any:
-    """The data config's source, instantiated; read and checked now where it is the user's own stacks held in
-    memory (``data.loading`` memory, or auto below ``data.lazy_above_gib``)."""
+    """The data config's source, instantiated after its settings are checked; read and checked now where it is the
+    user's own stacks held in memory (``data.loading`` memory, or auto below ``data.lazy_above_gib``)."""
+    check_settings(*(data[key] for key in SETTINGS))
+    check_fold(data.num_folds, data.fold)
+    if data.val_fold is not None:
+        check_fold(data.num_folds, data.val_fold, "data.val_fold")
     source = instantiate(data.source)
     loading = data.get("loading", "auto")
     if not isinstance(source, TiffSource) or loading == "lazy":

@@ -11,6 +11,7 @@ and key.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -199,3 +200,19 @@ class LazyVolume:
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_opened": None}
+
+
+@dataclass(frozen=True)
+class Box:
+    """A rectangle ``y`` x ``x`` (half-open pixel ranges) of slice ``z``."""
+
+    z: int
+    y: tuple[int, int]
+    x: tuple[int, int]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.y[1] - self.y[0], self.x[1] - self.x[0]
+
+    def slices(self) -> tuple[slice, slice, slice]:
+        return slice(self.z, self.z + 1), slice(*self.y), slice(*self.x)

@@ -9,7 +9,6 @@ read with a margin wide enough for instance boundaries and membrane widening to 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import albumentations as A
 import numpy as np
@@ -18,24 +17,8 @@ from torch.utils.data import Dataset
 
 from src.data.label_widening import widen_boundary
 from src.data.labels import ClassMap
-from src.data.volume import LazyVolume
+from src.data.volume import Box, LazyVolume
 from src.data.volume_sampling import VolumeStatistics
-
-
-@dataclass(frozen=True)
-class Box:
-    """A rectangle ``y`` x ``x`` (half-open pixel ranges) of slice ``z``."""
-
-    z: int
-    y: tuple[int, int]
-    x: tuple[int, int]
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.y[1] - self.y[0], self.x[1] - self.x[0]
-
-    def slices(self) -> tuple[slice, slice, slice]:
-        return slice(self.z, self.z + 1), slice(*self.y), slice(*self.x)
 
 
 def read_classes(labels: LazyVolume, box: Box, class_map: ClassMap, widening: int = 0) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from src.data.volume_datasets import Box
+from src.data.volume import Box
 from src.utils.errors import UserError
 
 FOLD_AXES = ("z", "y", "x")

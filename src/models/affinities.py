@@ -145,3 +145,18 @@ def channel_sources(offsets: Sequence[Sequence[int]], inverse) -> list[tuple[int
         else:
             raise ValueError(f"offset {list(u)} has no flipped/rotated counterpart in the offsets")
     return sources
+
+
+def affinity_settings(net: dict) -> dict | None:
+    """Take ``target``, ``offsets``, ``affinity_loss`` and ``affinity_weight`` out of the model config; for
+    ``target=affinities`` add one output channel per offset and return the module's ``affinities`` argument."""
+    target = net.pop("target", "classes")
+    offsets, loss, weight = (net.pop(key, None) for key in ("offsets", "affinity_loss", "affinity_weight"))
+    if target not in ("classes", "affinities"):
+        raise UserError(f"model.target={target} must be classes or affinities")
+    if target == "classes":
+        return None
+    offsets = [list(offset) for offset in check_offsets(offsets or ())]
+    net["num_classes"] += len(offsets)
+    net["affinity_channels"] = len(offsets)
+    return {"offsets": offsets, "loss": loss or "dice", "weight": 1.0 if weight is None else float(weight)}

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from src.models.batchnorm import BatchNorm2d
+from src.models.unet_shape import NORMS, UNetSizes, check_members, check_unet_settings
 
 Padding = Literal["same", "valid"]
 Norm = Literal["batch", "instance", "group", "none"]
@@ -30,7 +31,7 @@ def _norm_layer(kind: str, channels: int) -> nn.Module:
         return nn.GroupNorm(min(8, channels), channels)
     if kind == "none":
         return nn.Identity()
-    raise ValueError(f"model.norm={kind!r} is not one of batch, instance, group, none")
+    raise ValueError(f"model.norm={kind!r} is not one of {', '.join(NORMS)}")
 
 
 class DoubleConv(nn.Sequential):
@@ -125,7 +126,7 @@ class Up(nn.Module):
         return self.conv(concat_channels(skip, x))
 
 
-class UNet(nn.Module):
+class UNet(nn.Module, UNetSizes):
     """U-Net with ``depth`` down-sampling steps; channels double at each step from ``base_channels``.
 
     The paper's network is ``UNet(depth=4, base_channels=64, padding="valid", norm="none")``.
@@ -144,17 +145,7 @@ class UNet(nn.Module):
         up_mode: UpMode = "transpose",
     ) -> None:
         super().__init__()
-        if depth < 1:
-            raise ValueError(f"model.depth={depth} must be at least 1 (the paper uses 4)")
-        if base_channels < 1:
-            raise ValueError(f"model.base_channels={base_channels} must be at least 1 (the paper uses 64)")
-        if padding not in ("same", "valid"):
-            raise ValueError(f"model.padding={padding!r} must be 'same' or 'valid'")
-        if up_mode not in ("transpose", "bilinear", "nearest"):
-            raise ValueError(f"model.up_mode={up_mode!r} must be one of transpose, bilinear, nearest")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"model.dropout={dropout} must be in [0, 1)")
-        _norm_layer(norm, 1)  # validates the name early
+        check_unet_settings(depth, base_channels, padding, norm, dropout, up_mode)
         self.depth = depth
         self.padding = padding
         self.in_channels = in_channels
@@ -174,51 +165,6 @@ class UNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-
-    # ----- size arithmetic -------------------------------------------------------------------------
-    def _trace(self, size: int) -> int | None:
-        """Output size for an input ``size`` along one axis, or None when it cannot pass the network."""
-        if self.padding == "same":
-            return size if size > 0 and size % 2**self.depth == 0 else None
-        s = size - 4
-        for _ in range(self.depth):
-            if s <= 0 or s % 2:
-                return None
-            s = s // 2 - 4
-        if s <= 0:
-            return None
-        for _ in range(self.depth):
-            s = 2 * s - 4
-        return s if s > 0 else None
-
-    def output_size(self, size: int) -> int:
-        """Output size along one axis for input ``size``; raises ValueError naming valid sizes otherwise."""
-        out = self._trace(size)
-        if out is None:
-            below, above = self._nearest_valid(size)
-            hint = f"{below} or {above}" if below else f"{above}"
-            rule = (
-                f"a multiple of 2**depth = {2**self.depth}"
-                if self.padding == "same"
-                else "a size whose feature maps stay even at every pooling step"
-            )
-            raise ValueError(
-                f"input size {size} cannot pass a U-Net of depth {self.depth} with {self.padding} padding: "
-                f"it needs {rule}; nearest sizes that work: {hint}"
-            )
-        return out
-
-    def _nearest_valid(self, size: int) -> tuple[int | None, int]:
-        below = next((s for s in range(size - 1, 0, -1) if self._trace(s) is not None), None)
-        above = next(s for s in range(max(size + 1, 1), size + 10 * 2**self.depth + 200) if self._trace(s))
-        return below, above
-
-    def valid_input_size(self, min_output: int) -> int:
-        """Smallest input size whose output is at least ``min_output`` pixels along one axis."""
-        size = max(min_output, 1)
-        while (out := self._trace(size)) is None or out < min_output:
-            size += 1
-        return size
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
@@ -254,8 +200,7 @@ class UNetEnsemble(nn.Module):
     def __init__(self, members: int = 2, split_batch: bool = False, affinity_channels: int = 0, **unet: Any) -> None:
         super().__init__()
         self.affinity_channels = affinity_channels
-        if members < 1:
-            raise ValueError(f"model.members={members} must be at least 1")
+        check_members(members)
         self.members = nn.ModuleList(UNet(**unet) for _ in range(members))
         self.split_batch = split_batch
         first = self.members[0]

@@ -96,3 +96,18 @@ print(sorted(name for name in ("torch", "lightning", "albumentations") if name i
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("data.batch_size=-2", "data.batch_size=-2 and data.val_batch_size must be at least 1"),
+        ("data.fold=7", "data.fold=7 is out of range: choose 0 to 4"),
+        ("data.val_fold=5", "data.val_fold=5 is out of range"),
+        ("data.loading=disk", "data.loading=disk must be one of auto, memory, lazy"),
+    ],
+)
+def test_settings_are_refused_before_any_file_is_read(tmp_path, override, words):
+    missing = tmp_path / "not_there.tif"  # a setting fails first, so the missing stacks are never looked for
+    with pytest.raises(UserError, match=words):
+        checked_source(_data(missing, missing, override))

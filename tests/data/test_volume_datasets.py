@@ -7,8 +7,8 @@ from src.data.augment import build_train_transform
 from src.data.label_widening import widen_boundary
 from src.data.labels import ClassMap
 from src.data.synthetic import synthetic_stack
-from src.data.volume import LazyVolume
-from src.data.volume_datasets import Box, VolumeBoxDataset, VolumeCropDataset, read_classes
+from src.data.volume import Box, LazyVolume
+from src.data.volume_datasets import VolumeBoxDataset, VolumeCropDataset, read_classes
 from src.data.volume_sampling import sample_statistics
 from tests.conftest import write_volume_copies
 

@@ -1,6 +1,6 @@
 import pytest
 
-from src.data.volume_datasets import Box
+from src.data.volume import Box
 from src.data.volume_splits import _complement, held_out_boxes, training_pieces
 from src.utils.errors import UserError
 

@@ -1,0 +1,79 @@
+"""A training config's optimizer, trainer and network settings checked before Lightning is imported.
+
+Importing Lightning and our modules takes seconds; these checks need only the config and torch, so a bad setting
+fails before that wait. :mod:`src.training.build` runs the same checks for users who build in Python.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from src.config.hardware import check_precision, runs_on_cpu
+from src.models.affinities import affinity_settings
+from src.models.unet_shape import UNetSizes, check_members, check_unet_settings
+from src.utils.errors import UserError
+
+
+def check_lr(optimizer: DictConfig) -> None:
+    lr = optimizer.get("lr")
+    if lr is not None and not lr > 0:
+        raise UserError(f"optimizer.lr={lr} must be positive (e.g. optimizer.lr=0.001)")
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    """Refuse a precision, device count or SyncBatchNorm this machine cannot run."""
+    accelerator = cfg.trainer.get("accelerator")
+    on_cpu = runs_on_cpu(accelerator)
+    check_precision(cfg.trainer.get("precision"), on_cpu)
+    _check_devices(cfg.trainer.get("devices"), accelerator)
+    if cfg.trainer.get("sync_batchnorm") and cfg.model.get("norm") == "batch" and on_cpu:
+        raise UserError(
+            "trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm is CUDA-only); on CPUs set "
+            "trainer.sync_batchnorm=false, or model.norm=group or instance, which need no synchronisation"
+        )
+
+
+def _check_devices(devices: Any, accelerator: str | None) -> None:
+    """A device count larger than the machine has fails here, before any process is started."""
+    if not isinstance(devices, int) or devices < 1:
+        return  # "auto", -1, or a list of device ids: Lightning checks those
+    if runs_on_cpu(accelerator):
+        cores = os.cpu_count() or 1
+        if devices > cores:
+            raise UserError(
+                f"trainer.devices={devices} CPU processes but this machine has {cores} cores; "
+                f"use trainer.devices={cores} or fewer"
+            )
+    elif devices > torch.cuda.device_count():
+        raise UserError(
+            f"trainer.devices={devices} but {torch.cuda.device_count()} GPUs are visible; lower trainer.devices"
+        )
+
+
+def check_crop(net: Any, crop: int, depth: int) -> None:
+    """The training crop must pass the network (its size arithmetic names the nearest sizes that do)."""
+    try:
+        net.output_size(crop)
+    except ValueError as exc:
+        raise UserError(f"data.crop_size={crop} does not fit model.depth={depth}: {exc}") from None
+
+
+def check_network(model: DictConfig, crop: int) -> None:
+    """The U-Net's settings and the training crop through its size arithmetic, without building the network."""
+    affinity_settings(OmegaConf.to_container(model, resolve=True))  # target and offsets
+    try:
+        check_members(model.members)
+        check_unet_settings(model.depth, model.base_channels, model.padding, model.norm, model.dropout, model.up_mode)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    check_crop(UNetSizes(model.depth, model.padding), crop, model.depth)
+
+
+def check_training_config(cfg: DictConfig) -> None:
+    check_lr(cfg.optimizer)
+    check_trainer(cfg)
+    check_network(cfg.model, cfg.data.crop_size)

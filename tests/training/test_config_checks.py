@@ -1,0 +1,71 @@
+"""The training config's checks before Lightning is imported: each bad setting is refused with the key named,
+a good config passes, and none of it imports Lightning."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from src.training.config_checks import check_training_config
+from src.utils.errors import UserError
+from tests.conftest import compose_config
+
+SMALL = ["data=synthetic", "model.depth=3", "model.base_channels=4", "trainer.accelerator=cpu", "data.crop_size=32"]
+
+
+def _cfg(*overrides: str):
+    return compose_config("train", [*SMALL, *overrides])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        (["optimizer.lr=-0.001"], "optimizer.lr=-0.001 must be positive"),
+        (["model.depth=0"], "model.depth=0 must be at least 1"),
+        (["model.depth=6"], "data.crop_size=32 does not fit model.depth=6"),
+        (["data.crop_size=36"], "data.crop_size=36 does not fit model.depth=3"),
+        (["model.dropout=1.5"], "model.dropout=1.5 must be in"),
+        (["model.target=affinities", "model.offsets=[[-1,0,0],[0,-1,0]]"], "model.offsets"),
+    ],
+)
+def test_a_network_or_optimizer_that_cannot_train_is_refused(overrides, words):
+    with pytest.raises(UserError, match=words):
+        check_training_config(_cfg(*overrides))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a CPU-only machine refuses")
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        (["trainer.precision=16-mixed"], "needs a GPU"),
+        ([f"trainer.devices={(os.cpu_count() or 1) + 1}"], "CPU processes but this machine has"),
+        (["trainer=ddp", "trainer.accelerator=cpu", "trainer.sync_batchnorm=true"], "SyncBatchNorm is CUDA-only"),
+    ],
+)
+def test_a_trainer_that_cannot_run_here_is_refused(overrides, words):
+    with pytest.raises(UserError, match=words):
+        check_training_config(_cfg(*overrides))
+
+
+@pytest.mark.parametrize("experiment", ["isbi2012_cpu", "isbi2012_cpu_affinities", "isbi2012_paper"])
+def test_the_recipes_pass(experiment):
+    check_training_config(compose_config("train", [f"experiment={experiment}", "trainer.accelerator=cpu"]))
+
+
+def test_the_checks_import_no_lightning():
+    script = """
+import sys
+from tests.training.test_config_checks import _cfg
+from src.training.config_checks import check_training_config
+from src.utils.errors import UserError
+check_training_config(_cfg())
+try:
+    check_training_config(_cfg("model.depth=6"))
+except UserError:
+    pass
+print(sorted(name for name in ("lightning", "torchmetrics") if name in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
