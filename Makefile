@@ -14,6 +14,9 @@ ifneq ($(wildcard $(SHARED_VNC)/train-volume.tif),)
 export VNC2013_MIRROR ?= $(SHARED_VNC)
 endif
 ARGS ?=
+# pytest processes (pytest-xdist), each given whole test files; most tests wait on a subprocess that imports, so
+# two keep two cores busy (docs/speed.md). TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
 BENCH_TRAIN_ARGS ?=
 BENCH_PREDICT_ARGS ?=
 BENCH_VOLUME_ARGS ?=
@@ -33,7 +36,7 @@ train: install
 	$(BIN)/python -m src.train experiment=isbi2012_cpu $(ARGS)
 
 test: install
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks scripts
