@@ -10,6 +10,7 @@ sets (fetched on one process per node) and volumes read lazily are left to the d
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from hydra.utils import instantiate
@@ -22,8 +23,6 @@ from src.data.volume_splits import FOLD_AXES
 from src.utils.errors import UserError
 
 LOADINGS = ("auto", "memory", "lazy")
-SETTINGS = ("loading", "fold_axis", "batch_size", "val_batch_size", "crop_size", "train_samples",
-            "membrane_widening", "class_balance")  # fmt: skip
 
 
 def check_fold(num_folds: int, fold: int, key: str = "data.fold") -> None:
@@ -34,7 +33,7 @@ def check_fold(num_folds: int, fold: int, key: str = "data.fold") -> None:
 
 
 def check_settings(
-    loading, fold_axis, batch_size, val_batch_size, crop_size, train_samples, membrane_widening, class_balance
+    *, loading, fold_axis, batch_size, val_batch_size, crop_size, train_samples, membrane_widening, class_balance
 ) -> None:
     """The data module's settings that need no data (it checks them too, for users who build it in Python)."""
     if loading not in LOADINGS:
@@ -63,7 +62,7 @@ def reads_lazily(loading: str, image_bytes: int | None, lazy_above_gib: float) -
 def checked_source(data: DictConfig) -> Any:
     """The data config's source, instantiated after its settings are checked; read and checked now where it is the
     user's own stacks held in memory (``data.loading`` memory, or auto below ``data.lazy_above_gib``)."""
-    check_settings(*(data[key] for key in SETTINGS))
+    check_settings(**{key: data[key] for key in inspect.signature(check_settings).parameters})
     check_fold(data.num_folds, data.fold)
     if data.val_fold is not None:
         check_fold(data.num_folds, data.val_fold, "data.val_fold")
