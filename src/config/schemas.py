@@ -32,6 +32,7 @@ class UNetSchema:
     offsets: Any = MISSING
     affinity_loss: str = MISSING
     affinity_weight: float = MISSING
+    affinity_boundary: str = MISSING
 
 
 @dataclass

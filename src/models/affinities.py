@@ -22,6 +22,7 @@ from src.data.labels import IGNORE
 from src.utils.errors import UserError
 
 AFFINITY_LOSSES = ("dice", "bce", "dice_bce")
+AFFINITY_BOUNDARIES = ("cut", "nearest_cell")
 
 
 def check_offsets(offsets: Sequence[Sequence[int]], where: str = "model.offsets") -> tuple[tuple[int, int], ...]:
@@ -38,12 +39,15 @@ def check_offsets(offsets: Sequence[Sequence[int]], where: str = "model.offsets"
     return pairs
 
 
-def cells_of_labels(label: np.ndarray, boundary: int | None) -> np.ndarray:
-    """The 4-connected cells (1, 2, ...; 0 elsewhere) of a class-label slice: not boundary, not unlabelled."""
-    inside = label != IGNORE
-    if boundary is not None:
-        inside &= label != boundary
-    cells, _ = ndimage.label(inside)
+def cells_of_labels(label: np.ndarray, boundary: int | None, nearest_cell: bool = False) -> np.ndarray:
+    """The 4-connected cells (1, 2, ...; 0 elsewhere) of a class-label slice: not boundary, not unlabelled.
+    ``nearest_cell``: each boundary pixel joins the cell nearest to it, so a membrane is cut along its middle."""
+    labelled = label != IGNORE
+    inside = labelled & (label != boundary) if boundary is not None else labelled
+    cells, count = ndimage.label(inside)
+    if nearest_cell and count and not inside.all():
+        nearest = ndimage.distance_transform_edt(cells == 0, return_distances=False, return_indices=True)
+        cells = np.where(labelled, cells[tuple(nearest)], 0)
     return cells
 
 
@@ -67,13 +71,13 @@ def affinities_of_cells(cells: np.ndarray, offsets: Sequence[Sequence[int]]) -> 
 
 
 def affinity_targets(
-    label: torch.Tensor, offsets: Sequence[Sequence[int]], boundary: int | None
+    label: torch.Tensor, offsets: Sequence[Sequence[int]], boundary: int | None, nearest_cell: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets and loss mask ``(B, K, H, W)`` of a class-label batch ``(B, H, W)`` (module docstring)."""
     labels = label.cpu().numpy()
     targets, masks = [], []
     for slice_label in labels:
-        target, inside = affinities_of_cells(cells_of_labels(slice_label, boundary), offsets)
+        target, inside = affinities_of_cells(cells_of_labels(slice_label, boundary, nearest_cell), offsets)
         labelled = slice_label != IGNORE
         for k, offset in enumerate(offsets):
             source, moved = pairs_inside(labelled.shape, offset)
@@ -148,15 +152,19 @@ def channel_sources(offsets: Sequence[Sequence[int]], inverse) -> list[tuple[int
 
 
 def affinity_settings(net: dict) -> dict | None:
-    """Take ``target``, ``offsets``, ``affinity_loss`` and ``affinity_weight`` out of the model config; for
+    """Take ``target``, ``offsets`` and the ``affinity_*`` settings out of the model config; for
     ``target=affinities`` add one output channel per offset and return the module's ``affinities`` argument."""
     target = net.pop("target", "classes")
-    offsets, loss, weight = (net.pop(key, None) for key in ("offsets", "affinity_loss", "affinity_weight"))
+    keys = ("offsets", "affinity_loss", "affinity_weight", "affinity_boundary")
+    offsets, loss, weight, boundary = (net.pop(key, None) for key in keys)
     if target not in ("classes", "affinities"):
         raise UserError(f"model.target={target} must be classes or affinities")
+    if (boundary or "cut") not in AFFINITY_BOUNDARIES:
+        raise UserError(f"model.affinity_boundary={boundary} must be one of {', '.join(AFFINITY_BOUNDARIES)}")
     if target == "classes":
         return None
     offsets = [list(offset) for offset in check_offsets(offsets or ())]
     net["num_classes"] += len(offsets)
     net["affinity_channels"] = len(offsets)
-    return {"offsets": offsets, "loss": loss or "dice", "weight": 1.0 if weight is None else float(weight)}
+    weight = 1.0 if weight is None else float(weight)
+    return {"offsets": offsets, "loss": loss or "dice", "weight": weight, "boundary": boundary or "cut"}

@@ -122,7 +122,8 @@ class SegmentationModule(L.LightningModule):
             weight = _center_crop_to(weight, *logits.shape[-2:]).repeat(members, 1, 1)
         loss = self.loss(logits[:, : len(self.classes)], label, weight)
         if self.offsets:  # made once for the batch, repeated for the members as the labels are
-            target, mask = affinity_targets(label[: len(image)], self.offsets, self.boundary_class)
+            nearest_cell = self.hparams.affinities.get("boundary") == "nearest_cell"
+            target, mask = affinity_targets(label[: len(image)], self.offsets, self.boundary_class, nearest_cell)
             target, mask = target.repeat(members, 1, 1, 1), mask.repeat(members, 1, 1, 1)
             affinity_loss = self.affinity_loss(logits[:, len(self.classes) :], target, mask)
             self.log("train/affinity_loss", affinity_loss, on_step=False, on_epoch=True, batch_size=len(image))

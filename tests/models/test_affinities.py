@@ -9,6 +9,7 @@ from src.inference.tta import dihedral_inverse
 from src.models.affinities import (
     AffinityLoss,
     affinities_of_cells,
+    affinity_settings,
     affinity_targets,
     cells_of_labels,
     channel_sources,
@@ -29,6 +30,26 @@ LABEL = np.array(
 
 def test_cells_are_the_connected_pixels_of_no_boundary_and_no_ignore():
     assert cells_of_labels(LABEL, boundary=0).tolist() == [[1, 1, 0, 2], [1, 1, 0, 2], [1, 0, 0, 2]]
+
+
+def test_nearest_cell_splits_each_membrane_between_the_cells_beside_it():
+    # columns 0-1 are cell 1, column 3 cell 2; the membrane column 2 is one pixel from each: the tie goes to one
+    # side along the whole column, and the unlabelled pixel stays in no cell
+    cells = cells_of_labels(LABEL, boundary=0, nearest_cell=True)
+    assert cells[:, :2].tolist() == [[1, 1], [1, 1], [1, 0]] and cells[:, 3].tolist() == [2, 2, 2]
+    assert set(cells[:, 2].tolist()) <= {1, 2}
+    wide = np.array([[1, 0, 0, 0, 0, 1]] * 2)  # a four-pixel membrane: two pixels to each cell
+    assert cells_of_labels(wide, boundary=0, nearest_cell=True).tolist() == [[1, 1, 1, 2, 2, 2]] * 2
+    assert not cells_of_labels(np.zeros((2, 3), int), boundary=0, nearest_cell=True).any()  # no cell at all
+    target, _ = affinity_targets(torch.from_numpy(wide)[None], [[0, -1]], boundary=0, nearest_cell=True)
+    assert target[0, 0].tolist() == [[0, 1, 1, 0, 1, 1]] * 2  # the one cut is in the membrane's middle
+
+
+def test_affinity_settings_take_the_boundary_rule():
+    net = {"num_classes": 2, "target": "affinities", "offsets": [[-1, 0]], "affinity_boundary": "nearest_cell"}
+    assert affinity_settings(net)["boundary"] == "nearest_cell" and net["num_classes"] == 3
+    with pytest.raises(UserError, match="model.affinity_boundary=grow must be one of cut, nearest_cell"):
+        affinity_settings({"num_classes": 2, "target": "affinities", "offsets": [[-1, 0]], "affinity_boundary": "grow"})
 
 
 def test_targets_by_hand():
