@@ -70,6 +70,7 @@ class SegmentationModule(L.LightningModule):
         num_classes = (self.net.members[0] if isinstance(self.net, UNetEnsemble) else self.net).num_classes
         self.offsets = check_offsets(affinities["offsets"]) if affinities else ()
         self.affinity_loss = AffinityLoss(affinities.get("loss", "dice")) if affinities else None
+        self.nearest_cell = bool(affinities) and affinities.get("boundary") == "nearest_cell"  # affinity targets
         num_classes -= len(self.offsets)
         # A checkpoint written before classes were named is the binary U-Net: membrane, interior.
         self.classes = list(classes) if classes else (["membrane", "interior"] if num_classes == 2 else None)
@@ -122,8 +123,7 @@ class SegmentationModule(L.LightningModule):
             weight = _center_crop_to(weight, *logits.shape[-2:]).repeat(members, 1, 1)
         loss = self.loss(logits[:, : len(self.classes)], label, weight)
         if self.offsets:  # made once for the batch, repeated for the members as the labels are
-            nearest_cell = self.hparams.affinities.get("boundary") == "nearest_cell"
-            target, mask = affinity_targets(label[: len(image)], self.offsets, self.boundary_class, nearest_cell)
+            target, mask = affinity_targets(label[: len(image)], self.offsets, self.boundary_class, self.nearest_cell)
             target, mask = target.repeat(members, 1, 1, 1), mask.repeat(members, 1, 1, 1)
             affinity_loss = self.affinity_loss(logits[:, len(self.classes) :], target, mask)
             self.log("train/affinity_loss", affinity_loss, on_step=False, on_epoch=True, batch_size=len(image))
