@@ -5,8 +5,9 @@ Channel ``k`` of an affinity map says whether pixel ``p`` and ``p + offsets[k]``
 4-connected regions of the pixels that are neither the boundary class nor unlabelled, found in each training crop
 after augmentation (geometry moves the labels, never the affinities). A pair is 1 when both pixels lie in the same
 cell and 0 otherwise: a boundary pixel belongs to no cell, so every pair that touches one is 0 and the membranes
-come out as cuts, as in the ISBI models of the mutex watershed paper. Pairs that leave the crop or touch an
-unlabelled pixel are masked out of the loss.
+come out as cuts, as in the ISBI models of the mutex watershed paper (``model.affinity_boundary=cut``; the
+other rule, ``nearest_cell``, gives each boundary pixel to its nearest cell, so the cuts run along the membranes'
+middles). Pairs that leave the crop or touch an unlabelled pixel are masked out of the loss.
 """
 
 from __future__ import annotations
