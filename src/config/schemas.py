@@ -53,6 +53,15 @@ class AugmentationSchema:
 
 
 @dataclass
+class ExtraStackSchema:
+    source: Any = MISSING
+    classes: Any = MISSING
+    ignore: int | None = MISSING
+    scale: float = MISSING
+    share: float = MISSING
+
+
+@dataclass
 class WeightMapSchema:
     w0: float = MISSING
     sigma: float = MISSING
@@ -90,6 +99,7 @@ class DataSchema:
     eval_boxes: int = MISSING
     statistics_boxes: int = MISSING
     statistics_box: int = MISSING
+    extra: ExtraStackSchema = field(default_factory=ExtraStackSchema)
 
 
 @dataclass

@@ -9,7 +9,8 @@ normalised by sampled per-slice statistics, and validation / test score ``eval_b
 folds may then also cut bands along y or x (``fold_axis``), see :mod:`src.data.volume_splits`.
 With ``weight_map`` set (``loss=weighted_ce``), the U-Net paper's border weight map of each training slice
 is computed once in ``setup`` and cropped and deformed with the label. ``membrane_widening`` > 0 widens the
-boundary class of the training labels only (src/data/label_widening.py).
+boundary class of the training labels only (src/data/label_widening.py). ``extra`` adds another labelled stack's
+crops to training only (src/data/extra_stacks.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from src.data.augment import build_train_transform
 from src.data.datasets import RandomCropDataset, SliceDataset
+from src.data.extra_stacks import CropMix, check_extra, crops_per_epoch, describe_extra, load_extra
 from src.data.label_widening import widen_boundary
 from src.data.labels import ClassMap
 from src.data.normalize import normalize_slices
@@ -80,6 +82,7 @@ class EMDataModule(L.LightningDataModule):
         eval_boxes: int = 8,
         statistics_boxes: int = 16,
         statistics_box: int = 256,
+        extra: dict | None = None,
     ) -> None:
         super().__init__()
         check_settings(loading=loading, fold_axis=fold_axis, batch_size=batch_size, val_batch_size=val_batch_size,
@@ -90,28 +93,31 @@ class EMDataModule(L.LightningDataModule):
             raise UserError(
                 "data.weight_map and data.membrane_widening act on the boundary class; set data.boundary_class"
             )
+        self.extra, self._extra_stack = dict(extra or {}), None  # the extra stack is read on the first epoch
+        check_extra(self.extra, self.class_map.names, train_samples)
+        self.crops = crops_per_epoch(train_samples, self.extra.get("share", 0.0))  # (main, extra) each epoch
         self.class_balance, self.source = class_balance, source
         self.fold, self.num_folds, self.val_fold = fold, num_folds, val_fold
         self.crop_size, self.batch_size, self.val_batch_size = crop_size, batch_size, val_batch_size
-        self.train_samples, self.num_workers = train_samples, num_workers
+        self.train_samples, self.num_workers, self.pin_memory = train_samples, num_workers, pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
-        self.pin_memory = pin_memory
         self.augmentation = dict(augmentation or {})
-        self.weight_map = dict(weight_map) if weight_map else None
-        self.membrane_widening = membrane_widening
+        self.weight_map, self.membrane_widening = dict(weight_map) if weight_map else None, membrane_widening
         self.seed = draw_seed() if seed is None else seed
         self.loading, self.lazy_above_gib, self.fold_axis = loading, lazy_above_gib, fold_axis
         self.eval_box, self.eval_boxes = eval_box, eval_boxes
         self.statistics_sample = dict(boxes=statistics_boxes, box=statistics_box)
-        self.lazy = False
-        self.statistics = None  # the sampled per-slice statistics, when read lazily
-        self.weights: np.ndarray | None = None
+        self.lazy, self.statistics = False, None  # statistics: the sampled per-slice ones, when read lazily
+        self.weights: np.ndarray | None = None  # border weight maps of the training slices (data.weight_map)
         self.train_labels: np.ndarray | None = None
         self.splits: dict[str, list[int]] = {}
-        self._loaded = False
+        self._loaded = False  # setup reads the stacks once
 
     def prepare_data(self) -> None:
         self.source.prepare()
+        trainer = getattr(self, "trainer", None)
+        if self.crops[1] and (trainer is None or trainer.state.fn == "fit"):  # evaluation never reads it
+            self.extra["source"].prepare()
 
     def setup(self, stage: str | None = None) -> None:
         if self._loaded:
@@ -198,8 +204,9 @@ class EMDataModule(L.LightningDataModule):
 
     def describe(self) -> dict:
         """How the data were read (recorded in the run): in memory, or lazily with the sampled statistics."""
+        extra = {"extra": describe_extra(self.extra, self.train_samples)} if self.crops[1] else {}
         if not self.lazy:
-            return {"loading": "memory", "splits": self.splits}
+            return {"loading": "memory", "splits": self.splits, **extra}
         volume = self.volumes[0].volume
         return {
             "loading": "lazy",
@@ -209,26 +216,35 @@ class EMDataModule(L.LightningDataModule):
             "held_out_boxes": {k: [[b.z, *b.y, *b.x] for b in v] for k, v in self.boxes.items()},
             "statistics_sample": self.statistics_sample,
             "statistics": self.statistics.record(),
+            **extra,
         }
 
     def state_dict(self) -> dict:
         return {"statistics": self.statistics.record()} if self.lazy else {}
 
     def train_dataloader(self) -> DataLoader:
-        if self.lazy:
-            return self._loader(self._lazy_crops())
-        ids = self.splits["train"]
-        transform = build_train_transform(self.crop_size, self.images.shape[1:], **self.augmentation)
-        dataset = RandomCropDataset(
-            self.images[ids],
-            self.train_labels,
+        main = (
+            self._lazy_crops()
+            if self.lazy
+            else self._crops(self.images[self.splits["train"]], self.train_labels, self.weights)
+        )
+        if not self.crops[1]:
+            return self._loader(main)
+        if self._extra_stack is None:  # read on the first call only: evaluation never needs it
+            self._extra_stack = load_extra(self.extra, self.class_map, self.membrane_widening, self.weight_map)
+        return self._loader(CropMix(main, self._crops(*self._extra_stack, length=self.crops[1])))
+
+    def _crops(self, images, labels, weights, length: int | None = None) -> RandomCropDataset:
+        transform = build_train_transform(self.crop_size, images.shape[1:], **self.augmentation)
+        return RandomCropDataset(
+            images,
+            labels,
             transform,
-            self.train_samples,
-            self.weights,
+            length or self.crops[0],
+            weights,
             class_balance=self.class_balance,
             crop_size=self.crop_size,
         )
-        return self._loader(dataset)
 
     def _lazy_crops(self) -> VolumeCropDataset:
         smallest = min(min(piece.shape) for piece in self.pieces)
@@ -239,7 +255,7 @@ class EMDataModule(L.LightningDataModule):
             self.statistics,
             self.class_map,
             transform,
-            self.train_samples,
+            self.crops[0],
             self.crop_size,
             self.class_balance,
             self.membrane_widening,
