@@ -8,7 +8,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from src.data.datamodule import EMDataModule
 from src.data.extra_stacks import CropMix, check_extra, crops_per_epoch, load_extra, rescale_slices
 from src.data.labels import ClassMap
-from src.data.sources import PublishedSource, SyntheticSource
+from src.data.sources import PublishedSource, SyntheticSource, TiffSource
 from src.utils.errors import UserError
 from tests.conftest import compose_config
 
@@ -129,3 +129,21 @@ def test_training_crops_come_from_both_stacks_and_evaluation_reads_only_the_main
     evaluating.trainer.state.fn = TrainerFn.FITTING
     with pytest.raises(AssertionError, match="prepared the extra stack"):
         evaluating.prepare_data()
+
+
+def test_a_volume_read_lazily_mixes_with_an_extra_stack_in_memory(synthetic_tiffs):
+    images, labels = synthetic_tiffs
+    module = EMDataModule(
+        TiffSource(str(images), str(labels)),
+        crop_size=32,
+        train_samples=10,
+        loading="lazy",
+        extra=_extra(SyntheticSource(num_slices=2, size=48, seed=9), 0.5),
+    )
+    module.prepare_data()
+    module.setup("fit")
+    dataset = module.train_dataloader().dataset
+    assert module.lazy and (len(dataset.first), len(dataset.second)) == (5, 5)
+    items = [dataset[(i, 100 + i)] for i in range(10)]
+    assert all(item["image"].shape == (1, 32, 32) and set(item["label"].unique().tolist()) <= {0, 1} for item in items)
+    assert torch.equal(dataset[(7, 3)]["image"], dataset.second[(2, 3)]["image"])  # the same key, the same crop
