@@ -2,9 +2,10 @@
 
 Every pixel is a node; offset ``k`` links each pixel ``p`` to ``p + offsets[k]`` with the predicted affinity
 ``a`` (1: same cell). The first ``attractive`` offsets (the nearest neighbours) pull with priority ``a``, the
-others push apart with priority ``1 - a``. All edges are visited once, highest priority first: an attractive
-edge joins its two clusters unless a mutual exclusion (mutex) lies between them; a repulsive edge between two
-clusters records a mutex. No threshold and no seeds: the partition is the graph's.
+others push apart with priority ``1 - a``; ``bias`` is added to every pull's priority (below 0, a pull waits
+for repulsions up to ``-bias`` weaker than it, so cells are cut more readily). All edges are visited once,
+highest priority first: an attractive edge joins its two clusters unless a mutual exclusion (mutex) lies between
+them; a repulsive edge between two clusters records a mutex. No threshold and no seeds: the partition is the graph's.
 
 Written with numba (affogato, the authors' library, ships only as C++ source, which needs a compiler here):
 clusters are a union-find forest; the mutexes between current roots are keys of one hash set (an O(1) test per
@@ -135,7 +136,11 @@ def _checked(affinities: np.ndarray, offsets: Sequence[Sequence[int]]) -> tuple[
 
 
 def mutex_watershed(
-    affinities: np.ndarray, offsets: Sequence[Sequence[int]], attractive: int, strides: Sequence[int] | None = None
+    affinities: np.ndarray,
+    offsets: Sequence[Sequence[int]],
+    attractive: int,
+    strides: Sequence[int] | None = None,
+    bias: float = 0.0,
 ) -> np.ndarray:
     """Cells (numbered 1, 2, ... in order of first pixel) of an affinity map ``(K, *shape)``, 2-D or 3-D.
 
@@ -147,7 +152,7 @@ def mutex_watershed(
     flat = affinities.reshape(len(affinities), -1)
     weight = flat[k, u]
     pulls = k < attractive
-    priority = np.where(pulls, weight, 1.0 - weight)
+    priority = np.where(pulls, weight + bias, 1.0 - weight)
     order = np.argsort(-priority, kind="stable")
     roots = _mutex_watershed(int(np.prod(shape)), u, v, pulls, order, 2 * int((~pulls).sum()))
     _, labels = np.unique(roots, return_inverse=True)
@@ -171,7 +176,12 @@ def fragments(affinities: np.ndarray, offsets: np.ndarray, attractive: int, h: f
 
 
 def region_mutex_watershed(
-    regions: np.ndarray, affinities: np.ndarray, offsets: np.ndarray, attractive: int, strides: Sequence[int]
+    regions: np.ndarray,
+    affinities: np.ndarray,
+    offsets: np.ndarray,
+    attractive: int,
+    strides: Sequence[int],
+    bias: float = 0.0,
 ) -> np.ndarray:
     """Cells (1, 2, ...) of the mutex watershed on the graph of ``regions`` (labelled 1..n, every pixel): each
     region pair's attractive edge weighs the mean affinity of the attractive pixel pairs between them, its
@@ -188,7 +198,7 @@ def region_mutex_watershed(
     mean = np.bincount(index, weights=weight) / np.bincount(index)
     attracts = edges % 2 == 0
     pairs = edges // 2
-    priority = np.where(attracts, mean, 1.0 - mean)
+    priority = np.where(attracts, mean + bias, 1.0 - mean)
     order = np.argsort(-priority, kind="stable")
     capacity = 2 * int((~attracts).sum())
     roots = _mutex_watershed(nodes, pairs // nodes, pairs % nodes, attracts, order, capacity)
@@ -207,6 +217,8 @@ class MutexWatershed:
             neighbours as the challenge thins borders.
         fragments_h: 0: every pixel is a node; above 0: the nodes are watershed fragments of the attractive
             affinities seeded at h-maxima of this height (:func:`fragments`, :func:`region_mutex_watershed`).
+        bias: added to every attractive edge's priority, in [-1, 1]; below 0 the repulsions win more ties, so
+            cells are cut more readily (fewer false merges, more false splits).
         offsets: filled from the checkpoint's network; empty in the config.
     """
 
@@ -214,15 +226,22 @@ class MutexWatershed:
     stride: int = 1
     min_size: int = 0
     fragments_h: float = 0.0
+    bias: float = 0.0
     offsets: tuple = field(default=())
 
     input = "affinities"
 
     def __post_init__(self) -> None:
-        if self.attractive < 1 or self.stride < 1 or self.min_size < 0 or not 0 <= self.fragments_h < 1:
+        if (
+            self.attractive < 1
+            or self.stride < 1
+            or self.min_size < 0
+            or not 0 <= self.fragments_h < 1
+            or not -1 <= self.bias <= 1
+        ):
             raise UserError(
                 f"postprocess: attractive={self.attractive} and stride={self.stride} must be >= 1, "
-                f"min_size={self.min_size} >= 0, fragments_h={self.fragments_h} in [0, 1)"
+                f"min_size={self.min_size} >= 0, fragments_h={self.fragments_h} in [0, 1), bias={self.bias} in [-1, 1]"
             )
 
     def with_offsets(self, offsets: Sequence[Sequence[int]]) -> MutexWatershed:
@@ -232,7 +251,7 @@ class MutexWatershed:
                 f"postprocess.attractive={self.attractive} leaves none of the network's {len(offsets)} affinity "
                 "offsets to repel; lower it"
             )
-        return MutexWatershed(self.attractive, self.stride, self.min_size, self.fragments_h, offsets)
+        return MutexWatershed(self.attractive, self.stride, self.min_size, self.fragments_h, self.bias, offsets)
 
     def __call__(self, affinities: np.ndarray) -> np.ndarray:
         if not self.offsets:
@@ -241,9 +260,9 @@ class MutexWatershed:
         if self.fragments_h > 0:
             affinities, offsets = _checked(affinities, self.offsets)
             regions = fragments(affinities, offsets, self.attractive, self.fragments_h)
-            cells = region_mutex_watershed(regions, affinities, offsets, self.attractive, strides)
+            cells = region_mutex_watershed(regions, affinities, offsets, self.attractive, strides, self.bias)
         else:
-            cells = mutex_watershed(affinities, self.offsets, self.attractive, strides)
+            cells = mutex_watershed(affinities, self.offsets, self.attractive, strides, self.bias)
         return drop_small(cells, self.min_size)
 
 

@@ -123,6 +123,25 @@ def test_region_edges_weigh_the_mean_of_their_pixel_pairs():
     assert cells.tolist() == [[1, 1, 1, 1, 1, 1]]
 
 
+def test_a_negative_bias_lets_the_repulsions_come_first():
+    # Pixels 0-3 of a row: neighbours attract with 0.95 but 0.7 between pixels 1 and 2; pixels two apart (0-2, 1-3)
+    # repel with 1 - 0.4 = 0.6. By hand, bias 0: 0.95, 0.95, then 0.7 joins the halves before any repulsion: one
+    # cell. Bias -0.2: the pulls weigh 0.75, 0.75 and 0.5, so after the halves form the 0.6 repulsions put a
+    # mutex between them and the 0.5 pull is refused: two cells.
+    offsets = [[0, -1], [0, -2]]  # channel k at p: the pair (p, p + offsets[k])
+    affinities = np.array([[[0.0, 0.95, 0.7, 0.95]], [[0.0, 0.0, 0.4, 0.4]]], np.float32)
+    assert mutex_watershed(affinities, offsets, attractive=1).tolist() == [[1, 1, 1, 1]]
+    assert mutex_watershed(affinities, offsets, attractive=1, bias=-0.2).tolist() == [[1, 1, 2, 2]]
+    # The region graph likewise: attraction 0.6 against a mean repulsion of 1 - 0.5 = 0.5 joins the regions at
+    # bias 0 and, lowered by 0.2 to 0.4, comes after the repulsion at bias -0.2.
+    regions, line = np.array([[1, 1, 1, 2, 2, 2]]), _region_line(0.6, [0.1, 0.7, 0.7])
+    assert region_mutex_watershed(regions, line, np.array(REGION_LINE), 1, [1, 1]).tolist() == [[1] * 6]
+    cells = region_mutex_watershed(regions, line, np.array(REGION_LINE), 1, [1, 1], bias=-0.2)
+    assert cells.tolist() == [[1, 1, 1, 2, 2, 2]]
+    decode = MutexWatershed(attractive=1, bias=-0.2).with_offsets(offsets)
+    assert decode.bias == -0.2 and decode(affinities).tolist() == [[1, 1, 2, 2]]
+
+
 def test_fragments_are_the_basins_of_the_attractive_affinities():
     affinities = np.full((2, 6, 8), 0.9, np.float32)
     affinities[1, :, 4] = 0.1  # the pairs (p, p - (0, 1)) across a membrane between columns 3 and 4
@@ -167,6 +186,8 @@ def test_the_postprocess_needs_offsets_and_repulsive_ones():
         MutexWatershed(attractive=2).with_offsets([[-1, 0], [0, -1]])
     with pytest.raises(UserError, match="stride"):
         MutexWatershed(stride=0)
+    with pytest.raises(UserError, match="bias"):
+        MutexWatershed(bias=-1.5)
     # Rows 0-2 and 3-5 of a 6 x 5 slice: every pull 0.9 but 0.1 across rows 2|3, and rows 3-5 repel the rows three
     # above them (affinity 0, priority 1): the mutexes come first and keep the halves apart.
     affinities = np.full((3, 6, 5), 0.9, np.float32)
