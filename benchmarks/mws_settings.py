@@ -33,6 +33,7 @@ from src.postprocess.mutex_watershed import MutexWatershed  # noqa: E402
 
 def held_out_affinities(run: Path, folder: Path) -> tuple[np.ndarray, list]:
     """The run's held-out slices' affinities ``(N, K, H, W)`` and offsets, predicted by its own recipe."""
+    run = run.resolve()  # src.predict runs in the project root
     command = [sys.executable, "-m", "src.predict", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"]
     command += [f"input={run / 'predictions' / 'test_images.tif'}", f"output={folder}", "postprocess=none"]
     subprocess.run([*command, "progress=false"], check=True, cwd=PROJECT_ROOT, capture_output=True)
