@@ -217,8 +217,8 @@ class MutexWatershed:
             neighbours as the challenge thins borders.
         fragments_h: 0: every pixel is a node; above 0: the nodes are watershed fragments of the attractive
             affinities seeded at h-maxima of this height (:func:`fragments`, :func:`region_mutex_watershed`).
-        bias: added to every attractive edge's priority, in [-1, 1]; below 0 the repulsions win more ties, so
-            cells are cut more readily (fewer false merges, more false splits).
+        bias: added to every attractive edge's priority, in [-1, 1]; below 0 a pull waits for repulsions up to
+            ``-bias`` weaker than it, so cells are cut more readily (fewer false merges, more false splits).
         offsets: filled from the checkpoint's network; empty in the config.
     """
 
