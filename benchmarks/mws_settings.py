@@ -50,10 +50,9 @@ def grid_scores(run: Path, settings: list[Setting]) -> dict[Setting, tuple[float
     labels = tifffile.imread(run / "predictions" / "test_labels.tif") > 0
     with tempfile.TemporaryDirectory() as tmp:
         affinities, offsets = held_out_affinities(run, Path(tmp))
-    offsets = tuple(tuple(o) for o in offsets)
     scores = {}
     for h, stride, min_size, bias in settings:
-        decode = MutexWatershed(2, stride, min_size, h, bias, offsets)
+        decode = MutexWatershed(2, stride, min_size, h, bias).with_offsets(offsets)
         started = time.perf_counter()
         cells = np.stack([decode(slice_affinities) for slice_affinities in affinities])
         seconds = (time.perf_counter() - started) / len(cells)

@@ -22,7 +22,7 @@ pixel pairs are surer than any one pair, so a few unsure affinities no longer sp
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numba
 import numpy as np
@@ -135,6 +135,14 @@ def _checked(affinities: np.ndarray, offsets: Sequence[Sequence[int]]) -> tuple[
     return affinities, offsets
 
 
+def _cluster(nodes: int, u: np.ndarray, v: np.ndarray, pulls: np.ndarray, weight: np.ndarray, bias: float):
+    """Each node's root after the mutex watershed of edges ``(u, v)`` with affinity ``weight``: pulls (``pulls``)
+    with priority ``weight + bias``, repulsions with ``1 - weight``, highest first."""
+    priority = np.where(pulls, weight + bias, 1.0 - weight)
+    order = np.argsort(-priority, kind="stable")
+    return _mutex_watershed(nodes, u, v, pulls, order, 2 * int((~pulls).sum()))
+
+
 def mutex_watershed(
     affinities: np.ndarray,
     offsets: Sequence[Sequence[int]],
@@ -152,9 +160,7 @@ def mutex_watershed(
     flat = affinities.reshape(len(affinities), -1)
     weight = flat[k, u]
     pulls = k < attractive
-    priority = np.where(pulls, weight + bias, 1.0 - weight)
-    order = np.argsort(-priority, kind="stable")
-    roots = _mutex_watershed(int(np.prod(shape)), u, v, pulls, order, 2 * int((~pulls).sum()))
+    roots = _cluster(int(np.prod(shape)), u, v, pulls, weight, bias)
     _, labels = np.unique(roots, return_inverse=True)
     return (labels + 1).reshape(shape)
 
@@ -198,10 +204,7 @@ def region_mutex_watershed(
     mean = np.bincount(index, weights=weight) / np.bincount(index)
     attracts = edges % 2 == 0
     pairs = edges // 2
-    priority = np.where(attracts, mean + bias, 1.0 - mean)
-    order = np.argsort(-priority, kind="stable")
-    capacity = 2 * int((~attracts).sum())
-    roots = _mutex_watershed(nodes, pairs // nodes, pairs % nodes, attracts, order, capacity)
+    roots = _cluster(nodes, pairs // nodes, pairs % nodes, attracts, mean, bias)
     _, numbered = np.unique(roots[1:], return_inverse=True)
     return (numbered + 1)[regions - 1]
 
@@ -251,7 +254,7 @@ class MutexWatershed:
                 f"postprocess.attractive={self.attractive} leaves none of the network's {len(offsets)} affinity "
                 "offsets to repel; lower it"
             )
-        return MutexWatershed(self.attractive, self.stride, self.min_size, self.fragments_h, self.bias, offsets)
+        return replace(self, offsets=offsets)
 
     def __call__(self, affinities: np.ndarray) -> np.ndarray:
         if not self.offsets:
