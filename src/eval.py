@@ -53,6 +53,7 @@ def evaluate(cfg: DictConfig) -> dict:
     from src.evaluation.report import markdown_report
     from src.inference.recipe import command_line_overrides, describe, follow_recipe
     from src.models.checkpoint import load_module
+    from src.postprocess.learned_edges import run_classifier
     from src.training.build import build_trainer
     from src.utils.atomic import write_json_atomic, write_text_atomic
     from src.utils.run_record import save_run_record
@@ -61,6 +62,7 @@ def evaluate(cfg: DictConfig) -> dict:
         L.seed_everything(cfg.seed, workers=True)
     module = load_module(cfg.ckpt_path)
     recipe, source = follow_recipe(module.hparams.get("inference"), command_line_overrides(cfg))
+    recipe["postprocess"] = run_classifier(recipe["postprocess"], cfg.ckpt_path)  # learned edges: the run's
     _held_out_fold(cfg, recipe)
     datamodule = instantiate(cfg.data, source=data_source)
     trainer = build_trainer(cfg, logger=False, callbacks=[])

@@ -32,9 +32,11 @@ def _log_held_out(held_out: dict, output_dir: Path) -> None:
 
 
 def _test(module, datamodule, trainer, output_dir: Path, record: dict) -> dict:
-    """The held-out evaluation by the module's inference recipe: ``record`` with the headline first and every
-    score, report.md beside, the headline's V_rand and V_info logged to the run's loggers (W&B, CSV)."""
+    """The held-out evaluation by the module's inference recipe (learned edges fitted first on the training
+    slices): ``record`` with the headline first and every score, report.md beside, the headline's V_rand and
+    V_info logged to the run's loggers (W&B, CSV)."""
     from src.data.sources import source_calibration
+    from src.evaluation.edge_classifier import with_fitted_edges
     from src.evaluation.held_out import held_out_evaluation
     from src.evaluation.report import markdown_report
     from src.evaluation.wandb_pages import log_held_out
@@ -42,9 +44,8 @@ def _test(module, datamodule, trainer, output_dir: Path, record: dict) -> dict:
 
     dataset, images, labels = datamodule.held_out("test")
     calibration = source_calibration(datamodule.source)  # the held-out TIFFs state the data's voxel size
-    held_out = held_out_evaluation(
-        module, dataset, trainer, module.hparams.inference, output_dir, images, None, labels, calibration
-    )
+    recipe = with_fitted_edges(module, datamodule, trainer, module.hparams.inference, output_dir)
+    held_out = held_out_evaluation(module, dataset, trainer, recipe, output_dir, images, None, labels, calibration)
     _log_held_out(held_out, output_dir)
     report = markdown_report(held_out, checkpoint=record["best_checkpoint"] or "the final weights (none kept)")
     write_text_atomic(output_dir / "report.md", report)

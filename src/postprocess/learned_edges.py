@@ -1,0 +1,248 @@
+"""The mutex watershed of fragments with learned edges (``postprocess=learned_edges``).
+
+The recipe's region graph weighs each pair of fragments by the mean of the network's affinities between them.
+Here a gradient-boosted tree classifier (scikit-learn) weighs it instead, from statistics of those affinities
+(per offset, their quantiles along the shared border, the fragments' sizes), as the multicut pipelines learn
+their edge probabilities (Beier et al., Nature Methods 2017). It is fitted on the run's own training slices after
+training: each fragment is given to the true cell it overlaps most, and an edge is 1 when both fragments go to one
+cell. Its probability then both attracts and repels in the mutex watershed (:func:`signed_cells`).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from src.postprocess.mutex_watershed import _checked, _cluster, drop_small, fragments, offset_edges
+from src.utils.atomic import atomic_path
+from src.utils.errors import UserError
+
+QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+LONG_RANGE = 12  # pixels: the offsets at least this long form the long-range group of repulsions
+FORMAT = 1  # the saved file's layout; a file of another is refused
+
+
+def edge_features(
+    regions: np.ndarray, affinities: np.ndarray, offsets: np.ndarray, attractive: int, stride: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of ``regions`` (labelled 1..n) linked by some offset's pixel pair, as ``(E, 2)`` node pairs
+    (low, high), and its features ``(E, 3K + 3 + len(QUANTILES) + 2)``: per offset the mean affinity of its pairs
+    (-1 where it has none) and log(1 + their count); the mean of the attractive pairs, of the short and of the
+    long repulsive ones; quantiles of the attractive pairs; log(1 + size) of the smaller and the larger region.
+    Repulsive pairs are taken one in ``stride`` along each axis."""
+    channels = len(offsets)
+    strides = [1] * attractive + [stride] * (channels - attractive)
+    u, v, k = offset_edges(regions.shape, offsets, strides)
+    flat = regions.ravel()
+    a, b = flat[u], flat[v]
+    between = a != b
+    u, k, a, b = u[between], k[between], a[between].astype(np.int64), b[between].astype(np.int64)
+    nodes = int(regions.max()) + 1
+    pairs, edge = np.unique(np.minimum(a, b) * nodes + np.maximum(a, b), return_inverse=True)
+    count = len(pairs)
+    weight = affinities.reshape(channels, -1)[k, u]
+
+    def mean_of(chosen: np.ndarray) -> np.ndarray:
+        n = np.bincount(edge[chosen], minlength=count)
+        total = np.bincount(edge[chosen], weights=weight[chosen], minlength=count)
+        return np.where(n > 0, total / np.maximum(n, 1), -1.0)
+
+    per_channel = np.zeros((count, channels))
+    totals = np.zeros((count, channels))
+    np.add.at(per_channel, (edge, k), 1)
+    np.add.at(totals, (edge, k), weight)
+    means = np.where(per_channel > 0, totals / np.maximum(per_channel, 1), -1.0)
+    length = np.linalg.norm(offsets, axis=1)[k]
+    pulls = k < attractive
+    groups = [mean_of(chosen) for chosen in (pulls, ~pulls & (length < LONG_RANGE), ~pulls & (length >= LONG_RANGE))]
+    sizes = np.bincount(flat, minlength=nodes).astype(np.float64)
+    low, high = pairs // nodes, pairs % nodes
+    features = [
+        means,
+        np.log1p(per_channel),
+        np.stack(groups, 1),
+        _quantiles(edge[pulls], weight[pulls], count),
+        np.log1p(np.minimum(sizes[low], sizes[high]))[:, None],
+        np.log1p(np.maximum(sizes[low], sizes[high]))[:, None],
+    ]
+    return np.stack([low, high], 1), np.concatenate(features, 1)
+
+
+def _quantiles(edge: np.ndarray, weight: np.ndarray, count: int) -> np.ndarray:
+    """The :data:`QUANTILES` of each edge's weights (the lower of two middle values), -1 for an edge with none."""
+    order = np.lexsort((weight, edge))
+    edge, weight = edge[order], weight[order]
+    starts = np.searchsorted(edge, np.arange(count))
+    sizes = np.searchsorted(edge, np.arange(count), side="right") - starts
+    result = np.full((count, len(QUANTILES)), -1.0)
+    has = sizes > 0
+    for column, q in enumerate(QUANTILES):
+        result[has, column] = weight[starts[has] + np.floor(q * (sizes[has] - 1)).astype(np.int64)]
+    return result
+
+
+def edge_targets(regions: np.ndarray, truth: np.ndarray, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each node pair of ``regions``: whether both go to one true cell of ``truth`` (labelled cells, 0 =
+    boundary or unlabelled), each region given to the cell it overlaps most; and whether the pair is known (both
+    regions overlap some cell)."""
+    counts = np.zeros((int(regions.max()) + 1, int(truth.max()) + 1), np.int64)
+    np.add.at(counts, (regions.ravel(), truth.ravel()), 1)
+    cell = counts[:, 1:].argmax(1) + 1 if counts.shape[1] > 1 else np.zeros(len(counts), np.int64)
+    cell[counts[:, 1:].sum(1) == 0] = 0
+    first, second = cell[pairs[:, 0]], cell[pairs[:, 1]]
+    known = (first > 0) & (second > 0)
+    return known & (first == second), known
+
+
+def signed_cells(regions: np.ndarray, pairs: np.ndarray, joined: np.ndarray) -> np.ndarray:
+    """Cells (1, 2, ...) of the mutex watershed on ``regions`` whose every edge both pulls with priority ``joined``
+    and repels with ``1 - joined``: edges are taken from the surest, a pull joins unless a mutex forbids it, a
+    repulsion adds one."""
+    u = np.concatenate([pairs[:, 0], pairs[:, 0]])
+    v = np.concatenate([pairs[:, 1], pairs[:, 1]])
+    pulls = np.repeat([True, False], len(pairs))
+    roots = _cluster(int(regions.max()) + 1, u, v, pulls, np.tile(joined.astype(np.float64), 2), 0.0)
+    _, numbered = np.unique(roots[1:], return_inverse=True)
+    return (numbered + 1)[regions - 1]
+
+
+@dataclass(frozen=True)
+class LearnedEdges:
+    """``postprocess=learned_edges``: the cells of a predicted affinity map from the graph of its watershed
+    fragments, each edge weighed by a classifier fitted on the run's training slices.
+
+    Args:
+        attractive: how many leading offsets attract (the nearest neighbours: 2 in 2-D, 3 in 3-D).
+        fragments_h: the fragments' h-maxima seeds (:func:`~src.postprocess.mutex_watershed.fragments`), > 0.
+        stride: one repulsive pixel pair in ``stride`` along each axis goes into the edges' features.
+        min_size: cells smaller than this many pixels become border (0), flooded from their neighbours by the scoring.
+        classifier: the fitted classifier's file (``edge_classifier.pkl`` of a run); null in a training config,
+            where ``src.train`` fits it after training, and for ``src.predict`` / ``src.eval`` of a run's
+            checkpoint, which read the run's own.
+        offsets: filled from the checkpoint's network; empty in the config.
+    """
+
+    attractive: int = 2
+    fragments_h: float = 0.05
+    stride: int = 2
+    min_size: int = 100
+    classifier: str | None = None
+    offsets: tuple = field(default=())
+    model: Any = field(default=None, repr=False, compare=False)
+
+    input = "affinities"
+
+    def __post_init__(self) -> None:
+        if self.attractive < 1 or self.stride < 1 or self.min_size < 0 or not 0 < self.fragments_h < 1:
+            raise UserError(
+                f"postprocess: attractive={self.attractive} and stride={self.stride} must be >= 1, "
+                f"min_size={self.min_size} >= 0, fragments_h={self.fragments_h} in (0, 1)"
+            )
+
+    def with_offsets(self, offsets: Sequence[Sequence[int]]) -> LearnedEdges:
+        offsets = tuple(tuple(int(o) for o in offset) for offset in offsets)
+        if len(offsets) <= self.attractive:
+            raise UserError(
+                f"postprocess.attractive={self.attractive} leaves none of the network's {len(offsets)} affinity "
+                "offsets to repel; lower it"
+            )
+        method = replace(self, offsets=offsets)
+        return method if self.classifier is None else method.with_model(load_classifier(self.classifier, offsets))
+
+    def with_model(self, model: Any) -> LearnedEdges:
+        return replace(self, model=model)
+
+    def graph(self, affinities: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The fragments of one affinity map, their linked pairs and the pairs' features."""
+        affinities, offsets = _checked(affinities, self.offsets)
+        regions = fragments(affinities, offsets, self.attractive, self.fragments_h)
+        return regions, *edge_features(regions, affinities, offsets, self.attractive, self.stride)
+
+    def fit(self, affinities: Sequence[np.ndarray], truths: Sequence[np.ndarray]) -> Any:
+        """A classifier of the edges of ``affinities`` (maps ``(K, *shape)``) against the true cells ``truths``."""
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        features, targets = [], []
+        for affinity_map, truth in zip(affinities, truths, strict=True):
+            regions, pairs, x = self.graph(affinity_map)
+            joined, known = edge_targets(regions, truth, pairs)
+            features.append(x[known])
+            targets.append(joined[known])
+        y = np.concatenate(targets)
+        if len(np.unique(y)) < 2:
+            raise UserError(
+                "postprocess=learned_edges: the training slices' fragments hold no pair of each kind (within one "
+                "cell and across two) to learn from; label more cells, or choose postprocess=mutex_watershed"
+            )
+        return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, random_state=0).fit(
+            np.concatenate(features), y
+        )
+
+    def __call__(self, affinities: np.ndarray) -> np.ndarray:
+        if not self.offsets:
+            raise UserError("postprocess=learned_edges needs a network trained with model.target=affinities")
+        if self.model is None:
+            raise UserError(
+                "postprocess=learned_edges has no fitted classifier: train with it (src.train writes "
+                "RUN/edge_classifier.pkl) or pass postprocess.classifier=RUN/edge_classifier.pkl"
+            )
+        regions, pairs, features = self.graph(affinities)
+        if len(pairs) == 0:
+            return drop_small(regions, self.min_size)
+        joined = self.model.predict_proba(features)[:, 1]
+        return drop_small(signed_cells(regions, pairs, joined), self.min_size)
+
+
+def truth_cells(labels: np.ndarray, boundary: int, ignore: int) -> np.ndarray:
+    """The 4-connected cells of a class-id label slice: pixels neither of the ``boundary`` class nor ``ignore``."""
+    cells, _ = ndimage.label((labels != boundary) & (labels != ignore))
+    return cells
+
+
+def save_classifier(path: Path, model: Any, method: LearnedEdges) -> Path:
+    """Write the fitted ``model`` with the offsets and settings it was fitted for (a pickle, through a temporary
+    name)."""
+    record = {"format": FORMAT, "model": model, "offsets": [list(o) for o in method.offsets]}
+    record.update(attractive=method.attractive, fragments_h=method.fragments_h, stride=method.stride)
+    with atomic_path(path) as partial, open(partial, "wb") as file:
+        pickle.dump(record, file)
+    return path
+
+
+def load_classifier(path: str | Path, offsets: Sequence[Sequence[int]]) -> Any:
+    """The classifier saved at ``path`` (a run's own file: a pickle runs code, so read only files you made), refused
+    where it was fitted for other offsets."""
+    try:
+        with open(path, "rb") as file:
+            record = pickle.load(file)  # noqa: S301 - the run's own file
+    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+        raise UserError(
+            f"postprocess.classifier={path} cannot be read ({exc}); give the edge_classifier.pkl a training run wrote"
+        ) from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise UserError(f"postprocess.classifier={path} is not an edge classifier this version wrote; retrain")
+    if [list(o) for o in offsets] != record["offsets"]:
+        raise UserError(
+            f"postprocess.classifier={path} was fitted for the offsets {record['offsets']}, not this network's "
+            f"{[list(o) for o in offsets]}; give the classifier of the run that trained this network"
+        )
+    return record["model"]
+
+
+def run_classifier(postprocess: dict | None, ckpt_path: str | Path) -> dict | None:
+    """A recipe's ``postprocess`` with learned edges but no classifier file named gets the file of the run the
+    checkpoint ``ckpt_path`` belongs to (``RUN/checkpoints/x.ckpt`` -> ``RUN/edge_classifier.pkl``), where there is
+    one."""
+    if not postprocess or not postprocess["_target_"].endswith(".LearnedEdges") or postprocess.get("classifier"):
+        return postprocess
+    path = Path(ckpt_path).resolve().parent.parent / CLASSIFIER_FILE
+    return {**postprocess, "classifier": str(path)} if path.exists() else postprocess
+
+
+CLASSIFIER_FILE = "edge_classifier.pkl"
