@@ -68,3 +68,46 @@ def test_affinities_train_predict_score_and_eval(tmp_path):
         assert by_tiles.shape == whole.shape
         moved[name] = np.abs(by_tiles - whole).mean() / scale
     assert 0 < moved["affinities"] < 2 * moved["prob"] + 1e-3, moved
+
+
+@pytest.mark.slow
+def test_learned_edges_are_fitted_by_training_and_read_by_eval_predict_and_score(tmp_path):
+    run, metrics = _train_run(
+        tmp_path, *FAST, *AFFINITIES, "postprocess=learned_edges", "inference.scored=cells", "trainer.max_epochs=3"
+    )
+    classifier = run / "edge_classifier.pkl"
+    headline = metrics["headline"]
+    assert headline["what"].startswith("cells of LearnedEdges") and classifier.is_file()
+    assert metrics["held_out"]["recipe"]["postprocess"]["classifier"] == str(classifier)
+    files = {name: run / path for name, path in metrics["held_out"]["files"].items()}
+    labels = f"labels={files['test_labels.tif']}"
+
+    # src.eval of the run's checkpoint reads the run's classifier and gives the run's cells
+    ckpt = f"ckpt_path={metrics['best_checkpoint']}"
+    evaluated = run_cli("src.eval", "data=synthetic", ckpt, f"paths.log_dir={tmp_path}")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    (eval_run,) = _runs(tmp_path, "eval")
+    saved = json.loads((eval_run / "metrics.json").read_text())["headline"]
+    assert (saved["vrand"], saved["vinfo"]) == (headline["vrand"], headline["vinfo"])
+
+    # src.predict writes the same cells and the affinities, which src.score decodes with the classifier named
+    out = tmp_path / "predicted"
+    predicted = run_cli("src.predict", ckpt, f"input={files['test_images.tif']}", f"output={out}")
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    summary = json.loads(predicted.stdout[predicted.stdout.index("{") :])
+    assert (tifffile.imread(summary["cells"]) == tifffile.imread(files["test_cells.tif"])).all()
+    decoded = run_cli(
+        "src.score",
+        f"prediction={summary['affinities']}",
+        "kind=affinities",
+        "postprocess=learned_edges",
+        f"postprocess.classifier={classifier}",
+        labels,
+    )
+    assert decoded.returncode == 0, decoded.stderr[-3000:]
+    assert json.loads(decoded.stdout)["vrand"] == pytest.approx(headline["vrand"], abs=1e-4)
+    # without a classifier src.score says how to give one, in one line
+    missing = run_cli(
+        "src.score", f"prediction={summary['affinities']}", "kind=affinities", "postprocess=learned_edges", labels
+    )
+    assert missing.returncode != 0 and "postprocess.classifier=" in missing.stderr

@@ -1,0 +1,146 @@
+"""Learned edges between affinity fragments: the features and targets of hand-made graphs, the signed mutex
+watershed by hand, a classifier fitted on known cells finding unseen ones, and the saved classifier's checks."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from skimage.segmentation import watershed
+
+from src.metrics.isbi import scores_from_segments
+from src.models.affinities import affinities_of_cells
+from src.postprocess.learned_edges import (
+    QUANTILES,
+    LearnedEdges,
+    edge_features,
+    edge_targets,
+    load_classifier,
+    run_classifier,
+    save_classifier,
+    signed_cells,
+    truth_cells,
+)
+from src.utils.errors import UserError
+
+LINE = np.array([[0, -1], [0, -3]])  # channel k at p: the pair (p, p + LINE[k]); neighbours attract, 3 apart repel
+
+
+def test_edge_features_of_two_regions_by_hand():
+    regions = np.array([[1, 1, 1, 2, 2, 2]])
+    affinities = np.full((2, 1, 6), 0.9, np.float32)
+    affinities[0, 0, 3] = 0.6  # the one attractive pair between the regions: pixels 3 and 2
+    affinities[1, 0, 3:] = [0.2, 0.3, 0.4]  # the repulsive pairs 3-0, 4-1, 5-2
+    pairs, features = edge_features(regions, affinities, LINE, attractive=1, stride=1)
+    assert pairs.tolist() == [[1, 2]]
+    means, counts = features[0, :2], features[0, 2:4]
+    groups, quantiles, sizes = features[0, 4:7], features[0, 7 : 7 + len(QUANTILES)], features[0, -2:]
+    assert means == pytest.approx([0.6, 0.3])
+    assert counts == pytest.approx([math.log(2), math.log(4)])  # log(1 + 1 pair), log(1 + 3 pairs)
+    assert groups == pytest.approx([0.6, 0.3, -1.0])  # attractive, short repulsive, no long-range offset
+    assert quantiles == pytest.approx([0.6] * len(QUANTILES))
+    assert sizes == pytest.approx([math.log(4), math.log(4)])
+    # one repulsive pair in 3 along the row: only pixel 3's (3-0, 0.2) is kept
+    _, strided = edge_features(regions, affinities, LINE, attractive=1, stride=3)
+    assert strided[0, 1] == pytest.approx(0.2) and strided[0, 3] == pytest.approx(math.log(2))
+
+
+def test_edge_targets_follow_the_cell_each_region_overlaps_most():
+    regions = np.array([[1, 1, 2, 2, 3, 3, 4]])
+    truth = np.array([[1, 1, 1, 1, 0, 2, 0]])  # region 3 is half membrane, half cell 2; region 4 all membrane
+    pairs = np.array([[1, 2], [2, 3], [3, 4], [1, 3]])
+    joined, known = edge_targets(regions, truth, pairs)
+    assert joined.tolist() == [True, False, False, False]
+    assert known.tolist() == [True, True, False, True]
+
+
+def test_the_signed_mutex_watershed_by_hand():
+    regions = np.array([[1, 2, 3]])
+    # Surest first: 1-2 joins (0.9); 1-3 repels (1 - 0.2 = 0.8): a mutex between {1, 2} and {3}; 2-3 (0.6) is refused.
+    pairs = np.array([[1, 2], [2, 3], [1, 3]])
+    assert signed_cells(regions, pairs, np.array([0.9, 0.6, 0.2])).tolist() == [[1, 1, 2]]
+    # 1-3 at 0.45 repels with 0.55, after 2-3's pull (0.6) has joined all three: one cell.
+    assert signed_cells(regions, pairs, np.array([0.9, 0.6, 0.45])).tolist() == [[1, 1, 1]]
+
+
+def _tiled_cells(shape, seed, count=10):
+    """Cells tiling the image with one-pixel membranes (0) between them, as in EM."""
+    rng = np.random.default_rng(seed)
+    markers = np.zeros(shape, np.int32)
+    markers[tuple(rng.integers(0, n, count) for n in shape)] = np.arange(1, count + 1)
+    return watershed(ndimage.distance_transform_edt(markers == 0), markers, connectivity=1, watershed_line=True)
+
+
+OFFSETS = [(-1, 0), (0, -1), (-4, 0), (0, -4), (-9, -9), (9, -9), (-14, 0), (0, -14)]
+
+
+def _noisy(cells, seed):
+    """The cells' affinities with smooth noise: pairs near one another err together, as a network's do."""
+    affinities, _ = affinities_of_cells(cells, OFFSETS)
+    rng = np.random.default_rng(seed)
+    noise = ndimage.gaussian_filter(rng.normal(0, 1, affinities.shape), (0, 2, 2))
+    return np.clip(affinities + 0.35 * noise / noise.std(), 0, 1).astype(np.float32)
+
+
+def test_a_classifier_fitted_on_known_cells_finds_unseen_ones(tmp_path):
+    shape = (64, 64)
+    method = LearnedEdges(min_size=0).with_offsets(OFFSETS)
+    train = [_tiled_cells(shape, seed) for seed in range(8)]
+    model = method.fit([_noisy(cells, seed) for seed, cells in enumerate(train)], train)
+    path = save_classifier(tmp_path / "edge_classifier.pkl", model, method)
+    decode = LearnedEdges(min_size=0, classifier=str(path)).with_offsets(OFFSETS)
+    scores = []
+    for seed in (100, 101, 102):
+        cells = _tiled_cells(shape, seed)
+        found = decode(_noisy(cells, seed))
+        scores.append(scores_from_segments(cells.ravel(), found.ravel()).vrand)
+        assert (found == method.with_model(model)(_noisy(cells, seed))).all()  # the file holds the same model
+    assert min(scores) >= 0.9, scores
+
+
+def test_the_saved_classifier_is_refused_for_other_offsets_or_a_bad_file(tmp_path):
+    cells = [_tiled_cells((48, 48), seed) for seed in range(3)]
+    method = LearnedEdges().with_offsets(OFFSETS)
+    path = save_classifier(tmp_path / "edge_classifier.pkl", method.fit([_noisy(c, 0) for c in cells], cells), method)
+    assert load_classifier(path, OFFSETS) is not None
+    with pytest.raises(UserError, match="fitted for the offsets"):
+        LearnedEdges(classifier=str(path)).with_offsets(OFFSETS[:-1])
+    with pytest.raises(UserError, match="cannot be read"):
+        LearnedEdges(classifier=str(tmp_path / "missing.pkl")).with_offsets(OFFSETS)
+    (tmp_path / "other.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(UserError, match="cannot be read"):
+        load_classifier(tmp_path / "other.pkl", OFFSETS)
+
+
+def test_learned_edges_refuse_bad_settings_and_a_missing_classifier():
+    with pytest.raises(UserError, match="fragments_h"):
+        LearnedEdges(fragments_h=0.0)
+    with pytest.raises(UserError, match="stride"):
+        LearnedEdges(stride=0)
+    with pytest.raises(UserError, match="leaves none"):
+        LearnedEdges().with_offsets([[-1, 0], [0, -1]])
+    with pytest.raises(UserError, match="model.target=affinities"):
+        LearnedEdges()(np.zeros((3, 8, 8), np.float32))
+    with pytest.raises(UserError, match="no fitted classifier"):
+        LearnedEdges().with_offsets(OFFSETS)(np.zeros((len(OFFSETS), 8, 8), np.float32))
+    one_cell = np.ones((1, 16, 16), np.int32)
+    with pytest.raises(UserError, match="no pair of each kind"):
+        LearnedEdges().with_offsets(OFFSETS).fit([np.ones((len(OFFSETS), 16, 16), np.float32)], one_cell)
+
+
+def test_a_checkpoint_s_run_lends_its_classifier(tmp_path):
+    config = {"_target_": "src.postprocess.learned_edges.LearnedEdges", "classifier": None}
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert run_classifier(config, ckpt) == config  # no file beside it: as it was
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "edge_classifier.pkl").write_bytes(b"")
+    assert run_classifier(config, ckpt)["classifier"] == str(tmp_path / "run" / "edge_classifier.pkl")
+    given = {**config, "classifier": "mine.pkl"}
+    assert run_classifier(given, ckpt) == given
+    other = {"_target_": "src.postprocess.mutex_watershed.MutexWatershed"}
+    assert run_classifier(other, ckpt) == other and run_classifier(None, ckpt) is None
+
+
+def test_truth_cells_leave_out_the_boundary_and_unlabelled_pixels():
+    labels = np.array([[1, 1, 0, 1], [255, 1, 0, 1]])
+    assert truth_cells(labels, boundary=0, ignore=255).tolist() == [[1, 1, 0, 2], [0, 1, 0, 2]]
