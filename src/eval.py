@@ -1,6 +1,7 @@
 """Test a checkpoint on the held-out slices: ``python -m src.eval ckpt_path=...``.
 
-Predicts the slices by the checkpoint's inference recipe (any recipe key on the command line overrides it), scores
+Predicts the slices by the checkpoint's inference recipe (any recipe key on the command line overrides it; learned
+edges read the run's classifier, or fit one on the training slices of the fold when it has none), scores
 every output by the ISBI 2012 protocol with the ``compare`` methods beside, and writes in the run directory
 ``metrics.json`` (the ``headline`` and every score labelled), ``report.md`` (the same as training's),
 ``predictions/`` and ``figures/test_slices.png``. Ends with the headline line.
@@ -48,6 +49,7 @@ def evaluate(cfg: DictConfig) -> dict:
     from hydra.utils import instantiate
 
     from src.data.sources import source_calibration
+    from src.evaluation.edge_classifier import with_fitted_edges
     from src.evaluation.figures import results_figure
     from src.evaluation.held_out import class_table, headline_line, predict_slices, score_held_out
     from src.evaluation.report import markdown_report
@@ -74,6 +76,7 @@ def evaluate(cfg: DictConfig) -> dict:
     module.to(trainer.strategy.root_device)
     compare = OmegaConf.to_container(cfg.compare, resolve=True) if cfg.get("compare") else None
     _check_classes(module, datamodule, cfg)
+    recipe = with_fitted_edges(module, datamodule, trainer, recipe, output_dir)  # learned edges not fitted yet
     dataset, images, labels = datamodule.held_out("test")
     outputs = predict_slices(module, dataset, trainer, recipe)
     classes, offsets, calibration = module.classes, module.offsets, source_calibration(datamodule.source)

@@ -5,9 +5,9 @@ scaled by their maximum; binary masks are probabilities of 0 and 1), ``labels``:
 0 for borders, scored as they are (thinned, no sweep), or ``classes``: a class map (class ids, as
 ``src.predict`` writes ``<name>_classes.tif``), scored by per-class Dice and IoU and, where the classes name a
 boundary, by the protocol on its cells, or ``affinities`` (``<name>_affinities.tif`` of an affinity network), made
-into cells by ``postprocess=mutex_watershed`` (or ``mean_affinity``) and scored as labels. ``auto`` takes a TIFF
-whose metadata names classes as a class map, floats, 8-bit and {0, 1} images as probabilities and other integer
-images as labels.
+into cells by ``postprocess=mutex_watershed`` (or ``mean_affinity``, ``learned_edges``) and scored as labels.
+``auto`` takes a TIFF whose metadata names classes as a class map, floats, 8-bit and {0, 1} images as probabilities
+and other integer images as labels.
 
 Labels are binary (0 = membrane, 255 or 1 = interior) unless a data config's :class:`~src.data.labels.ClassMap`
 is given (``src.score data=vnc2013``): then they are read in that data set's own convention.
@@ -248,7 +248,8 @@ def decode_affinities(affinities: np.ndarray, offsets: list, postprocess: Any, w
     if postprocess is None or not reads_affinities(postprocess):
         raise UserError(
             f"kind=affinities: {where} holds affinities; choose how cells are made from them with "
-            "postprocess=mutex_watershed or postprocess=mean_affinity"
+            "postprocess=mutex_watershed, mean_affinity or learned_edges (with postprocess.classifier=RUN's "
+            "edge_classifier.pkl)"
         )
     method = postprocess.with_offsets(offsets)
     return np.stack([method(slice_affinities) for slice_affinities in affinities])

@@ -146,7 +146,9 @@ def test_help_describes_the_task_its_keys_and_examples():
     assert text.startswith("python -m src.predict: segment a TIFF image or stack")
     assert "Examples:" in text and "python -m src.predict ckpt_path=RUN/checkpoints/last.ckpt input=" in text
     assert "tile_size: null" in text and "# 0: whole slices" in text and "output: ???" in text
-    assert "postprocess: agglomeration, components, mean_affinity, mutex_watershed, none, watershed" in text
+    assert (
+        "postprocess: agglomeration, components, learned_edges, mean_affinity, mutex_watershed, none, watershed" in text
+    )
     assert "optimizer" not in text and "max_epochs" not in text  # training's keys are not predict's
 
 

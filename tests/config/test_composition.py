@@ -44,6 +44,9 @@ def test_experiments_set_what_they_promise():
     chosen = (affinities.postprocess.fragments_h, affinities.postprocess.stride, affinities.postprocess.min_size)
     assert chosen == (0.1, 8, 100)
     assert affinities.trainer.max_steps == cpu.trainer.max_steps and affinities.model.members == cpu.model.members
+    learned = compose_config("train", ["experiment=isbi2012_cpu_learned_edges"])
+    assert learned.postprocess._target_.endswith("LearnedEdges") and learned.postprocess.classifier is None
+    assert learned.model == affinities.model and learned.trainer == affinities.trainer  # the same networks
 
 
 def test_eval_config_composes():
