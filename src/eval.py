@@ -53,9 +53,8 @@ def evaluate(cfg: DictConfig) -> dict:
     from src.evaluation.figures import results_figure
     from src.evaluation.held_out import class_table, headline_line, predict_slices, score_held_out
     from src.evaluation.report import markdown_report
-    from src.inference.recipe import command_line_overrides, describe, follow_recipe
+    from src.inference.recipe import checkpoint_recipe, describe
     from src.models.checkpoint import load_module
-    from src.postprocess.learned_edges import run_classifier
     from src.training.build import build_trainer
     from src.utils.atomic import write_json_atomic, write_text_atomic
     from src.utils.run_record import save_run_record
@@ -63,8 +62,7 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     module = load_module(cfg.ckpt_path)
-    recipe, source = follow_recipe(module.hparams.get("inference"), command_line_overrides(cfg))
-    recipe["postprocess"] = run_classifier(recipe["postprocess"], cfg.ckpt_path)  # learned edges: the run's
+    recipe, source = checkpoint_recipe(module, cfg)
     _held_out_fold(cfg, recipe)
     datamodule = instantiate(cfg.data, source=data_source)
     trainer = build_trainer(cfg, logger=False, callbacks=[])

@@ -147,15 +147,13 @@ def predict(cfg: DictConfig) -> dict:
     from src.data.slices import parse_slices
     from src.data.tiff import Calibration, StackWriter
     from src.data.volume import open_volume
-    from src.inference.recipe import command_line_overrides, describe, follow_recipe
+    from src.inference.recipe import checkpoint_recipe, describe
     from src.models.checkpoint import load_module
-    from src.postprocess.learned_edges import run_classifier
 
     if cfg.prob_dtype not in ("float32", "uint8"):
         raise UserError(f"prob_dtype={cfg.prob_dtype} must be float32 or uint8")
     module = load_module(cfg.ckpt_path)
-    recipe, source = follow_recipe(module.hparams.get("inference"), command_line_overrides(cfg))
-    recipe["postprocess"] = run_classifier(recipe["postprocess"], cfg.ckpt_path)  # learned edges: the run's
+    recipe, source = checkpoint_recipe(module, cfg)
     if str(cfg.output).rstrip("/").endswith(".zarr"):
         from src.inference.block_run import predict_blocks
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -97,6 +98,25 @@ def command_line_overrides(cfg: Any) -> dict:
         chosen = choice != "none" and cfg.get("postprocess")
         overrides["postprocess"] = OmegaConf.to_container(cfg.postprocess, resolve=True) if chosen else None
     return overrides
+
+
+CLASSIFIER_FILE = "edge_classifier.pkl"  # a run's learned edges (postprocess=learned_edges), beside its checkpoints/
+
+
+def checkpoint_recipe(module: Any, cfg: Any) -> tuple[dict, str]:
+    """The recipe ``src.predict`` / ``src.eval`` follow for the checkpoint ``cfg.ckpt_path``: :func:`follow_recipe`
+    with the command line's keys, and learned edges given the run's classifier (:func:`with_run_classifier`)."""
+    recipe, source = follow_recipe(module.hparams.get("inference"), command_line_overrides(cfg))
+    return {**recipe, "postprocess": with_run_classifier(recipe["postprocess"], cfg.ckpt_path)}, source
+
+
+def with_run_classifier(postprocess: dict | None, ckpt_path: str | Path) -> dict | None:
+    """Learned edges with no classifier file named get the one of the run ``ckpt_path`` belongs to
+    (``RUN/checkpoints/x.ckpt`` -> ``RUN/edge_classifier.pkl``), where it has one; anything else as it is."""
+    if not postprocess or not postprocess["_target_"].endswith(".LearnedEdges") or postprocess.get("classifier"):
+        return postprocess
+    path = Path(ckpt_path).resolve().parent.parent / CLASSIFIER_FILE
+    return {**postprocess, "classifier": str(path)} if path.exists() else postprocess
 
 
 def describe(recipe: dict) -> str:

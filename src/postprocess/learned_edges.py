@@ -233,16 +233,3 @@ def load_classifier(path: str | Path, offsets: Sequence[Sequence[int]]) -> Any:
             f"{[list(o) for o in offsets]}; give the classifier of the run that trained this network"
         )
     return record["model"]
-
-
-def run_classifier(postprocess: dict | None, ckpt_path: str | Path) -> dict | None:
-    """A recipe's ``postprocess`` with learned edges but no classifier file named gets the file of the run the
-    checkpoint ``ckpt_path`` belongs to (``RUN/checkpoints/x.ckpt`` -> ``RUN/edge_classifier.pkl``), where there is
-    one."""
-    if not postprocess or not postprocess["_target_"].endswith(".LearnedEdges") or postprocess.get("classifier"):
-        return postprocess
-    path = Path(ckpt_path).resolve().parent.parent / CLASSIFIER_FILE
-    return {**postprocess, "classifier": str(path)} if path.exists() else postprocess
-
-
-CLASSIFIER_FILE = "edge_classifier.pkl"

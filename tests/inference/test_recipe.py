@@ -11,6 +11,7 @@ from src.inference.recipe import (
     follow_recipe,
     make_recipe,
     slice_predictor,
+    with_run_classifier,
 )
 from src.inference.tiling import TiledPredictor
 from src.inference.tta import tta_mean
@@ -98,3 +99,16 @@ def test_tiles_of_an_affinity_network_give_its_whole_slice_prediction(tta):
     np.testing.assert_allclose(got, whole, atol=2e-5)
     (interior,) = slice_predictor(module, {**recipe, "tile_size": 40}, torch.device("cpu"), None).predict_many([image])
     np.testing.assert_allclose(interior, whole[1], atol=2e-5)
+
+
+def test_learned_edges_of_a_checkpoint_get_its_run_s_classifier(tmp_path):
+    learned = {"_target_": "src.postprocess.learned_edges.LearnedEdges", "classifier": None}
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert with_run_classifier(learned, ckpt) == learned  # the run has none: as it was (decoding will say so)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "edge_classifier.pkl").write_bytes(b"")
+    assert with_run_classifier(learned, ckpt)["classifier"] == str(tmp_path / "run" / "edge_classifier.pkl")
+    given = {**learned, "classifier": "mine.pkl"}
+    assert with_run_classifier(given, ckpt) == given  # a file named on the command line wins
+    other = {"_target_": "src.postprocess.mutex_watershed.MutexWatershed"}
+    assert with_run_classifier(other, ckpt) == other and with_run_classifier(None, ckpt) is None

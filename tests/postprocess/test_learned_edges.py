@@ -16,7 +16,6 @@ from src.postprocess.learned_edges import (
     edge_features,
     edge_targets,
     load_classifier,
-    run_classifier,
     save_classifier,
     signed_cells,
     truth_cells,
@@ -126,19 +125,6 @@ def test_learned_edges_refuse_bad_settings_and_a_missing_classifier():
     one_cell = np.ones((1, 16, 16), np.int32)
     with pytest.raises(UserError, match="no pair of each kind"):
         LearnedEdges().with_offsets(OFFSETS).fit([np.ones((len(OFFSETS), 16, 16), np.float32)], one_cell)
-
-
-def test_a_checkpoint_s_run_lends_its_classifier(tmp_path):
-    config = {"_target_": "src.postprocess.learned_edges.LearnedEdges", "classifier": None}
-    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    assert run_classifier(config, ckpt) == config  # no file beside it: as it was
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "edge_classifier.pkl").write_bytes(b"")
-    assert run_classifier(config, ckpt)["classifier"] == str(tmp_path / "run" / "edge_classifier.pkl")
-    given = {**config, "classifier": "mine.pkl"}
-    assert run_classifier(given, ckpt) == given
-    other = {"_target_": "src.postprocess.mutex_watershed.MutexWatershed"}
-    assert run_classifier(other, ckpt) == other and run_classifier(None, ckpt) is None
 
 
 def test_truth_cells_leave_out_the_boundary_and_unlabelled_pixels():
