@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from src.postprocess.mutex_watershed import _checked, _cluster, drop_small, fragments, offset_edges
+from src.postprocess.mutex_watershed import _checked, _cluster, drop_small, fragments, network_offsets, offset_edges
 from src.utils.atomic import atomic_path
 from src.utils.errors import UserError
 
@@ -146,12 +146,7 @@ class LearnedEdges:
             )
 
     def with_offsets(self, offsets: Sequence[Sequence[int]]) -> LearnedEdges:
-        offsets = tuple(tuple(int(o) for o in offset) for offset in offsets)
-        if len(offsets) <= self.attractive:
-            raise UserError(
-                f"postprocess.attractive={self.attractive} leaves none of the network's {len(offsets)} affinity "
-                "offsets to repel; lower it"
-            )
+        offsets = network_offsets(offsets, self.attractive)
         method = replace(self, offsets=offsets)
         return method if self.classifier is None else method.with_model(load_classifier(self.classifier, offsets))
 

@@ -248,13 +248,7 @@ class MutexWatershed:
             )
 
     def with_offsets(self, offsets: Sequence[Sequence[int]]) -> MutexWatershed:
-        offsets = tuple(tuple(int(o) for o in offset) for offset in offsets)
-        if len(offsets) <= self.attractive:
-            raise UserError(
-                f"postprocess.attractive={self.attractive} leaves none of the network's {len(offsets)} affinity "
-                "offsets to repel; lower it"
-            )
-        return replace(self, offsets=offsets)
+        return replace(self, offsets=network_offsets(offsets, self.attractive))
 
     def __call__(self, affinities: np.ndarray) -> np.ndarray:
         if not self.offsets:
@@ -267,6 +261,17 @@ class MutexWatershed:
         else:
             cells = mutex_watershed(affinities, self.offsets, self.attractive, strides, self.bias)
         return drop_small(cells, self.min_size)
+
+
+def network_offsets(offsets: Sequence[Sequence[int]], attractive: int) -> tuple:
+    """A network's offsets as a decoder keeps them (tuples of ints), refused where none is left to repel."""
+    offsets = tuple(tuple(int(o) for o in offset) for offset in offsets)
+    if len(offsets) <= attractive:
+        raise UserError(
+            f"postprocess.attractive={attractive} leaves none of the network's {len(offsets)} affinity offsets to "
+            "repel; lower it"
+        )
+    return offsets
 
 
 def drop_small(cells: np.ndarray, min_size: int) -> np.ndarray:
