@@ -9,17 +9,12 @@ from pathlib import Path
 
 from src.data.labels import IGNORE
 from src.evaluation.held_out import predict_slices
-from src.inference.recipe import CLASSIFIER_FILE
+from src.inference.recipe import CLASSIFIER_FILE, needs_fitting
 from src.postprocess.instances import build_postprocess
 from src.postprocess.learned_edges import save_classifier, truth_cells
 from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)
-
-
-def needs_fitting(postprocess: dict | None) -> bool:
-    """Whether a recipe's post-processing is learned edges without a classifier file."""
-    return bool(postprocess) and postprocess["_target_"].endswith(".LearnedEdges") and not postprocess.get("classifier")
 
 
 def with_fitted_edges(module, datamodule, trainer, recipe: dict, output_dir: Path) -> dict:

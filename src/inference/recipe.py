@@ -110,10 +110,15 @@ def checkpoint_recipe(module: Any, cfg: Any) -> tuple[dict, str]:
     return {**recipe, "postprocess": with_run_classifier(recipe["postprocess"], cfg.ckpt_path)}, source
 
 
+def needs_fitting(postprocess: dict | None) -> bool:
+    """Whether a recipe's post-processing is learned edges without a classifier file."""
+    return bool(postprocess) and postprocess["_target_"].endswith(".LearnedEdges") and not postprocess.get("classifier")
+
+
 def with_run_classifier(postprocess: dict | None, ckpt_path: str | Path) -> dict | None:
     """Learned edges with no classifier file named get the one of the run ``ckpt_path`` belongs to
     (``RUN/checkpoints/x.ckpt`` -> ``RUN/edge_classifier.pkl``), where it has one; anything else as it is."""
-    if not postprocess or not postprocess["_target_"].endswith(".LearnedEdges") or postprocess.get("classifier"):
+    if not needs_fitting(postprocess):
         return postprocess
     path = Path(ckpt_path).resolve().parent.parent / CLASSIFIER_FILE
     return {**postprocess, "classifier": str(path)} if path.exists() else postprocess

@@ -47,24 +47,20 @@ def edge_features(
     pairs, edge = np.unique(np.minimum(a, b) * nodes + np.maximum(a, b), return_inverse=True)
     count = len(pairs)
     weight = affinities.reshape(channels, -1)[k, u]
-
-    def mean_of(chosen: np.ndarray) -> np.ndarray:
-        n = np.bincount(edge[chosen], minlength=count)
-        total = np.bincount(edge[chosen], weights=weight[chosen], minlength=count)
-        return np.where(n > 0, total / np.maximum(n, 1), -1.0)
-
-    per_channel = np.zeros((count, channels))
-    totals = np.zeros((count, channels))
-    np.add.at(per_channel, (edge, k), 1)
-    np.add.at(totals, (edge, k), weight)
-    means = np.where(per_channel > 0, totals / np.maximum(per_channel, 1), -1.0)
-    length = np.linalg.norm(offsets, axis=1)[k]
+    cell = edge * channels + k  # (edge, channel) as one index
+    per_channel = np.bincount(cell, minlength=count * channels).reshape(count, channels).astype(np.float64)
+    totals = np.bincount(cell, weights=weight, minlength=count * channels).reshape(count, channels)
+    length = np.linalg.norm(offsets, axis=1)
+    repels = np.arange(channels) >= attractive
+    groups = [
+        _mean(per_channel[:, chosen].sum(1), totals[:, chosen].sum(1))
+        for chosen in (~repels, repels & (length < LONG_RANGE), repels & (length >= LONG_RANGE))
+    ]
     pulls = k < attractive
-    groups = [mean_of(chosen) for chosen in (pulls, ~pulls & (length < LONG_RANGE), ~pulls & (length >= LONG_RANGE))]
     sizes = np.bincount(flat, minlength=nodes).astype(np.float64)
     low, high = pairs // nodes, pairs % nodes
     features = [
-        means,
+        _mean(per_channel, totals),
         np.log1p(per_channel),
         np.stack(groups, 1),
         _quantiles(edge[pulls], weight[pulls], count),
@@ -72,6 +68,11 @@ def edge_features(
         np.log1p(np.maximum(sizes[low], sizes[high]))[:, None],
     ]
     return np.stack([low, high], 1), np.concatenate(features, 1)
+
+
+def _mean(count: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """``total / count``, -1 where the count is 0."""
+    return np.where(count > 0, total / np.maximum(count, 1), -1.0)
 
 
 def _quantiles(edge: np.ndarray, weight: np.ndarray, count: int) -> np.ndarray:

@@ -11,8 +11,8 @@ import torch
 from src.data.datamodule import EMDataModule
 from src.data.sources import SyntheticSource, TiffSource
 from src.data.synthetic import synthetic_stack
-from src.evaluation.edge_classifier import needs_fitting, with_fitted_edges
-from src.inference.recipe import make_recipe
+from src.evaluation.edge_classifier import with_fitted_edges
+from src.inference.recipe import make_recipe, needs_fitting
 from src.models.module import SegmentationModule
 from src.postprocess.learned_edges import load_classifier
 from src.utils.errors import UserError
