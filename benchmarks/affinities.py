@@ -37,8 +37,10 @@ README = PROJECT_ROOT / "README.md"
 START, END = "<!-- affinities:start -->", "<!-- affinities:end -->"
 RECIPES = {
     "isbi2012_cpu": "`make train` recipe: contour map of the mean-boundary agglomeration (swept)",
-    "isbi2012_cpu_affinities": "affinity recipe: cells of the mutex watershed, no threshold",
+    "isbi2012_cpu_affinities": "affinity recipe: cells of the learned edges, no threshold",
 }
+NOT_SETTINGS = ("_target_", "offsets", "classifier")  # a decoder's class, the network's offsets, the run's file
+MUTEX_WATERSHED = {"fragments_h": 0.1, "stride": 8, "min_size": 100}  # the recipe's decoder before learned edges
 
 
 def run(experiment: str, seed: int, fold: int, log_dir: Path) -> Path:
@@ -47,16 +49,16 @@ def run(experiment: str, seed: int, fold: int, log_dir: Path) -> Path:
 
 
 def recipe_decoder() -> tuple[list[str], dict]:
-    """The affinity recipe's post-processing group and settings as it is now (conf/experiment)."""
-    experiment = OmegaConf.load(PROJECT_ROOT / "conf" / "experiment" / "isbi2012_cpu_affinities.yaml")
-    groups = [
-        v
-        for entry in experiment.defaults
-        if not isinstance(entry, str)
-        for k, v in entry.items()
-        if k.endswith("/postprocess")
-    ]
-    return groups, OmegaConf.to_container(experiment.get("postprocess") or OmegaConf.create({}))
+    """The affinity recipe's post-processing group and settings as it is now (its composed config)."""
+    from hydra import compose, initialize_config_dir
+
+    from src.config import setup
+
+    setup()
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", ["experiment=isbi2012_cpu_affinities"], return_hydra_config=True)
+    settings = OmegaConf.to_container(cfg.postprocess, resolve=True)
+    return [cfg.hydra.runtime.choices["postprocess"]], {k: v for k, v in settings.items() if k not in NOT_SETTINGS}
 
 
 def decoder_overrides() -> list[str]:
@@ -73,11 +75,12 @@ def decoded_now(row: dict, settings: dict) -> bool:
 def evaluate(run_dir: Path) -> None:
     """``src.eval`` of an affinity run's checkpoint on its own held-out fold, into ``RUN/eval``: the recipe's
     decoder as configured now (a run trained before a setting changed is decoded as a new run would be: the
-    network is the same), and the other decoders (mean affinity; the class head's agglomeration) beside it."""
+    network is the same), and the other decoders beside it (the mutex watershed as the recipe had it before
+    learned edges; mean affinity; the class head's agglomeration)."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
     fold = OmegaConf.load(run_dir / "config.yaml").data.fold
     overrides = [f"ckpt_path={metrics['best_checkpoint']}", f"data.fold={fold}", f"paths.output_dir={run_dir / 'eval'}"]
-    overrides += decoder_overrides()
+    overrides += decoder_overrides() + [f"compare.mutex_watershed.{k}={v}" for k, v in MUTEX_WATERSHED.items()]
     shutil.rmtree(run_dir / "eval", ignore_errors=True)  # an earlier evaluation, replaced as a whole
     result = subprocess.run([sys.executable, "-m", "src.eval", *overrides], cwd=PROJECT_ROOT, text=True)
     if result.returncode != 0:
@@ -118,15 +121,18 @@ def row_of(run_dir: Path) -> dict:
 
 def decoder_settings(held: dict) -> dict:
     """The settings of the post-processing an evaluation decoded with (its recipe's, without the target)."""
-    return {k: v for k, v in held["recipe"]["postprocess"].items() if k not in ("_target_", "offsets")}
+    return {k: v for k, v in held["recipe"]["postprocess"].items() if k not in NOT_SETTINGS}
 
 
 def compared(evaluation: dict) -> dict:
     """The other decoders' scores of a run's ``src.eval`` (:func:`evaluate`; empty: none)."""
     found = evaluation.get("compared", {})
     scores = {}
+    keys = ("vrand", "vinfo", "seconds_per_slice")
+    mutex = found.get("mutex_watershed", {})
+    if mutex and all(mutex["params"].get(k) == v for k, v in MUTEX_WATERSHED.items()):
+        scores.update({f"mutex_watershed_{k}": mutex[k] for k in keys})
     if "mean_affinity" in found:
-        keys = ("vrand", "vinfo", "seconds_per_slice")
         scores.update({f"mean_affinity_{k}": found["mean_affinity"][k] for k in keys})
     if "agglomeration" in found:
         scores.update({f"agglomeration_{k}": found["agglomeration"]["contours"][k] for k in ("vrand", "vinfo")})
@@ -153,6 +159,7 @@ def _pair(rows: list[dict], prefix: str) -> str:
 def _others(rows: list[dict]) -> str:
     """Mean affinity and the class head's agglomeration, where ``src.eval`` scored them for every run."""
     names = {
+        "mutex_watershed": "mutex watershed (fragments_h=0.1, stride=8, min_size=100)",
         "mean_affinity": "mean affinity (waterz, 0.5)",
         "agglomeration": "class head's contour map (swept)",
         "agglomeration_cells": "its cells (cut 0.55)",
@@ -212,7 +219,8 @@ def table(rows: list[dict]) -> str:
 SHORT = {  # the README's rows: (recipe, score prefix, label)
     ("isbi2012_cpu", ""): "`make train`: contour map, swept",
     ("isbi2012_cpu", "cells_"): "`make train`: its cells, no sweep",
-    ("isbi2012_cpu_affinities", ""): "affinities: mutex watershed, no sweep",
+    ("isbi2012_cpu_affinities", ""): "affinities: learned edges, no sweep",
+    ("isbi2012_cpu_affinities", "mutex_watershed_"): "affinities: mutex watershed, no sweep",
 }
 
 
@@ -229,12 +237,13 @@ def summary(rows: list[dict]) -> str:
     for (experiment, prefix), label in SHORT.items():
         means = {}
         for fold in folds:
-            mine = [r for r in rows if r["experiment"] == experiment and r["fold"] == fold]
+            mine = [r for r in rows if r["experiment"] == experiment and r["fold"] == fold and prefix + "vrand" in r]
             if mine:
                 means[fold] = [statistics.mean(r[prefix + key] for r in mine) for key in ("vrand", "vinfo")]
         cells = [f"{means[f][0]:.4f} / {means[f][1]:.4f}" if f in means else "-" for f in folds]
-        overall = [statistics.mean(means[f][i] for f in both) for i in (0, 1)] if both else []
-        cells.append(f"{overall[0]:.4f} / {overall[1]:.4f}" if both else "-")
+        whole = bool(both) and all(f in means for f in both)
+        overall = [statistics.mean(means[f][i] for f in both) for i in (0, 1)] if whole else []
+        cells.append(f"{overall[0]:.4f} / {overall[1]:.4f}" if whole else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "Mean over seeds (runs per fold):\n\n" + "\n".join(lines)
 

@@ -49,9 +49,7 @@ def test_a_trainer_that_cannot_run_here_is_refused(overrides, words):
         check_training_config(_cfg(*overrides))
 
 
-@pytest.mark.parametrize(
-    "experiment", ["isbi2012_cpu", "isbi2012_cpu_affinities", "isbi2012_cpu_learned_edges", "isbi2012_paper"]
-)
+@pytest.mark.parametrize("experiment", ["isbi2012_cpu", "isbi2012_cpu_affinities", "isbi2012_paper"])
 def test_the_recipes_pass(experiment):
     check_training_config(compose_config("train", [f"experiment={experiment}", "trainer.accelerator=cpu"]))
 
