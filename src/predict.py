@@ -147,13 +147,19 @@ def predict(cfg: DictConfig) -> dict:
     from src.data.slices import parse_slices
     from src.data.tiff import Calibration, StackWriter
     from src.data.volume import open_volume
-    from src.inference.recipe import checkpoint_recipe, describe
+    from src.inference.recipe import CLASSIFIER_FILE, checkpoint_recipe, describe, needs_fitting
     from src.models.checkpoint import load_module
 
     if cfg.prob_dtype not in ("float32", "uint8"):
         raise UserError(f"prob_dtype={cfg.prob_dtype} must be float32 or uint8")
     module = load_module(cfg.ckpt_path)
     recipe, source = checkpoint_recipe(module, cfg)
+    if module.offsets and needs_fitting(recipe["postprocess"]):  # learned edges; the run has no classifier file
+        raise UserError(
+            f"postprocess=learned_edges needs a fitted classifier, but the run of ckpt_path={cfg.ckpt_path} has no "
+            f"{CLASSIFIER_FILE} fitted with these settings; pass postprocess.classifier=FILE (src.eval of the "
+            "checkpoint fits one), or choose postprocess=mutex_watershed"
+        )
     if str(cfg.output).rstrip("/").endswith(".zarr"):
         from src.inference.block_run import predict_blocks
 

@@ -117,11 +117,16 @@ def needs_fitting(postprocess: dict | None) -> bool:
 
 def with_run_classifier(postprocess: dict | None, ckpt_path: str | Path) -> dict | None:
     """Learned edges with no classifier file named get the one of the run ``ckpt_path`` belongs to
-    (``RUN/checkpoints/x.ckpt`` -> ``RUN/edge_classifier.pkl``), where it has one; anything else as it is."""
+    (``RUN/checkpoints/x.ckpt`` -> ``RUN/edge_classifier.pkl``), where it has one fitted on the edges these
+    settings make; anything else as it is."""
     if not needs_fitting(postprocess):
         return postprocess
     path = Path(ckpt_path).resolve().parent.parent / CLASSIFIER_FILE
-    return {**postprocess, "classifier": str(path)} if path.exists() else postprocess
+    if not path.exists():
+        return postprocess
+    from src.postprocess.learned_edges import fitted_for
+
+    return {**postprocess, "classifier": str(path)} if fitted_for(path, postprocess) else postprocess
 
 
 def describe(recipe: dict) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from src.utils.errors import UserError
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 LONG_RANGE = 12  # pixels: the offsets at least this long form the long-range group of repulsions
 FORMAT = 1  # the saved file's layout; a file of another is refused
+FITTED_ON = ("attractive", "fragments_h", "stride")  # the settings that shape an edge's features
 
 
 def edge_features(
@@ -149,7 +150,13 @@ class LearnedEdges:
     def with_offsets(self, offsets: Sequence[Sequence[int]]) -> LearnedEdges:
         offsets = network_offsets(offsets, self.attractive)
         method = replace(self, offsets=offsets)
-        return method if self.classifier is None else method.with_model(load_classifier(self.classifier, offsets))
+        if self.classifier is None:
+            return method
+        return method.with_model(load_classifier(self.classifier, offsets, self.fitted_settings()))
+
+    def fitted_settings(self) -> dict:
+        """The settings that shape the edges' features: a classifier decodes only the graph it was fitted on."""
+        return {key: getattr(self, key) for key in FITTED_ON}
 
     def with_model(self, model: Any) -> LearnedEdges:
         return replace(self, model=model)
@@ -205,15 +212,14 @@ def save_classifier(path: Path, model: Any, method: LearnedEdges) -> Path:
     """Write the fitted ``model`` with the offsets and settings it was fitted for (a pickle, through a temporary
     name)."""
     record = {"format": FORMAT, "model": model, "offsets": [list(o) for o in method.offsets]}
-    record.update(attractive=method.attractive, fragments_h=method.fragments_h, stride=method.stride)
+    record.update(method.fitted_settings())
     with atomic_path(path) as partial, open(partial, "wb") as file:
         pickle.dump(record, file)
     return path
 
 
-def load_classifier(path: str | Path, offsets: Sequence[Sequence[int]]) -> Any:
-    """The classifier saved at ``path`` (a run's own file: a pickle runs code, so read only files you made), refused
-    where it was fitted for other offsets."""
+def _read_record(path: str | Path) -> dict:
+    """The saved record at ``path`` (a run's own file: a pickle runs code, so read only files you made)."""
     try:
         with open(path, "rb") as file:
             record = pickle.load(file)  # noqa: S301 - the run's own file
@@ -223,9 +229,38 @@ def load_classifier(path: str | Path, offsets: Sequence[Sequence[int]]) -> Any:
         ) from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise UserError(f"postprocess.classifier={path} is not an edge classifier this version wrote; retrain")
+    return record
+
+
+def fitted_for(path: str | Path, config: dict) -> bool:
+    """Whether the classifier saved at ``path`` was fitted on the edges the ``postprocess`` config makes (its
+    settings, or their defaults, against the file's); a file that cannot be read counts as fitted, so that reading
+    it says what is wrong."""
+    try:
+        record = _read_record(path)
+    except UserError:
+        return True
+    defaults = {f.name: f.default for f in fields(LearnedEdges)}
+    return all(record.get(key) == config.get(key, defaults[key]) for key in FITTED_ON)
+
+
+def load_classifier(path: str | Path, offsets: Sequence[Sequence[int]], settings: dict | None = None) -> Any:
+    """The classifier saved at ``path`` (:func:`_read_record`), refused where it was fitted for other offsets or
+    other feature ``settings`` (:meth:`LearnedEdges.fitted_settings`)."""
+    record = _read_record(path)
     if [list(o) for o in offsets] != record["offsets"]:
         raise UserError(
             f"postprocess.classifier={path} was fitted for the offsets {record['offsets']}, not this network's "
             f"{[list(o) for o in offsets]}; give the classifier of the run that trained this network"
         )
+    fitted = {key: record.get(key) for key in settings or {}}
+    if fitted != (settings or {}):
+        raise UserError(
+            f"postprocess.classifier={path} was fitted on edges made with {_listed(fitted)}, not {_listed(settings)}; "
+            f"decode with {_listed(fitted, ' ', 'postprocess.')} or fit one for these (src.eval of the checkpoint)"
+        )
     return record["model"]
+
+
+def _listed(values: dict, sep: str = ", ", prefix: str = "") -> str:
+    return sep.join(f"{prefix}{key}={value}" for key, value in values.items())

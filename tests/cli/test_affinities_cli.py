@@ -111,3 +111,9 @@ def test_learned_edges_are_fitted_by_training_and_read_by_eval_predict_and_score
         "src.score", f"prediction={summary['affinities']}", "kind=affinities", "postprocess=learned_edges", labels
     )
     assert missing.returncode != 0 and "postprocess.classifier=" in missing.stderr
+
+    # a run that lost its classifier: src.predict says so before reading the input, and writes nothing
+    classifier.rename(run / "kept.pkl")
+    lost = run_cli("src.predict", ckpt, f"input={files['test_images.tif']}", f"output={tmp_path / 'lost'}")
+    assert lost.returncode != 0 and "no edge_classifier.pkl fitted" in lost.stderr and "Traceback" not in lost.stderr
+    assert not (tmp_path / "lost").exists()

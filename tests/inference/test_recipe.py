@@ -112,3 +112,17 @@ def test_learned_edges_of_a_checkpoint_get_its_run_s_classifier(tmp_path):
     assert with_run_classifier(given, ckpt) == given  # a file named on the command line wins
     other = {"_target_": "src.postprocess.mutex_watershed.MutexWatershed"}
     assert with_run_classifier(other, ckpt) == other and with_run_classifier(None, ckpt) is None
+
+
+def test_a_run_s_classifier_fitted_on_other_edges_is_not_given(tmp_path):
+    from src.postprocess.learned_edges import LearnedEdges, save_classifier
+
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    method = LearnedEdges(fragments_h=0.05, stride=2).with_offsets([[-1, 0], [0, -1], [-3, 0], [0, -3]])
+    save_classifier(tmp_path / "edge_classifier.pkl", "the fitted model", method)
+    learned = {"_target_": "src.postprocess.learned_edges.LearnedEdges", "classifier": None}
+    for same in ({}, {"fragments_h": 0.05, "stride": 2, "attractive": 2, "min_size": 7}):  # defaults; min_size: after
+        given = with_run_classifier({**learned, **same}, ckpt)
+        assert given["classifier"] == str(tmp_path / "edge_classifier.pkl")
+    for other in ({"fragments_h": 0.1}, {"stride": 8}, {"attractive": 1}):  # other edges: src.eval fits anew
+        assert with_run_classifier({**learned, **other}, ckpt) == {**learned, **other}

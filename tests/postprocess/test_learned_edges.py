@@ -106,6 +106,10 @@ def test_the_saved_classifier_is_refused_for_other_offsets_or_a_bad_file(tmp_pat
         LearnedEdges(classifier=str(path)).with_offsets(OFFSETS[:-1])
     with pytest.raises(UserError, match="cannot be read"):
         LearnedEdges(classifier=str(tmp_path / "missing.pkl")).with_offsets(OFFSETS)
+    for other in ({"fragments_h": 0.1}, {"stride": 4}, {"attractive": 1}):  # features of another graph
+        with pytest.raises(UserError, match=f"postprocess.{next(iter(other))}=") as refused:
+            LearnedEdges(classifier=str(path), **other).with_offsets(OFFSETS)
+        assert "fragments_h=0.05 postprocess.stride=2" in str(refused.value)
     (tmp_path / "other.pkl").write_bytes(b"not a pickle")
     with pytest.raises(UserError, match="cannot be read"):
         load_classifier(tmp_path / "other.pkl", OFFSETS)
