@@ -220,7 +220,6 @@ SHORT = {  # the README's rows: (recipe, score prefix, label)
     ("isbi2012_cpu", ""): "`make train`: contour map, swept",
     ("isbi2012_cpu", "cells_"): "`make train`: its cells, no sweep",
     ("isbi2012_cpu_affinities", ""): "affinities: learned edges, no sweep",
-    ("isbi2012_cpu_affinities", "mutex_watershed_"): "affinities: mutex watershed, no sweep",
 }
 
 
@@ -237,13 +236,12 @@ def summary(rows: list[dict]) -> str:
     for (experiment, prefix), label in SHORT.items():
         means = {}
         for fold in folds:
-            mine = [r for r in rows if r["experiment"] == experiment and r["fold"] == fold and prefix + "vrand" in r]
+            mine = [r for r in rows if r["experiment"] == experiment and r["fold"] == fold]
             if mine:
                 means[fold] = [statistics.mean(r[prefix + key] for r in mine) for key in ("vrand", "vinfo")]
         cells = [f"{means[f][0]:.4f} / {means[f][1]:.4f}" if f in means else "-" for f in folds]
-        whole = bool(both) and all(f in means for f in both)
-        overall = [statistics.mean(means[f][i] for f in both) for i in (0, 1)] if whole else []
-        cells.append(f"{overall[0]:.4f} / {overall[1]:.4f}" if whole else "-")
+        overall = [statistics.mean(means[f][i] for f in both) for i in (0, 1)] if both else []
+        cells.append(f"{overall[0]:.4f} / {overall[1]:.4f}" if both else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "Mean over seeds (runs per fold):\n\n" + "\n".join(lines)
 
