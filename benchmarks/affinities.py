@@ -98,6 +98,8 @@ def row_of(run_dir: Path) -> dict:
     if experiment == "isbi2012_cpu_affinities" and evaluation:
         held = evaluation  # the recipe's decoder as configured now (:func:`evaluate`)
     info = json.loads((run_dir / "run_info.json").read_text())
+    decoded_by = run_dir / "eval" / "run_info.json"  # the evaluation's commit, where it decoded the run anew
+    decoded_at = (json.loads(decoded_by.read_text()).get("git_commit") or "")[:7] if evaluation else ""
     return {
         "experiment": experiment,
         "seed": int(config.seed),
@@ -105,6 +107,7 @@ def row_of(run_dir: Path) -> dict:
         "slices": held["slices"],
         "steps": metrics["global_step"],
         "commit": (info.get("git_commit") or "")[:7],
+        "decoded_at": decoded_at if experiment == "isbi2012_cpu_affinities" else "",
         "machine": info.get("cpu", ""),
         "run": str(run_dir),
         "vrand": held["headline"]["vrand"],
@@ -212,8 +215,11 @@ def table(rows: list[dict]) -> str:
                     f"{_mean([r['vinfo'] for r in mine])} | {_pair(mine, 'cells')} |"
                 )
     commits = ", ".join(sorted({r["commit"] for r in rows}))
+    decoded = ", ".join(sorted({r.get("decoded_at") for r in rows} - {"", None}))
+    decoded = f" (affinity runs decoded again at {decoded})" if decoded else ""
     machines = "; ".join(sorted({r["machine"] for r in rows}))
-    return "\n".join([f"Commits {commits}; {machines}. Each cell: mean ± standard deviation (each seed).", "", *lines])
+    head = f"Trained at commits {commits}{decoded}; {machines}. Each cell: mean ± standard deviation (each seed)."
+    return "\n".join([head, "", *lines])
 
 
 SHORT = {  # the README's rows: (recipe, score prefix, label)

@@ -154,16 +154,16 @@ def predict(cfg: DictConfig) -> dict:
         raise UserError(f"prob_dtype={cfg.prob_dtype} must be float32 or uint8")
     module = load_module(cfg.ckpt_path)
     recipe, source = checkpoint_recipe(module, cfg)
-    if module.offsets and needs_fitting(recipe["postprocess"]):  # learned edges; the run has no classifier file
+    if str(cfg.output).rstrip("/").endswith(".zarr"):
+        from src.inference.block_run import predict_blocks
+
+        return predict_blocks(cfg, module, recipe)  # probabilities, classes, affinities: no cells
+    if module.offsets and needs_fitting(recipe["postprocess"]):  # learned edges; the run has no classifier
         raise UserError(
             f"postprocess=learned_edges needs a fitted classifier, but the run of ckpt_path={cfg.ckpt_path} has no "
             f"{CLASSIFIER_FILE} fitted with these settings; pass postprocess.classifier=FILE (src.eval of the "
             "checkpoint fits one), or choose postprocess=mutex_watershed"
         )
-    if str(cfg.output).rstrip("/").endswith(".zarr"):
-        from src.inference.block_run import predict_blocks
-
-        return predict_blocks(cfg, module, recipe)
     classes, boundary = module.classes, module.boundary_class
     paths = output_paths(cfg, recipe, classes, boundary, module.offsets)
     device = resolve_device(cfg.device)

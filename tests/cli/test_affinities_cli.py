@@ -117,3 +117,7 @@ def test_learned_edges_are_fitted_by_training_and_read_by_eval_predict_and_score
     lost = run_cli("src.predict", ckpt, f"input={files['test_images.tif']}", f"output={tmp_path / 'lost'}")
     assert lost.returncode != 0 and "no edge_classifier.pkl fitted" in lost.stderr and "Traceback" not in lost.stderr
     assert not (tmp_path / "lost").exists()
+    # blockwise prediction to Zarr cuts no cells, so it needs no classifier
+    blocks = run_cli("src.predict", ckpt, f"input={files['test_images.tif']}", f"output={tmp_path / 'lost.zarr'}")
+    assert blocks.returncode == 0, blocks.stderr[-3000:]
+    assert (tmp_path / "lost.zarr").is_dir()
