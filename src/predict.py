@@ -142,12 +142,24 @@ def _write_slices(
             bar.advance(slices)
 
 
+def _check_classifier(module, recipe: dict, ckpt_path: str) -> None:
+    """Learned edges need a fitted classifier (the run's own, or one named): refused before any input is read."""
+    from src.inference.recipe import CLASSIFIER_FILE, needs_fitting
+
+    if module.offsets and needs_fitting(recipe["postprocess"]):
+        raise UserError(
+            f"postprocess=learned_edges needs a fitted classifier, but the run of ckpt_path={ckpt_path} has no "
+            f"{CLASSIFIER_FILE} fitted with these settings; pass postprocess.classifier=FILE (src.eval of the "
+            "checkpoint fits one), or choose postprocess=mutex_watershed"
+        )
+
+
 def predict(cfg: DictConfig) -> dict:
     from src.config.hardware import resolve_device
     from src.data.slices import parse_slices
     from src.data.tiff import Calibration, StackWriter
     from src.data.volume import open_volume
-    from src.inference.recipe import CLASSIFIER_FILE, checkpoint_recipe, describe, needs_fitting
+    from src.inference.recipe import checkpoint_recipe, describe
     from src.models.checkpoint import load_module
 
     if cfg.prob_dtype not in ("float32", "uint8"):
@@ -158,12 +170,7 @@ def predict(cfg: DictConfig) -> dict:
         from src.inference.block_run import predict_blocks
 
         return predict_blocks(cfg, module, recipe)  # probabilities, classes, affinities: no cells
-    if module.offsets and needs_fitting(recipe["postprocess"]):  # learned edges; the run has no classifier
-        raise UserError(
-            f"postprocess=learned_edges needs a fitted classifier, but the run of ckpt_path={cfg.ckpt_path} has no "
-            f"{CLASSIFIER_FILE} fitted with these settings; pass postprocess.classifier=FILE (src.eval of the "
-            "checkpoint fits one), or choose postprocess=mutex_watershed"
-        )
+    _check_classifier(module, recipe, cfg.ckpt_path)
     classes, boundary = module.classes, module.boundary_class
     paths = output_paths(cfg, recipe, classes, boundary, module.offsets)
     device = resolve_device(cfg.device)
