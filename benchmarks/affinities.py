@@ -160,7 +160,8 @@ def _pair(rows: list[dict], prefix: str) -> str:
 
 
 def _others(rows: list[dict]) -> str:
-    """Mean affinity and the class head's agglomeration, where ``src.eval`` scored them for every run."""
+    """The mutex watershed, mean affinity and the class head's agglomeration, where ``src.eval`` scored them for
+    every run."""
     names = {
         "mutex_watershed": "mutex watershed (fragments_h=0.1, stride=8, min_size=100)",
         "mean_affinity": "mean affinity (waterz, 0.5)",
