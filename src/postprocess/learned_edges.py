@@ -5,7 +5,8 @@ Here a gradient-boosted tree classifier (scikit-learn) weighs it instead, from s
 (per offset, their quantiles along the shared border, the fragments' sizes), as the multicut pipelines learn
 their edge probabilities (Beier et al., Nature Methods 2017). It is fitted on the run's own training slices after
 training: each fragment is given to the true cell it overlaps most, and an edge is 1 when both fragments go to one
-cell. Its probability then both attracts and repels in the mutex watershed (:func:`signed_cells`).
+cell. Its probability then both attracts and repels in the mutex watershed (:func:`signed_cells`), optionally
+first in cautious rounds whose grown regions are measured again (:func:`cells_in_rounds`).
 """
 
 from __future__ import annotations
@@ -102,16 +103,40 @@ def edge_targets(regions: np.ndarray, truth: np.ndarray, pairs: np.ndarray) -> t
     return known & (first == second), known
 
 
-def signed_cells(regions: np.ndarray, pairs: np.ndarray, joined: np.ndarray) -> np.ndarray:
+def signed_cells(
+    regions: np.ndarray, pairs: np.ndarray, joined: np.ndarray, surer_than: float | None = None
+) -> np.ndarray:
     """Cells (1, 2, ...) of the mutex watershed on ``regions`` whose every edge both pulls with priority ``joined``
     and repels with ``1 - joined``: edges are taken from the surest, a pull joins unless a mutex forbids it, a
-    repulsion adds one."""
-    u = np.concatenate([pairs[:, 0], pairs[:, 0]])
-    v = np.concatenate([pairs[:, 1], pairs[:, 1]])
-    pulls = np.repeat([True, False], len(pairs))
-    roots = _cluster(int(regions.max()) + 1, u, v, pulls, np.tile(joined.astype(np.float64), 2), 0.0)
+    repulsion adds one. Given ``surer_than``, only pulls with ``joined > surer_than`` may join (a cautious round)."""
+    kept = np.ones(len(pairs), bool) if surer_than is None else joined > surer_than
+    u = np.concatenate([pairs[kept, 0], pairs[:, 0]])
+    v = np.concatenate([pairs[kept, 1], pairs[:, 1]])
+    pulls = np.repeat([True, False], [int(kept.sum()), len(pairs)])
+    weight = np.concatenate([joined[kept], joined]).astype(np.float64)
+    roots = _cluster(int(regions.max()) + 1, u, v, pulls, weight, 0.0)
     _, numbered = np.unique(roots[1:], return_inverse=True)
     return (numbered + 1)[regions - 1]
+
+
+def cells_in_rounds(
+    regions: np.ndarray,
+    affinities: np.ndarray,
+    offsets: np.ndarray,
+    weigh,
+    rounds: Sequence[float],
+    attractive: int,
+    stride: int,
+) -> np.ndarray:
+    """Cells of ``regions`` by :func:`signed_cells`, first in cautious ``rounds`` (only pulls surer than each value
+    join), then once with every edge; before each round the grown regions' edges are measured again
+    (:func:`edge_features`) and weighed by ``weigh(features)``, whose last column is the probability of one cell."""
+    for surer_than in (*rounds, None):
+        pairs, features = edge_features(regions, affinities, offsets, attractive, stride)
+        if len(pairs) == 0:
+            break
+        regions = signed_cells(regions, pairs, weigh(features)[:, -1], surer_than)
+    return regions
 
 
 @dataclass(frozen=True)
@@ -124,6 +149,8 @@ class LearnedEdges:
         fragments_h: the fragments' h-maxima seeds (:func:`~src.postprocess.mutex_watershed.fragments`), > 0.
         stride: one repulsive pixel pair in ``stride`` along each axis goes into the edges' features.
         min_size: cells smaller than this many pixels become border (0), flooded from their neighbours by the scoring.
+        rounds: cautious rounds before the last: in each, only edges surer than its value join, then the edges
+            between the grown regions are measured and weighed again (the same classifier); empty: one round.
         classifier: the fitted classifier's file (``edge_classifier.pkl`` of a run); null in a training config,
             where ``src.train`` fits it after training, and for ``src.predict`` / ``src.eval`` of a run's
             checkpoint, which read the run's own.
@@ -134,6 +161,7 @@ class LearnedEdges:
     fragments_h: float = 0.05
     stride: int = 2
     min_size: int = 100
+    rounds: tuple = ()
     classifier: str | None = None
     offsets: tuple = field(default=())
     model: Any = field(default=None, repr=False, compare=False)
@@ -145,6 +173,12 @@ class LearnedEdges:
             raise UserError(
                 f"postprocess: attractive={self.attractive} and stride={self.stride} must be >= 1, "
                 f"min_size={self.min_size} >= 0, fragments_h={self.fragments_h} in (0, 1)"
+            )
+        object.__setattr__(self, "rounds", tuple(float(value) for value in self.rounds or ()))
+        if any(not 0.5 <= value < 1 for value in self.rounds):
+            raise UserError(
+                f"postprocess.rounds={list(self.rounds)}: each round's value is how sure an edge must be to join, "
+                "in [0.5, 1); e.g. [0.99, 0.95, 0.9, 0.8], or [] for one round"
             )
 
     def with_offsets(self, offsets: Sequence[Sequence[int]]) -> LearnedEdges:
@@ -195,11 +229,11 @@ class LearnedEdges:
                 "postprocess=learned_edges has no fitted classifier: train with it (src.train writes "
                 "RUN/edge_classifier.pkl) or pass postprocess.classifier=RUN/edge_classifier.pkl"
             )
-        regions, pairs, features = self.graph(affinities)
-        if len(pairs) == 0:
-            return drop_small(regions, self.min_size)
-        joined = self.model.predict_proba(features)[:, 1]
-        return drop_small(signed_cells(regions, pairs, joined), self.min_size)
+        affinities, offsets = _checked(affinities, self.offsets)
+        regions = fragments(affinities, offsets, self.attractive, self.fragments_h)
+        weigh = self.model.predict_proba
+        cells = cells_in_rounds(regions, affinities, offsets, weigh, self.rounds, self.attractive, self.stride)
+        return drop_small(cells, self.min_size)
 
 
 def truth_cells(labels: np.ndarray, boundary: int, ignore: int) -> np.ndarray:

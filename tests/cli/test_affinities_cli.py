@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import tifffile
 
+from src.evaluation.scoring import read_affinities, score_arrays
+from src.postprocess.learned_edges import LearnedEdges
 from tests.cli.test_train_cli import FAST, _runs, _train_run
 from tests.conftest import run_cli
 
@@ -106,6 +108,15 @@ def test_learned_edges_are_fitted_by_training_and_read_by_eval_predict_and_score
     )
     assert decoded.returncode == 0, decoded.stderr[-3000:]
     assert json.loads(decoded.stdout)["vrand"] == pytest.approx(headline["vrand"], abs=1e-4)
+    # cautious rounds are a config key of the decoder: src.score scores what decoding in this process gives
+    scoring = [f"prediction={summary['affinities']}", "kind=affinities", "postprocess=learned_edges", labels]
+    cautious = run_cli("src.score", *scoring, f"postprocess.classifier={classifier}", "postprocess.rounds=[0.9]")
+    assert cautious.returncode == 0, cautious.stderr[-3000:]
+    affinities, offsets = read_affinities(summary["affinities"])
+    method = LearnedEdges(classifier=str(classifier), rounds=[0.9]).with_offsets(offsets)
+    cells = np.stack([method(one) for one in affinities])
+    expected = score_arrays(cells, tifffile.imread(files["test_labels.tif"]), kind="labels")
+    assert json.loads(cautious.stdout)["vrand"] == pytest.approx(expected["vrand"], abs=1e-9)
     # without a classifier src.score says how to give one, in one line
     missing = run_cli(
         "src.score", f"prediction={summary['affinities']}", "kind=affinities", "postprocess=learned_edges", labels

@@ -1,5 +1,6 @@
 """Learned edges between affinity fragments: the features and targets of hand-made graphs, the signed mutex
-watershed by hand, a classifier fitted on known cells finding unseen ones, and the saved classifier's checks."""
+watershed and its cautious rounds by hand, a classifier fitted on known cells finding unseen ones, and the saved
+classifier's checks."""
 
 import math
 
@@ -13,6 +14,7 @@ from src.models.affinities import affinities_of_cells
 from src.postprocess.learned_edges import (
     QUANTILES,
     LearnedEdges,
+    cells_in_rounds,
     edge_features,
     edge_targets,
     load_classifier,
@@ -60,6 +62,27 @@ def test_the_signed_mutex_watershed_by_hand():
     assert signed_cells(regions, pairs, np.array([0.9, 0.6, 0.2])).tolist() == [[1, 1, 2]]
     # 1-3 at 0.45 repels with 0.55, after 2-3's pull (0.6) has joined all three: one cell.
     assert signed_cells(regions, pairs, np.array([0.9, 0.6, 0.45])).tolist() == [[1, 1, 1]]
+    # A cautious round (only pulls surer than 0.7 join): 2-3's pull (0.6) waits; 1-3 still repels, 1-2 joins.
+    assert signed_cells(regions, pairs, np.array([0.9, 0.6, 0.45]), surer_than=0.7).tolist() == [[1, 1, 2]]
+    assert signed_cells(regions, pairs, np.array([0.65, 0.6, 0.45]), surer_than=0.7).tolist() == [[1, 2, 3]]
+
+
+def _attractive_mean(features):
+    """Weighs an edge by the mean of its attractive pairs (column 2K of a LINE graph's features), none: 0."""
+    joined = np.clip(features[:, 4], 0, 1)
+    return np.stack([1 - joined, joined], 1)
+
+
+def test_a_cautious_round_measures_the_grown_regions_again_by_hand():
+    regions = np.array([[1, 1, 2, 2, 3, 3]])
+    affinities = np.full((2, 1, 6), 0.5, np.float32)
+    affinities[0, 0, [2, 4]] = [0.9, 0.6]  # the attractive pairs 2-1 (regions 1-2) and 4-3 (regions 2-3)
+    # One round: 1-3 has no attractive pair (weight 0), so its repulsion comes first; 1-2 joins (0.9) and 2-3's
+    # pull (0.6) is refused by the mutex 1-3.
+    assert cells_in_rounds(regions, affinities, LINE, _attractive_mean, (), 1, 1).tolist() == [[1, 1, 1, 1, 2, 2]]
+    # A cautious round at 0.8 joins 1-2 only; measured again, {1, 2}-3 is one edge whose attractive mean is 0.6.
+    joined = cells_in_rounds(regions, affinities, LINE, _attractive_mean, (0.8,), 1, 1)
+    assert joined.tolist() == [[1, 1, 1, 1, 1, 1]]
 
 
 def _tiled_cells(shape, seed, count=10):
@@ -88,13 +111,16 @@ def test_a_classifier_fitted_on_known_cells_finds_unseen_ones(tmp_path):
     model = method.fit([_noisy(cells, seed) for seed, cells in enumerate(train)], train)
     path = save_classifier(tmp_path / "edge_classifier.pkl", model, method)
     decode = LearnedEdges(min_size=0, classifier=str(path)).with_offsets(OFFSETS)
-    scores = []
+    cautious = LearnedEdges(min_size=0, classifier=str(path), rounds=[0.99, 0.9]).with_offsets(OFFSETS)
+    scores, cautious_scores = [], []
     for seed in (100, 101, 102):
         cells = _tiled_cells(shape, seed)
         found = decode(_noisy(cells, seed))
         scores.append(scores_from_segments(cells.ravel(), found.ravel()).vrand)
         assert (found == method.with_model(model)(_noisy(cells, seed))).all()  # the file holds the same model
+        cautious_scores.append(scores_from_segments(cells.ravel(), cautious(_noisy(cells, seed)).ravel()).vrand)
     assert min(scores) >= 0.9, scores
+    assert min(cautious_scores) >= 0.9, cautious_scores
 
 
 def test_the_saved_classifier_is_refused_for_other_offsets_or_a_bad_file(tmp_path):
@@ -120,6 +146,10 @@ def test_learned_edges_refuse_bad_settings_and_a_missing_classifier():
         LearnedEdges(fragments_h=0.0)
     with pytest.raises(UserError, match="stride"):
         LearnedEdges(stride=0)
+    for rounds in ([0.9, 1.0], [0.4]):  # how sure a cautious round's joins must be: [0.5, 1)
+        with pytest.raises(UserError, match=r"postprocess.rounds=.* in \[0.5, 1\)"):
+            LearnedEdges(rounds=rounds)
+    assert LearnedEdges(rounds=[0.99, 0.9]).rounds == (0.99, 0.9)
     with pytest.raises(UserError, match="leaves none"):
         LearnedEdges().with_offsets([[-1, 0], [0, -1]])
     with pytest.raises(UserError, match="model.target=affinities"):
