@@ -41,6 +41,7 @@ RECIPES = {
 }
 NOT_SETTINGS = ("_target_", "offsets", "classifier")  # a decoder's class, the network's offsets, the run's file
 MUTEX_WATERSHED = {"fragments_h": 0.1, "stride": 8, "min_size": 100}  # the recipe's decoder before learned edges
+ADDED_LATER = {"rounds": []}  # decoder settings newer than some rows, at the value that decodes as those rows were
 
 
 def run(experiment: str, seed: int, fold: int, log_dir: Path) -> Path:
@@ -69,7 +70,7 @@ def decoder_overrides() -> list[str]:
 
 def decoded_now(row: dict, settings: dict) -> bool:
     """Whether an affinity row's cells were decoded with these post-processing ``settings`` (the recipe's now)."""
-    return {k: row.get("decoder", {}).get(k) for k in settings} == settings
+    return {k: row.get("decoder", {}).get(k, ADDED_LATER.get(k)) for k in settings} == settings
 
 
 def evaluate(run_dir: Path) -> None:

@@ -9,6 +9,7 @@ import torch
 from hydra.utils import instantiate
 
 from benchmarks.ablation import table
+from benchmarks.affinities import decoded_now
 from benchmarks.plain_step import PlainStep
 from benchmarks.predict_vs_monai import convolution_seconds
 from benchmarks.step_timer import PHASES, StepTimer
@@ -151,3 +152,11 @@ def test_the_volume_benchmark_tiles_isbi_slices_into_a_zarr_volume(tmp_path, isb
     np.testing.assert_array_equal(volume[2, 512:, :512], images[3][:88])
     make_volume(tmp_path / "l.zarr", 3, 600, labels=True)
     np.testing.assert_array_equal(zarr.open_array(tmp_path / "l.zarr", mode="r")[2, 512:, :512], isbi_stack[1][3][:88])
+
+
+def test_an_affinity_row_is_current_only_for_the_settings_it_was_decoded_with():
+    row = {"decoder": {"attractive": 2, "fragments_h": 0.05, "stride": 2, "min_size": 100}}
+    settings = {**row["decoder"], "rounds": []}
+    assert decoded_now(row, settings)  # a setting newer than the row, at the value that decodes as the row was
+    assert not decoded_now(row, {**settings, "rounds": [0.9]})
+    assert not decoded_now(row, {**settings, "stride": 8})

@@ -150,7 +150,7 @@ class LearnedEdges:
         stride: one repulsive pixel pair in ``stride`` along each axis goes into the edges' features.
         min_size: cells smaller than this many pixels become border (0), flooded from their neighbours by the scoring.
         rounds: cautious rounds before the last: in each, only edges surer than its value join, then the edges
-            between the grown regions are measured and weighed again (the same classifier); empty: one round.
+            between the grown regions are measured and weighed again (the same classifier); null or empty: one round.
         classifier: the fitted classifier's file (``edge_classifier.pkl`` of a run); null in a training config,
             where ``src.train`` fits it after training, and for ``src.predict`` / ``src.eval`` of a run's
             checkpoint, which read the run's own.
@@ -161,7 +161,7 @@ class LearnedEdges:
     fragments_h: float = 0.05
     stride: int = 2
     min_size: int = 100
-    rounds: tuple = ()
+    rounds: tuple | None = None
     classifier: str | None = None
     offsets: tuple = field(default=())
     model: Any = field(default=None, repr=False, compare=False)
