@@ -22,7 +22,7 @@ from torch import nn
 from src.data.labels import IGNORE
 from src.utils.errors import UserError
 
-AFFINITY_LOSSES = ("dice", "bce", "dice_bce")
+AFFINITY_LOSSES = ("dice", "bce", "dice_bce", "dice_malis")
 AFFINITY_BOUNDARIES = ("cut", "nearest_cell")
 
 
@@ -71,14 +71,19 @@ def affinities_of_cells(cells: np.ndarray, offsets: Sequence[Sequence[int]]) -> 
     return target, inside
 
 
+def cells_of_batch(label: torch.Tensor, boundary: int | None, nearest_cell: bool = False) -> np.ndarray:
+    """The cells ``(B, H, W)`` of a class-label batch, as :func:`cells_of_labels` finds them in each slice."""
+    return np.stack([cells_of_labels(slice_label, boundary, nearest_cell) for slice_label in label.cpu().numpy()])
+
+
 def affinity_targets(
     label: torch.Tensor, offsets: Sequence[Sequence[int]], boundary: int | None, nearest_cell: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets and loss mask ``(B, K, H, W)`` of a class-label batch ``(B, H, W)`` (module docstring)."""
     labels = label.cpu().numpy()
     targets, masks = [], []
-    for slice_label in labels:
-        target, inside = affinities_of_cells(cells_of_labels(slice_label, boundary, nearest_cell), offsets)
+    for slice_label, cells in zip(labels, cells_of_batch(label, boundary, nearest_cell), strict=True):
+        target, inside = affinities_of_cells(cells, offsets)
         labelled = slice_label != IGNORE
         for k, offset in enumerate(offsets):
             source, moved = pairs_inside(labelled.shape, offset)
@@ -91,20 +96,29 @@ def affinity_targets(
 
 class AffinityLoss(nn.Module):
     """Masked loss of affinity logits ``(B, K, H, W)``: ``dice`` (Sørensen-Dice of each channel, on the cut and the
-    joined pairs alike, as the mutex watershed paper trains), ``bce``, or ``dice_bce`` (their sum)."""
+    joined pairs alike, as the mutex watershed paper trains), ``bce``, ``dice_bce`` (their sum) or ``dice_malis``
+    (Dice plus constrained MALIS on the nearest-neighbour channels, which needs the crops' ``cells``)."""
 
-    def __init__(self, kind: str = "dice", smooth: float = 1.0) -> None:
+    def __init__(self, kind: str = "dice", smooth: float = 1.0, offsets: Sequence[Sequence[int]] = ()) -> None:
         super().__init__()
         if kind not in AFFINITY_LOSSES:
             raise UserError(f"model.affinity_loss={kind!r} is not one of {', '.join(AFFINITY_LOSSES)}")
         self.kind = kind
         self.smooth = smooth
+        # dice_malis: MALIS on the nearest-neighbour channels (src.models.malis)
+        self.unit_channels = [k for k, o in enumerate(offsets) if sum(abs(int(v)) for v in o) == 1]
+        self.unit_offsets = [list(offsets[k]) for k in self.unit_channels]
+        if kind == "dice_malis" and not self.unit_channels:
+            raise UserError("model.affinity_loss=dice_malis needs nearest-neighbour offsets ([-1, 0], [0, -1])")
+        self.needs_cells = kind == "dice_malis"
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, cells: np.ndarray | None = None
+    ) -> torch.Tensor:
         logits = logits.float()
         mask = mask.to(logits.dtype)
         loss = logits.new_zeros(())
-        if self.kind in ("dice", "dice_bce"):
+        if self.kind in ("dice", "dice_bce", "dice_malis"):
             # Both sides from four sums per channel: the pairs (m), the joined targets (t m), the predicted
             # affinities (s m) and their overlap (s t m); the cut side's are what the joined side leaves of m.
             dims = (0, 2, 3)
@@ -122,6 +136,13 @@ class AffinityLoss(nn.Module):
         if self.kind in ("bce", "dice_bce"):
             per_pair = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
             loss = loss + (per_pair * mask).sum() / mask.sum().clamp_min(1)
+        if self.kind == "dice_malis":
+            if cells is None:
+                raise ValueError("affinity_loss=dice_malis needs the crops' cells (cells_of_batch)")
+            from src.models.malis import malis_loss  # it builds on pairs_inside above
+
+            units = self.unit_channels
+            loss = loss + malis_loss(logits[:, units], cells, mask[:, units], self.unit_offsets)
         return loss
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Timer
@@ -19,7 +20,7 @@ from src.inference.regions import output_probabilities
 from src.inference.whole import predict_logits
 from src.metrics.classes import ClassScores
 from src.metrics.torchmetrics_isbi import ISBIScores
-from src.models.affinities import AffinityLoss, affinity_targets, check_offsets
+from src.models.affinities import AffinityLoss, affinity_targets, cells_of_batch, check_offsets
 from src.models.losses import CrossEntropy
 from src.models.unet import UNet, UNetEnsemble
 from src.utils.errors import NonFiniteLossError, UserError
@@ -69,7 +70,7 @@ class SegmentationModule(L.LightningModule):
         self.net: UNet | UNetEnsemble = instantiate(net)
         num_classes = (self.net.members[0] if isinstance(self.net, UNetEnsemble) else self.net).num_classes
         self.offsets = check_offsets(affinities["offsets"]) if affinities else ()
-        self.affinity_loss = AffinityLoss(affinities.get("loss", "dice")) if affinities else None
+        self.affinity_loss = AffinityLoss(affinities.get("loss", "dice"), offsets=self.offsets) if affinities else None
         self.nearest_cell = bool(affinities) and affinities.get("boundary") == "nearest_cell"  # affinity targets
         num_classes -= len(self.offsets)
         # A checkpoint written before classes were named is the binary U-Net: membrane, interior.
@@ -125,7 +126,12 @@ class SegmentationModule(L.LightningModule):
         if self.offsets:  # made once for the batch, repeated for the members as the labels are
             target, mask = affinity_targets(label[: len(image)], self.offsets, self.boundary_class, self.nearest_cell)
             target, mask = target.repeat(members, 1, 1, 1), mask.repeat(members, 1, 1, 1)
-            affinity_loss = self.affinity_loss(logits[:, len(self.classes) :], target, mask)
+            cells = None
+            if self.affinity_loss.needs_cells:
+                cells = np.tile(
+                    cells_of_batch(label[: len(image)], self.boundary_class, self.nearest_cell), (members, 1, 1)
+                )
+            affinity_loss = self.affinity_loss(logits[:, len(self.classes) :], target, mask, cells)
             self.log("train/affinity_loss", affinity_loss, on_step=False, on_epoch=True, batch_size=len(image))
             loss = loss + self.hparams.affinities.get("weight", 1.0) * affinity_loss
         if not torch.isfinite(loss):

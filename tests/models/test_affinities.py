@@ -1,5 +1,7 @@
 """Affinity targets from class labels, their loss, and how offsets turn with the image."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from src.models.affinities import (
     affinities_of_cells,
     affinity_settings,
     affinity_targets,
+    cells_of_batch,
     cells_of_labels,
     channel_sources,
     check_offsets,
@@ -69,13 +72,16 @@ def test_targets_by_hand():
 def test_the_loss_is_low_for_right_affinities_and_ignores_masked_pairs():
     target, mask = affinity_targets(torch.from_numpy(LABEL)[None], [[0, -1], [-1, 0]], boundary=0)
     right = (target * 2 - 1) * 20
-    for kind in ("dice", "bce", "dice_bce"):
-        loss = AffinityLoss(kind)
+    cells = cells_of_batch(torch.from_numpy(LABEL)[None], boundary=0)
+    for kind in ("dice", "bce", "dice_bce", "dice_malis"):
+        loss = partial(AffinityLoss(kind, offsets=[[0, -1], [-1, 0]]), cells=cells)
         assert loss(right, target, mask) < 0.02 < loss(-right, target, mask)
         # whatever is predicted where the mask is off changes nothing
         assert loss(right + 50 * (~mask), target, mask) == pytest.approx(loss(right, target, mask).item())
     with pytest.raises(UserError, match="affinity_loss"):
         AffinityLoss("focal")
+    with pytest.raises(UserError, match="nearest-neighbour"):
+        AffinityLoss("dice_malis", offsets=[[0, -3]])
 
 
 def test_offsets_are_checked():

@@ -95,11 +95,12 @@ def test_an_ensemble_with_split_batch_fits_each_member_on_its_own_crops_and_labe
     assert loss.item() == pytest.approx(sum(own).item() / 2, rel=1e-5)
 
 
-def test_an_affinity_network_trains_classes_and_affinities_and_predicts_both():
+@pytest.mark.parametrize("kind", ["dice", "dice_malis"])
+def test_an_affinity_network_trains_classes_and_affinities_and_predicts_both(kind):
     torch.manual_seed(0)
     offsets = [[-1, 0], [0, -1], [-4, 0], [0, -4]]
     net = {**NET, "num_classes": 2 + len(offsets)}
-    module = SegmentationModule(net=net, optimizer=ADAM, affinities={"offsets": offsets, "loss": "dice"})
+    module = SegmentationModule(net=net, optimizer=ADAM, affinities={"offsets": offsets, "loss": kind})
     assert module.offsets == tuple(map(tuple, offsets)) and module.classes == ["membrane", "interior"]
     module.log = lambda *args, **kwargs: None  # no trainer to log to
     optimizer = module.configure_optimizers()
