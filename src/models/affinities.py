@@ -71,19 +71,16 @@ def affinities_of_cells(cells: np.ndarray, offsets: Sequence[Sequence[int]]) -> 
     return target, inside
 
 
-def cells_of_batch(label: torch.Tensor, boundary: int | None, nearest_cell: bool = False) -> np.ndarray:
-    """The cells ``(B, H, W)`` of a class-label batch, as :func:`cells_of_labels` finds them in each slice."""
-    return np.stack([cells_of_labels(slice_label, boundary, nearest_cell) for slice_label in label.cpu().numpy()])
-
-
 def affinity_targets(
     label: torch.Tensor, offsets: Sequence[Sequence[int]], boundary: int | None, nearest_cell: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Targets and loss mask ``(B, K, H, W)`` of a class-label batch ``(B, H, W)`` (module docstring)."""
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Targets and loss mask ``(B, K, H, W)`` of a class-label batch ``(B, H, W)`` (module docstring), and the
+    cells ``(B, H, W)`` they were made from (:func:`cells_of_labels`), for a loss that needs them."""
     labels = label.cpu().numpy()
+    cells = np.stack([cells_of_labels(slice_label, boundary, nearest_cell) for slice_label in labels])
     targets, masks = [], []
-    for slice_label, cells in zip(labels, cells_of_batch(label, boundary, nearest_cell), strict=True):
-        target, inside = affinities_of_cells(cells, offsets)
+    for slice_label, slice_cells in zip(labels, cells, strict=True):
+        target, inside = affinities_of_cells(slice_cells, offsets)
         labelled = slice_label != IGNORE
         for k, offset in enumerate(offsets):
             source, moved = pairs_inside(labelled.shape, offset)
@@ -91,7 +88,7 @@ def affinity_targets(
         targets.append(target)
         masks.append(inside)
     as_tensor = lambda x: torch.from_numpy(np.stack(x)).to(label.device)  # noqa: E731
-    return as_tensor(targets), as_tensor(masks)
+    return as_tensor(targets), as_tensor(masks), cells
 
 
 class AffinityLoss(nn.Module):
@@ -138,7 +135,7 @@ class AffinityLoss(nn.Module):
             loss = loss + (per_pair * mask).sum() / mask.sum().clamp_min(1)
         if self.kind == "dice_malis":
             if cells is None:
-                raise ValueError("affinity_loss=dice_malis needs the crops' cells (cells_of_batch)")
+                raise ValueError("affinity_loss=dice_malis needs the crops' cells (affinity_targets gives them)")
             from src.models.malis import malis_loss  # it builds on pairs_inside above
 
             units = self.unit_channels

@@ -20,7 +20,7 @@ from src.inference.regions import output_probabilities
 from src.inference.whole import predict_logits
 from src.metrics.classes import ClassScores
 from src.metrics.torchmetrics_isbi import ISBIScores
-from src.models.affinities import AffinityLoss, affinity_targets, cells_of_batch, check_offsets
+from src.models.affinities import AffinityLoss, affinity_targets, check_offsets
 from src.models.losses import CrossEntropy
 from src.models.unet import UNet, UNetEnsemble
 from src.utils.errors import NonFiniteLossError, UserError
@@ -124,13 +124,11 @@ class SegmentationModule(L.LightningModule):
             weight = _center_crop_to(weight, *logits.shape[-2:]).repeat(members, 1, 1)
         loss = self.loss(logits[:, : len(self.classes)], label, weight)
         if self.offsets:  # made once for the batch, repeated for the members as the labels are
-            target, mask = affinity_targets(label[: len(image)], self.offsets, self.boundary_class, self.nearest_cell)
+            target, mask, cells = affinity_targets(
+                label[: len(image)], self.offsets, self.boundary_class, self.nearest_cell
+            )
             target, mask = target.repeat(members, 1, 1, 1), mask.repeat(members, 1, 1, 1)
-            cells = None
-            if self.affinity_loss.needs_cells:
-                cells = np.tile(
-                    cells_of_batch(label[: len(image)], self.boundary_class, self.nearest_cell), (members, 1, 1)
-                )
+            cells = np.tile(cells, (members, 1, 1)) if self.affinity_loss.needs_cells else None
             affinity_loss = self.affinity_loss(logits[:, len(self.classes) :], target, mask, cells)
             self.log("train/affinity_loss", affinity_loss, on_step=False, on_epoch=True, batch_size=len(image))
             loss = loss + self.hparams.affinities.get("weight", 1.0) * affinity_loss

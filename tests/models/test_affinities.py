@@ -13,7 +13,6 @@ from src.models.affinities import (
     affinities_of_cells,
     affinity_settings,
     affinity_targets,
-    cells_of_batch,
     cells_of_labels,
     channel_sources,
     check_offsets,
@@ -44,7 +43,7 @@ def test_nearest_cell_splits_each_membrane_between_the_cells_beside_it():
     wide = np.array([[1, 0, 0, 0, 0, 1]] * 2)  # a four-pixel membrane: two pixels to each cell
     assert cells_of_labels(wide, boundary=0, nearest_cell=True).tolist() == [[1, 1, 1, 2, 2, 2]] * 2
     assert not cells_of_labels(np.zeros((2, 3), int), boundary=0, nearest_cell=True).any()  # no cell at all
-    target, _ = affinity_targets(torch.from_numpy(wide)[None], [[0, -1]], boundary=0, nearest_cell=True)
+    target, _, _ = affinity_targets(torch.from_numpy(wide)[None], [[0, -1]], boundary=0, nearest_cell=True)
     assert target[0, 0].tolist() == [[0, 1, 1, 0, 1, 1]] * 2  # the one cut is in the membrane's middle
 
 
@@ -57,7 +56,7 @@ def test_affinity_settings_take_the_boundary_rule():
 
 def test_targets_by_hand():
     offsets = [[0, -1], [0, -2], [-1, 0]]
-    target, mask = affinity_targets(torch.from_numpy(LABEL)[None], offsets, boundary=0)
+    target, mask, _ = affinity_targets(torch.from_numpy(LABEL)[None], offsets, boundary=0)
     target, mask = target[0], mask[0]
     # [0, -1]: same cell as the left neighbour; pairs that touch the membrane are 0; column 0 leaves the image
     assert target[0].tolist() == [[0, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]]
@@ -70,9 +69,8 @@ def test_targets_by_hand():
 
 
 def test_the_loss_is_low_for_right_affinities_and_ignores_masked_pairs():
-    target, mask = affinity_targets(torch.from_numpy(LABEL)[None], [[0, -1], [-1, 0]], boundary=0)
+    target, mask, cells = affinity_targets(torch.from_numpy(LABEL)[None], [[0, -1], [-1, 0]], boundary=0)
     right = (target * 2 - 1) * 20
-    cells = cells_of_batch(torch.from_numpy(LABEL)[None], boundary=0)
     for kind in ("dice", "bce", "dice_bce", "dice_malis"):
         loss = partial(AffinityLoss(kind, offsets=[[0, -1], [-1, 0]]), cells=cells)
         assert loss(right, target, mask) < 0.02 < loss(-right, target, mask)
