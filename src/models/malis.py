@@ -82,17 +82,14 @@ def crop_weights(
         positive[at[inside]] = weight[inside]
     cut = np.flatnonzero(~joined)
     if len(cut):
-        # the true cells joined first: every pixel of a cell starts under one root (its first pixel)
-        order_cells = np.argsort(flat_cells.astype(np.int32), kind="stable")
-        ids, first = np.unique(flat_cells[order_cells], return_index=True)
-        parent = np.arange(n)
-        count = (flat_cells > 0).astype(np.float64)
-        for cell_id, start, stop in zip(ids, first, [*first[1:], n], strict=True):
-            if cell_id == 0:
-                continue
-            members = order_cells[start:stop]
-            parent[members] = members[0]
-            count[members[0]] = len(members)
+        # the true cells joined first: every pixel of a cell starts under one root (its first pixel), which counts
+        # the cell's pixels; a pixel of no cell is its own root and counts none
+        ids, first, sizes = np.unique(flat_cells, return_index=True, return_counts=True)
+        root_of = np.zeros(int(ids[-1]) + 1, np.int64)
+        root_of[ids] = first
+        parent = np.where(flat_cells > 0, root_of[flat_cells], np.arange(n))
+        count = np.zeros(n, np.float64)
+        count[first[ids > 0]] = sizes[ids > 0]
         order = cut[np.argsort(key[cut], kind="stable")]
         weight = _pass(order, a, b, parent, count)
         negative[at[cut]] = weight[cut]
