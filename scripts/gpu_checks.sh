@@ -9,8 +9,9 @@
 #   cp -r .venv/lib/python3.*/site-packages/antlr4 .gpu/site/     # antlr4-python3-runtime 4.9.3 has no wheel
 #   cp ../shared/data/isbi2012/*.tif .gpu/data/isbi2012/
 # There: bash scripts/gpu_checks.sh gpu SECONDS   (here, as a dry run: bash scripts/gpu_checks.sh cpu SECONDS
-# with STEPS=3 MAXTIME=00:00:00:20 PAPERTIME=00:00:00:10). Stages run in order; each is skipped when less
-# time is left than it needs, so the script ends inside SECONDS; $OUT gets log.txt and runs.tgz.
+# with STEPS=3 MAXTIME=00:00:00:20 PAPERTIME=00:00:00:10 GOAL_STEPS=3). Stages run in order; each is skipped when
+# less time is left than it needs, or when ONLY names other stages (ONLY="goal": that one alone), so the script ends
+# inside SECONDS; $OUT gets log.txt and runs.tgz.
 set -u
 TRAINER=${1:-gpu}
 BUDGET=${2:-420}
@@ -32,6 +33,7 @@ left() { echo $((BUDGET - ($(date +%s) - START))); }
 stage() {  # stage NAME NEEDS_S CMD...: run CMD with the time left, unless less than NEEDS_S is left
   local name=$1 needs=$2; shift 2
   local l; l=$(left)
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then echo "=== $name: skipped, not in ONLY" | tee -a "$LOG"; return; fi
   if [ "$l" -lt "$needs" ]; then echo "=== $name: skipped, ${l}s left" | tee -a "$LOG"; return; fi
   echo "=== $name ($(date -u +%T), ${l}s left): $*" | tee -a "$LOG"
   local t0; t0=$(date +%s)
@@ -56,7 +58,9 @@ stage paper 100 $T experiment=isbi2012_paper trainer.max_time=$PAPERTIME trainer
 # 3. the affinity recipe and today's recipe, three times their steps or MAXTIME of training, fold 4, seed 12345
 stage affinities 120 $T experiment=isbi2012_cpu_affinities trainer.max_steps=$STEPS trainer.max_time=$MAXTIME
 stage recipe 120 $T experiment=isbi2012_cpu trainer.max_steps=$STEPS trainer.max_time=$MAXTIME
+# 4. the open test of docs/affinities.md: wider affinity networks trained longer, five seeds side by side
+stage goal 420 env PY="$PY" RUNS="$RUNS" TRAINER="$TRAINER" bash scripts/gpu_goal.sh
 # what each run wrote: its configuration, metrics and step timings
 (cd $RUNS 2>/dev/null && tar czf "$OUT/runs.tgz" --exclude='*.ckpt' --exclude='*.tif' --exclude='*.png' --exclude='*.zarr' . )
-grep -h "headline:\|stopped:\|it/s\]$" "$LOG" | tail -20
+grep -h "headline:\|stopped:\|it/s\]$\|^goal_s" "$LOG" | tail -20
 echo "total $(($(date +%s) - START))s" | tee -a "$LOG"
