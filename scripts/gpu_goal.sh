@@ -20,15 +20,20 @@ for seed in $SEEDS; do
     hydra.run.dir="$RUNS/goal_s$seed" >"$RUNS/goal_s$seed.log" 2>&1 &
 done
 wait
-$PY - "$RUNS"/goal_s*/metrics.json <<'E'
+$PY - "$RUNS" $SEEDS <<'E'
 import json
 import sys
+from pathlib import Path
 
-for path in sys.argv[1:]:
-    with open(path) as file:
-        run = json.load(file)
+runs = Path(sys.argv[1])
+for seed in sys.argv[2:]:
+    path = runs / f"goal_s{seed}" / "metrics.json"
+    if not path.exists():
+        print(f"goal_s{seed}: no metrics.json; its log: {runs / f'goal_s{seed}.log'}")
+        continue
+    run = json.loads(path.read_text())
     cells = run["held_out"]["postprocess"]
     slices = " ".join(f"{s['slice']}: {s['vrand']:.3f}" for s in cells["per_slice"])
-    name = path.split("/")[-2]
-    print(f"{name}, {run['global_step']} steps: V_rand {cells['vrand']:.4f}, V_info {cells['vinfo']:.4f}; {slices}")
+    scores = f"V_rand {cells['vrand']:.4f}, V_info {cells['vinfo']:.4f}"
+    print(f"goal_s{seed}, {run['global_step']} steps: {scores}; {slices}")
 E
