@@ -14,6 +14,8 @@ STEPS=${GOAL_STEPS:-6000}       # four times the recipe's
 TIME=${GOAL_TIME:-00:00:05:00}  # each run's training clock, so that the stage ends inside one call
 WORKERS=${GOAL_WORKERS:-2}      # loader processes a run: the runs share the machine's cores
 mkdir -p "$RUNS"
+# the stage's timeout stops the runs too, not only this shell (they run in the background)
+trap 'kill $(jobs -p) 2>/dev/null' TERM INT
 for seed in $SEEDS; do
   $PY -m src.train trainer="$TRAINER" logger=csv experiment=isbi2012_cpu_affinities seed="$seed" data.fold=4 \
     model.base_channels="$CHANNELS" trainer.max_steps="$STEPS" trainer.max_time="$TIME" data.num_workers="$WORKERS" \
