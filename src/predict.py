@@ -154,6 +154,22 @@ def _check_classifier(module, recipe: dict, ckpt_path: str) -> None:
         )
 
 
+def _postprocess(recipe: dict, module, blockwise: bool = False):
+    """The recipe's post-processing, built (None for none). Blockwise, cells cut from the cells' probability need
+    a boundary class (the TIFF path refuses the same in :func:`output_paths`)."""
+    if not recipe["postprocess"]:
+        return None
+    from src.postprocess.instances import build_postprocess, reads_affinities
+
+    method = build_postprocess(recipe["postprocess"], module.offsets)
+    if blockwise and module.boundary_class is None and not reads_affinities(method):
+        raise UserError(
+            "this checkpoint's classes name no boundary class, so there are no cells to post-process; pass "
+            "postprocess=none (its class map is written)"
+        )
+    return method
+
+
 def predict(cfg: DictConfig) -> dict:
     from src.config.hardware import resolve_device
     from src.data.slices import parse_slices
@@ -166,19 +182,15 @@ def predict(cfg: DictConfig) -> dict:
         raise UserError(f"prob_dtype={cfg.prob_dtype} must be float32 or uint8")
     module = load_module(cfg.ckpt_path)
     recipe, source = checkpoint_recipe(module, cfg)
+    _check_classifier(module, recipe, cfg.ckpt_path)
+    classes, boundary = module.classes, module.boundary_class
     if str(cfg.output).rstrip("/").endswith(".zarr"):
         from src.inference.block_run import predict_blocks
 
-        return predict_blocks(cfg, module, recipe)  # probabilities, classes, affinities: no cells
-    _check_classifier(module, recipe, cfg.ckpt_path)
-    classes, boundary = module.classes, module.boundary_class
+        return predict_blocks(cfg, module, recipe, _postprocess(recipe, module, blockwise=True))
     paths = output_paths(cfg, recipe, classes, boundary, module.offsets)
     device = resolve_device(cfg.device)
-    postprocess = None
-    if recipe["postprocess"]:
-        from src.postprocess.instances import build_postprocess
-
-        postprocess = build_postprocess(recipe["postprocess"], module.offsets)
+    postprocess = _postprocess(recipe, module)
     with open_volume(cfg.input, cfg.input_key, "input", "check input= and input_key=") as reader:
         ids = parse_slices(cfg.slices, len(reader), "slices")
         calibration = Calibration.chosen(cfg.voxel_size, cfg.voxel_unit, reader)

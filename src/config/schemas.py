@@ -238,6 +238,7 @@ class PredictSchema(RecipeOverrides, TaskSchema):
     output: str = MISSING
     block_shape: list[int] = MISSING
     block_halo: Any = MISSING
+    cells_halo: int = MISSING
     resume: bool = MISSING
     num_workers: int = MISSING
     trainer: Any = None

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from src.data.normalize import standardise
 from src.data.tiff import Calibration
 from src.data.volume import open_volume
+from src.inference.block_cells import BlockCells, cut_cells
 from src.inference.blockwise import Block, BlockPredictor
 from src.inference.zarr_output import ZarrOutput
 from src.utils.errors import UserError
@@ -101,6 +102,8 @@ class ZarrBlockWriter(BasePredictionWriter):
         self.output, self.create, self.resume, self.volume_args = output, create, resume, volume_args
         self.settings, self.boundary, self.total = create["settings"], boundary, total
         self.stats: np.ndarray | None = None
+        self.cells: tuple | None = None  # (post-processing, halo): cut the cells once every block is written
+        self.cell_count: int | None = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if trainer.is_global_zero:
@@ -135,6 +138,15 @@ class ZarrBlockWriter(BasePredictionWriter):
 
     def on_predict_end(self, trainer, pl_module) -> None:
         trainer.strategy.barrier("all blocks written")
+        if self.cells is not None:
+            import zarr
+
+            method, halo = self.cells
+            group = zarr.open_group(self.output.partial, mode="r+")
+            cells = BlockCells(group, self.output.cells_work, method, halo, pl_module.blocks)
+            self.cell_count = cut_cells(
+                cells, self.output, trainer.global_rank, trainer.world_size, trainer.strategy.barrier
+            )
         if trainer.is_global_zero:
             self.output.finish(self.total)
 
@@ -154,6 +166,8 @@ def _settings(cfg, recipe: dict, shape, block_shape, halo: int) -> dict:
         "tta": list(recipe["tta"]),
         "prob_dtype": cfg.prob_dtype,
         "num_workers": cfg.num_workers,
+        "postprocess": recipe["postprocess"],
+        "cells_halo": cfg.cells_halo,
     }
     return json.loads(json.dumps(settings))
 
@@ -174,10 +188,10 @@ def _trainer(cfg, writer: ZarrBlockWriter):
     )
 
 
-def predict_blocks(cfg, module, recipe: dict) -> dict:
-    """Predict ``cfg.input`` block by block into the OME-Zarr folder ``cfg.output`` (see the module's docstring)."""
+def predict_blocks(cfg, module, recipe: dict, method=None) -> dict:
+    """Predict ``cfg.input`` block by block into the OME-Zarr folder ``cfg.output`` (see the module's docstring),
+    then cut its cells by ``method`` (the recipe's post-processing, built; None: no cells)."""
     import json
-    import logging
     import time
 
     from src.inference.blockwise import block_grid, network_reach
@@ -207,10 +221,8 @@ def predict_blocks(cfg, module, recipe: dict) -> dict:
         offsets=[list(o) for o in getattr(module, "offsets", ())],
     )
     writer = ZarrBlockWriter(output, create, cfg.resume, volume_args, module.boundary_class, len(blocks))
-    if recipe["postprocess"]:
-        logging.getLogger(__name__).info(
-            "cells are not cut blockwise: the Zarr output holds probabilities and classes (and affinities)"
-        )
+    if method is not None:
+        writer.cells = (method, int(cfg.cells_halo))
     trainer = _trainer(cfg, writer)
     started = time.perf_counter()
     trainer.predict(
@@ -228,6 +240,7 @@ def predict_blocks(cfg, module, recipe: dict) -> dict:
         "processes": trainer.world_size,
         "seconds": round(seconds, 3),
         "megavoxels_per_second": round(np.prod(shape) / 1e6 / seconds, 4),
+        **({"cells": writer.cell_count} if writer.cell_count is not None else {}),
     }
     if trainer.is_global_zero:
         print(json.dumps(summary, indent=2))

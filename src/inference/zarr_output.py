@@ -45,6 +45,7 @@ class ZarrOutput:
         self.path = Path(path)
         self.partial = partial_path(self.path)
         self.done_dir = self.partial / ".done"
+        self.cells_work = self.partial / ".cells"  # src.inference.block_cells's passes
 
     def create(
         self, shape, block_shape, classes, boundary, voxel_size, unit, prob_dtype: str, settings: dict, offsets=()
@@ -77,21 +78,24 @@ class ZarrOutput:
             affinities.attrs.update(
                 {**_image_attrs("czyx", [1.0, *spatial], unit, "affinities"), "offsets": [list(o) for o in offsets]}
             )
-        labels = root.create_group("labels")
-        labels.attrs["labels"] = ["classes"]
-        class_map = labels.create_group("classes")
-        class_map.create_array("0", shape=(z, y, x), chunks=tuple(block_shape), dtype=np.uint8)
         colours = [
             {"label-value": i, "rgba": [*CLASS_COLOURS[i % len(CLASS_COLOURS)], 255]} for i in range(len(classes))
         ]
-        class_map.attrs.update(
-            {
-                **_image_attrs("zyx", spatial, unit, "classes"),
-                "image-label": {"version": NGFF, "colors": colours, "source": {"image": "../../"}},
-                "classes": list(classes),
-            }
-        )
+        _label_image(root, "classes", np.uint8, colours, {"classes": list(classes)})
         self.done_dir.mkdir()
+
+    def create_cells(self, dtype) -> None:
+        """Make ``labels/cells/0``, the stitched cells (0 = border), as the class map's sibling label image."""
+        import zarr
+
+        _label_image(
+            zarr.open_group(self.partial, mode="r+"), "cells", dtype, [{"label-value": 0, "rgba": [0, 0, 0, 0]}]
+        )
+
+    def cells_array(self):
+        import zarr
+
+        return zarr.open_group(self.partial, mode="r+")["labels/cells/0"]
 
     def settings(self) -> dict:
         """The settings an existing partial output was started with (to refuse resuming another command)."""
@@ -138,7 +142,28 @@ class ZarrOutput:
         if missing:
             raise UserError(f"{missing} of {total} blocks of {self.partial} were not written; rerun with resume=true")
         shutil.rmtree(self.done_dir)
+        shutil.rmtree(self.cells_work, ignore_errors=True)
         if self.path.exists():  # overwrite=true was given
             shutil.rmtree(self.path)
         os.replace(self.partial, self.path)
         return self.path
+
+
+def _label_image(root, name: str, dtype, colours: list[dict], extra: dict | None = None) -> None:
+    """An OME-Zarr label image ``labels/<name>/0`` shaped and chunked as the prediction's ``prob`` / class map."""
+    image = root["0"]
+    shape, chunks = image.shape[1:], image.chunks[1:]
+    labels = root.require_group("labels")
+    names = list(labels.attrs.get("labels", []))
+    labels.attrs["labels"] = names if name in names else [*names, name]
+    group = labels.require_group(name)
+    group.create_array("0", shape=shape, chunks=chunks, dtype=dtype, overwrite=True)
+    scale = root.attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"][1:]
+    unit = next((a.get("unit") for a in root.attrs["multiscales"][0]["axes"] if a.get("unit")), None)
+    group.attrs.update(
+        {
+            **_image_attrs("zyx", scale, unit, name),  # the unit's full name maps to itself
+            "image-label": {"version": NGFF, "colors": colours, "source": {"image": "../../"}},
+            **(extra or {}),
+        }
+    )

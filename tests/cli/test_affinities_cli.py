@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import tifffile
+import zarr
 
 from src.evaluation.scoring import read_affinities, score_arrays
 from src.postprocess.learned_edges import LearnedEdges
@@ -128,7 +129,11 @@ def test_learned_edges_are_fitted_by_training_and_read_by_eval_predict_and_score
     lost = run_cli("src.predict", ckpt, f"input={files['test_images.tif']}", f"output={tmp_path / 'lost'}")
     assert lost.returncode != 0 and "no edge_classifier.pkl fitted" in lost.stderr and "Traceback" not in lost.stderr
     assert not (tmp_path / "lost").exists()
-    # blockwise prediction to Zarr cuts no cells, so it needs no classifier
-    blocks = run_cli("src.predict", ckpt, f"input={files['test_images.tif']}", f"output={tmp_path / 'lost.zarr'}")
+    # blockwise prediction to Zarr cuts the cells too, so it is refused the same way; without cells it needs none
+    lost_zarr = [ckpt, f"input={files['test_images.tif']}", f"output={tmp_path / 'lost.zarr'}"]
+    blocks = run_cli("src.predict", *lost_zarr)
+    assert blocks.returncode != 0 and "no edge_classifier.pkl fitted" in blocks.stderr
+    assert not (tmp_path / "lost.zarr").exists() and not (tmp_path / ".lost.partial.zarr").exists()
+    blocks = run_cli("src.predict", *lost_zarr, "postprocess=none")
     assert blocks.returncode == 0, blocks.stderr[-3000:]
-    assert (tmp_path / "lost.zarr").is_dir()
+    assert zarr.open_group(tmp_path / "lost.zarr", mode="r")["labels"].attrs["labels"] == ["classes"]

@@ -55,11 +55,11 @@ def test_one_or_two_processes_and_any_blocks_give_the_whole_slice_prediction(set
         "probabilities=true",
     )
     assert tiff.returncode == 0, tiff.stderr[-2000:]
-    one = _predict(ckpt, copies["hdf5"], root / "one.zarr", "block_shape=[2,64,64]")
+    one = _predict(ckpt, copies["hdf5"], root / "one.zarr", "block_shape=[2,64,64]", "cells_halo=190")
     assert one.returncode == 0, one.stderr[-2000:]
     two = _predict(
         *(ckpt, copies["zarr3"], root / "two.zarr", "block_shape=[1,50,77]", "trainer.devices=2"),
-        *("trainer.strategy=ddp", "voxel_size=[30,6,6]", "voxel_unit=micrometer"),
+        *("trainer.strategy=ddp", "voxel_size=[30,6,6]", "voxel_unit=micrometer", "cells_halo=190"),
     )
     assert two.returncode == 0, two.stderr[-2000:]
     assert json.loads(two.stdout[two.stdout.index("{") :])["processes"] == 2
@@ -69,6 +69,9 @@ def test_one_or_two_processes_and_any_blocks_give_the_whole_slice_prediction(set
         np.testing.assert_allclose(out["0"][1], expected, atol=2e-6)
         np.testing.assert_allclose(out["prob/0"][:], expected, atol=2e-6)
         np.testing.assert_array_equal(out["labels/classes/0"][:], tifffile.imread(root / "tif" / "v_classes.tif"))
+        # the recipe's watershed, cut block by block with a halo as wide as the slice: each slice's own cells
+        assert out["labels"].attrs["labels"] == ["classes", "cells"] and not (root / name / ".cells").exists()
+        _assert_whole_slice_cells(out["labels/cells/0"][:], out["prob/0"][:], WATERSHED)
     with open_volume(root / "one.zarr", "prob") as volume:  # the voxel size of the HDF5 input travels
         assert volume.voxel_size == (50.0, 4.0, 4.0)
     with open_volume(root / "two.zarr", "prob") as volume:  # or the one given to predict
@@ -80,6 +83,21 @@ def test_one_or_two_processes_and_any_blocks_give_the_whole_slice_prediction(set
     assert all(score.returncode == 0 for score in scores), scores[0].stderr[-1500:]
     zarr_score, tiff_score = (json.loads(score.stdout) for score in scores)
     assert zarr_score["vrand"] == pytest.approx(tiff_score["vrand"], abs=1e-4)
+
+
+WATERSHED = {"_target_": "src.postprocess.instances.SeededWatershed"}
+
+
+def _assert_whole_slice_cells(cells: np.ndarray, source: np.ndarray, config: dict, offsets=()) -> None:
+    """``cells`` number each cell once in the volume and are, slice by slice, ``config``'s cells of ``source``."""
+    from src.postprocess.instances import build_postprocess
+
+    method = build_postprocess(config, offsets)
+    assert set(np.intersect1d(cells[0], cells[1]).tolist()) <= {0}
+    for z in range(cells.shape[0]):
+        expected = method(source[:, z] if offsets else source[z])
+        pairs = np.unique(np.stack([cells[z].ravel(), expected.ravel()]), axis=1)
+        assert pairs.shape[1] == len(np.unique(cells[z])) == len(np.unique(expected)) > 2
 
 
 def test_a_killed_run_resumes_to_the_same_output(setup):
@@ -113,7 +131,7 @@ def test_a_killed_run_resumes_to_the_same_output(setup):
     assert other.returncode == 2 and "was started with other settings (block_shape differ)" in other.stderr
     resumed = _predict(ckpt, copies["n5"], target, "block_shape=[1,32,32]", "resume=true")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    for key in ("0", "prob/0", "labels/classes/0"):
+    for key in ("0", "prob/0", "labels/classes/0", "labels/cells/0"):
         a, b = zarr.open_group(root / "whole.zarr", mode="r")[key][:], zarr.open_group(target, mode="r")[key][:]
         np.testing.assert_array_equal(a, b)
 
@@ -182,7 +200,10 @@ def test_an_affinity_network_blockwise_writes_the_tiff_paths_affinities(setup, t
     )
     ckpt = tmp_path / "affinities.ckpt"
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, ckpt)
-    zarr_run = _predict(ckpt, copies["tiff"], tmp_path / "a.zarr", "block_shape=[2,64,96]", "postprocess=none")
+    zarr_run = _predict(
+        *(ckpt, copies["tiff"], tmp_path / "a.zarr", "block_shape=[2,64,96]"),
+        *("postprocess=mutex_watershed", "cells_halo=190"),
+    )
     assert zarr_run.returncode == 0, zarr_run.stderr[-2000:]
     tiff_run = _predict(ckpt, copies["tiff"], tmp_path / "tiff", "postprocess=none")
     assert tiff_run.returncode == 0, tiff_run.stderr[-2000:]
@@ -190,3 +211,5 @@ def test_an_affinity_network_blockwise_writes_the_tiff_paths_affinities(setup, t
     assert group["affinities"].attrs["offsets"] == offsets
     (tiff,) = (tmp_path / "tiff").glob("*_affinities.tif")
     np.testing.assert_allclose(group["affinities/0"][:].transpose(1, 0, 2, 3), tifffile.imread(tiff), atol=1e-5)
+    mutex = {"_target_": "src.postprocess.mutex_watershed.MutexWatershed"}  # its cells, from the stored affinities
+    _assert_whole_slice_cells(group["labels/cells/0"][:], group["affinities/0"][:], mutex, offsets)
