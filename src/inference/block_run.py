@@ -24,6 +24,8 @@ from src.inference.blockwise import Block, BlockPredictor
 from src.inference.zarr_output import ZarrOutput
 from src.utils.errors import UserError
 
+IDLE = -1  # the block index of an idle step (BlockPredictionModule.predict_dataloader)
+
 
 def slice_statistics(volume, rows: int = 1024) -> np.ndarray:
     """Each slice's mean and standard deviation ``(Z, 2)`` (float64, read in bands of ``rows``): the per-slice
@@ -46,7 +48,9 @@ def slice_statistics(volume, rows: int = 1024) -> np.ndarray:
 class BlockDataset(Dataset):
     """Normalised source regions of ``blocks`` (float32 ``(z, h, w)``), read from the volume box by box."""
 
-    def __init__(self, path: str, key: str | None, blocks: list[Block], predictor: BlockPredictor, stats) -> None:
+    def __init__(
+        self, path: str, key: str | None, blocks: list[Block | None], predictor: BlockPredictor, stats
+    ) -> None:
         self.path, self.key, self.blocks, self.predictor = path, key, blocks, predictor
         self.stats = np.asarray(stats, np.float64)
         self._volume = None  # opened in the process that reads (HDF5 handles do not cross processes)
@@ -55,6 +59,8 @@ class BlockDataset(Dataset):
         return len(self.blocks)
 
     def __getitem__(self, i: int) -> dict:
+        if self.blocks[i] is None:
+            return {"index": IDLE}
         if self._volume is None:
             self._volume = open_volume(self.path, self.key, "input", "check input= and input_key=")
         block = self.blocks[i]
@@ -77,7 +83,9 @@ class BlockPredictionModule(L.LightningModule):
     def predict_dataloader(self) -> DataLoader:
         done = self.writer.output.done()
         pending = [b for b in self.blocks if b.index not in done]
-        mine = pending[self.trainer.global_rank :: self.trainer.world_size]
+        # a process with no block still runs the loop once (an idle step): Lightning skips the end-of-prediction hook
+        # of an empty loop, and there every process meets the others to cut the cells and name the output
+        mine = pending[self.trainer.global_rank :: self.trainer.world_size] or [None]
         dataset = BlockDataset(blocks=mine, predictor=self.predictor, stats=self.writer.stats, **self.read)
         return DataLoader(dataset, batch_size=None, num_workers=self.read_workers, shuffle=False)
 
@@ -86,6 +94,8 @@ class BlockPredictionModule(L.LightningModule):
         return int(self.writer.settings.get("num_workers", 0))
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        if batch["index"] == IDLE:
+            return batch
         block = self.blocks[int(batch["index"])]
         return {"index": block.index, "probs": self.predictor.predict(block, batch["source"].numpy())}
 
@@ -133,6 +143,8 @@ class ZarrBlockWriter(BasePredictionWriter):
         self.output.create(**{**self.create, "settings": settings})
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
+        if prediction["index"] == IDLE:
+            return
         block = pl_module.blocks[prediction["index"]]
         self.output.write_block(block.index, block.z, block.y, block.x, prediction["probs"].numpy(), self.boundary)
 

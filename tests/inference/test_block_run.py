@@ -177,8 +177,12 @@ def test_the_slurm_script_splits_the_blocks_over_its_tasks(setup, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout[done.stdout.index("{") :])["processes"] == 2
-    whole = _predict(ckpt, copies["zarr2"], tmp_path / "one.zarr", "block_shape=[3,160,190]")
+    # one block, two processes: the one without a block meets the other at the end (an idle step) and both finish
+    whole = _predict(
+        ckpt, copies["zarr2"], tmp_path / "one.zarr", "block_shape=[3,160,190]", "trainer.devices=2", timeout=120
+    )
     assert whole.returncode == 0, whole.stderr[-2000:]
+    assert json.loads(whole.stdout[whole.stdout.index("{") :])["processes"] == 2
     a, b = (zarr.open_group(tmp_path / name, mode="r")["0"][:] for name in ("o.zarr", "one.zarr"))
     np.testing.assert_allclose(a, b, atol=2e-6)
 
