@@ -12,6 +12,9 @@ training slices (64 x 8192 x 8192 = 4 GiB), and a same-padding U-Net of random w
    slices), today's TIFF path (overlapping tiles of ``--tile``, crop stitching) and MONAI's
    ``sliding_window_inference`` (tiles of ``--tile``, Gaussian blending), each in megavoxels per second, with the
    ratio to the TIFF path. No TTA; bf16 autocast where the CPU computes bf16 natively (``precision=auto``).
+3. On the same slices, both paths again with the cells cut by ``--cells`` (a post-processing config, default
+   ``watershed``; ``none`` skips it): the TIFF path whole slice by whole slice, the blockwise path block by block
+   (``cells_halo`` 128) and stitched; seconds, peak memory and the ratio to the TIFF path with cells.
 
 Writes a Markdown table to ``--out`` (default ``benchmarks/results/blockwise_volume.md``).
 """
@@ -113,6 +116,24 @@ def monai_mvox_per_s(ckpt: Path, images: np.ndarray, tile: int) -> float:
     return images.size / 1e6 / (time.perf_counter() - started)
 
 
+def cells_rows(common: list[str], work: Path, blocks: str, tile: int, method: str, size: str) -> list[tuple]:
+    """The TIFF path (tiles of ``tile``) and the blockwise path with their cells cut by ``method``: the table's last
+    two rows."""
+    with_cells = [*(c for c in common if not c.startswith("postprocess=")), f"postprocess={method}"]
+    tiles = [f"tile_size={tile}", "stitching=crop"]
+    tiff, tiff_peak = run_predict(*with_cells, f"input={work / 'first.tif'}", f"output={work / 'tif_cells'}", *tiles)
+    block, block_peak = run_predict(
+        *with_cells, f"input={work / 'first.zarr'}", f"output={work / 'first_cells.zarr'}", blocks
+    )
+    ratio = tiff["seconds"] / block["seconds"]
+    return [
+        (f"TIFF path + cells ({method}, whole slices)", size, tiff["seconds"], tiff["megapixels_per_second"],
+         f"{tiff_peak:.2f}", "1.00"),
+        (f"blockwise + cells ({method}, stitched)", size, block["seconds"], block["megavoxels_per_second"],
+         f"{block_peak:.2f}", f"{ratio:.2f}"),
+    ]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--slices", type=int, default=64)
@@ -122,6 +143,7 @@ def main() -> None:
     parser.add_argument("--block", default="4,1024,1024")
     parser.add_argument("--tile", type=int, default=1024)
     parser.add_argument("--compare-slices", type=int, default=2)
+    parser.add_argument("--cells", default="watershed", help="post-processing of the cells rows; none: no such rows")
     parser.add_argument("--skip-volume", action="store_true", help="only the comparison on --compare-slices")
     parser.add_argument("--workdir", default="/tmp/emunet_blockwise_bench")
     parser.add_argument("--out", default=str(PROJECT_ROOT / "benchmarks" / "results" / "blockwise_volume.md"))
@@ -159,6 +181,8 @@ def main() -> None:
          f"{block['megavoxels_per_second'] / tiff_rate:.2f}"),
         ("MONAI sliding_window_inference", size, "", round(monai_rate, 4), "", f"{monai_rate / tiff_rate:.2f}"),
     ]  # fmt: skip
+    if args.cells != "none":
+        rows += cells_rows(common, work, blocks, args.tile, args.cells, size)
     lines = [
         f"# Blockwise prediction ({time.strftime('%Y-%m-%d')}, {cpu_description()}, {torch.get_num_threads()} threads)",
         "",

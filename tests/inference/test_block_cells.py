@@ -103,3 +103,10 @@ def test_a_halo_of_no_pixels_is_refused(noisy, tmp_path):
     group, method, _ = noisy
     with pytest.raises(UserError, match="cells_halo=0 must be at least 1"):
         BlockCells(group, tmp_path / "work", method, 0, block_grid((2, 160, 190), (2, 64, 64)))
+
+
+def test_a_volume_without_cells_gets_none(noisy, tmp_path):
+    group, _, _ = noisy
+    everything_border = MutexWatershed(min_size=10**6).with_offsets(OFFSETS)  # every cell too small: all border
+    out, count = _blockwise(group, everything_border, tmp_path / "work", 24, (2, 64, 64))
+    assert count == 0 and not out.any()
