@@ -29,6 +29,11 @@ from src.utils.errors import UserError
 MATCH_IOU = 0.5  # above half their union: each cell has at most one partner across a face
 
 
+def check_halo(halo: int) -> None:
+    if int(halo) < 1:
+        raise UserError(f"cells_halo={halo} must be at least 1 (pixels decoded around a block to stitch its cells)")
+
+
 def grown_box(block: Block, halo: int, shape: tuple[int, int]) -> Box:
     """The block's (y, x) box grown by ``halo`` on each side, clipped to the slice of ``shape`` (H, W)."""
     top, bottom, left, right = block.box
@@ -84,8 +89,7 @@ class BlockCells:
     """
 
     def __init__(self, group, work: Path, method, halo: int, blocks: list[Block]) -> None:
-        if int(halo) < 1:
-            raise UserError(f"cells_halo={halo} must be at least 1 (pixels decoded around a block to stitch its cells)")
+        check_halo(halo)
         self.group, self.work, self.method, self.halo, self.blocks = group, Path(work), method, int(halo), blocks
         self.source = group["affinities/0"] if reads_affinities(method) else group["prob/0"]
         self.shape = tuple(self.source.shape[-2:])
@@ -173,19 +177,19 @@ class BlockCells:
         os.replace(partial, self.work / "numbers.npz")
         return len(first_seen)
 
-    def relabel(self, block: Block, cells) -> None:
-        """Write the block's cells with their volume numbers into ``cells`` (the output's label array)."""
+    def numbers(self) -> tuple[np.ndarray, np.ndarray]:
+        """What :meth:`join` wrote: each volume number's final number (0 stays 0), and each block's first number - 1."""
+        with np.load(self.work / "numbers.npz") as numbers:
+            return numbers["final"], numbers["offsets"]
+
+    def relabel(self, block: Block, cells, numbers: tuple[np.ndarray, np.ndarray]) -> None:
+        """Write the block's cells with their final ``numbers`` into ``cells`` (the output's label array)."""
         import zarr
 
-        with np.load(self.work / "numbers.npz") as numbers:
-            final, offset = numbers["final"], int(numbers["offsets"][block.index])
+        final, offset = numbers[0], int(numbers[1][block.index])
         box = (slice(*block.z), slice(*block.y), slice(*block.x))
         local = zarr.open_array(self.work / "local", mode="r")[box].astype(np.int64)
         cells[box] = np.where(local > 0, final[np.where(local > 0, local + offset, 0)], 0)
-
-    def final_dtype(self) -> np.dtype:
-        with np.load(self.work / "numbers.npz") as numbers:
-            return numbers["final"].dtype
 
 
 def cut_cells(cells: BlockCells, output, rank: int, world: int, barrier: Callable[[str], None]) -> int | None:
@@ -200,10 +204,10 @@ def cut_cells(cells: BlockCells, output, rank: int, world: int, barrier: Callabl
     count = None
     if rank == 0:
         count = cells.join()
-        output.create_cells(cells.final_dtype())
+        output.create_cells(cells.numbers()[0].dtype)
     barrier("cells: numbered")
-    array = output.cells_array()
+    array, numbers = output.cells_array(), cells.numbers()
     for block in cells.blocks[rank::world]:
-        cells.relabel(block, array)
+        cells.relabel(block, array, numbers)
     barrier("cells: written")
     return count

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from src.data.normalize import standardise
 from src.data.tiff import Calibration
 from src.data.volume import open_volume
-from src.inference.block_cells import BlockCells, cut_cells
+from src.inference.block_cells import BlockCells, check_halo, cut_cells
 from src.inference.blockwise import Block, BlockPredictor
 from src.inference.zarr_output import ZarrOutput
 from src.utils.errors import UserError
@@ -234,6 +234,7 @@ def predict_blocks(cfg, module, recipe: dict, method=None) -> dict:
     )
     writer = ZarrBlockWriter(output, create, cfg.resume, volume_args, module.boundary_class, len(blocks))
     if method is not None:
+        check_halo(cfg.cells_halo)  # before any block is predicted
         writer.cells = (method, int(cfg.cells_halo))
     trainer = _trainer(cfg, writer)
     started = time.perf_counter()

@@ -53,7 +53,6 @@ class ZarrOutput:
         """Make the empty arrays (chunks = blocks) and their metadata under the partial name."""
         import zarr
 
-        z, y, x = shape
         spatial = list(voxel_size or (1.0, 1.0, 1.0))
         root = zarr.open_group(self.partial, mode="w", zarr_format=2)
         dtype = np.uint8 if prob_dtype == "uint8" else np.float32

@@ -495,6 +495,17 @@ CASES: list[Case] = [
         lambda f: _interrupted_zarr(f, "resume=true", "block_shape=[1,32,32]"),
         "other settings",
     ),
+    Case(
+        "cells_halo_zero",
+        "config",
+        "src.predict output=OUT.zarr with cells to cut and cells_halo=0",
+        lambda f: [
+            *(a for a in predict(f) if a.split("=")[0] not in ("postprocess", "output")),
+            f"output={f / 'out.zarr'}",
+            "cells_halo=0",
+        ],
+        "cells_halo=0 must be at least 1",
+    ),
     Case("existing_scores", "output", "src.score output=scores.json that exists", _score_existing, "overwrite=true"),
     Case(
         "unwritable_output",

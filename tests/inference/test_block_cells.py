@@ -67,9 +67,9 @@ def _blockwise(group, method, work, halo, block_shape):
     for block in cells.pending():
         cells.decode(block)
     count = cells.join()
-    out = np.zeros((2, 160, 190), np.uint32)
+    out, numbers = np.zeros((2, 160, 190), np.uint32), cells.numbers()
     for block in blocks:
-        cells.relabel(block, out)
+        cells.relabel(block, out, numbers)
     return out, count
 
 
