@@ -158,3 +158,9 @@ def write_small_checkpoint(path: Path, depth: int = 3, padding: str = "valid") -
 def small_checkpoint(tmp_path_factory) -> Path:
     """A checkpoint of a small, untrained valid-padding U-Net."""
     return write_small_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.ckpt")
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two labellings of the same pixels are the same up to their numbers (0 counted as a label too)."""
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return pairs.shape[1] == len(np.unique(a)) == len(np.unique(b))

@@ -14,6 +14,7 @@ from src.metrics.isbi import scores_from_segments
 from src.models.affinities import affinities_of_cells
 from src.postprocess.mutex_watershed import MutexWatershed
 from src.utils.errors import UserError
+from tests.conftest import same_partition
 
 OFFSETS = [[-1, 0], [0, -1], [-3, 0], [0, -3], [-9, 0], [0, -9], [-27, 0], [0, -27]]
 
@@ -73,16 +74,11 @@ def _blockwise(group, method, work, halo, block_shape):
     return out, count
 
 
-def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
-    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
-    return pairs.shape[1] == len(np.unique(a)) == len(np.unique(b))
-
-
 def test_with_a_halo_as_wide_as_the_slice_the_blocks_cells_are_the_whole_slices(noisy, tmp_path):
     group, method, whole = noisy
     out, count = _blockwise(group, method, tmp_path / "work", 190, (1, 64, 64))
     assert count == len(np.unique(out)) - 1 == sum(len(np.unique(w)) - 1 for w in whole) > 20
-    assert all(_same_partition(out[z], whole[z]) for z in range(2))
+    assert all(same_partition(out[z], whole[z]) for z in range(2))
     assert np.intersect1d(np.unique(out[0]), np.unique(out[1])).tolist() == [0]  # numbers unique in the volume
 
 
