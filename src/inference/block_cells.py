@@ -145,25 +145,38 @@ class BlockCells:
         os.replace(partial, self._band_file(block))
         return count
 
-    def _bands(self, block: Block) -> tuple[np.ndarray, Box, int]:
+    def _count(self, block: Block) -> int:
+        with np.load(self._band_file(block)) as saved:  # reads the count alone, not the labels
+            return int(saved["count"])
+
+    def _bands(self, block: Block) -> tuple[np.ndarray, Box]:
         with np.load(self._band_file(block)) as saved:
-            return saved["labels"], tuple(int(v) for v in saved["box"]), int(saved["count"])
+            return saved["labels"], tuple(int(v) for v in saved["box"])
+
+    def _face_edges(self, offsets: np.ndarray) -> list[np.ndarray]:
+        """The matched cells of every face, as pairs of volume numbers. Faces come in their first block's order and
+        a block's second is later, so each band file is read once and dropped once no face needs it (a row kept)."""
+        edges, bands = [np.zeros((0, 2), np.int64)], {}
+        for first, second, axis in face_pairs(self.blocks):
+            bands = {index: saved for index, saved in bands.items() if index >= first.index}
+            for block in (first, second):
+                if block.index not in bands:
+                    bands[block.index] = self._bands(block)
+            (a, a_box), (b, b_box) = bands[first.index], bands[second.index]
+            band = face_band(first, axis, self.halo, self.shape)
+            for s in range(first.shape[0]):
+                pairs = matched_cells(_crop(a[s], band, a_box), _crop(b[s], band, b_box))
+                edges.append(pairs + [offsets[first.index], offsets[second.index]])
+        return edges
 
     def join(self) -> int:
         """Number every block's cells in the volume, joining those matched across faces; returns the cells' count."""
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
 
-        counts = np.array([self._bands(block)[2] for block in self.blocks], np.int64)
+        counts = np.array([self._count(block) for block in self.blocks], np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        edges = [np.zeros((0, 2), np.int64)]
-        for first, second, axis in face_pairs(self.blocks):
-            (a, a_box, _), (b, b_box, _) = self._bands(first), self._bands(second)
-            band = face_band(first, axis, self.halo, self.shape)
-            for s in range(first.shape[0]):
-                pairs = matched_cells(_crop(a[s], band, a_box), _crop(b[s], band, b_box))
-                edges.append(pairs + [offsets[first.index], offsets[second.index]])
-        pairs = np.concatenate(edges) - 1  # cell numbers from 1; graph nodes from 0
+        pairs = np.concatenate(self._face_edges(offsets)) - 1  # cell numbers from 1; graph nodes from 0
         total = int(counts.sum())
         graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(total, total))
         _, component = connected_components(graph, directed=False)

@@ -95,6 +95,24 @@ def test_a_narrow_halo_stitches_cells_across_faces_close_to_the_whole_slices(noi
     assert scores_from_segments(whole[0], np.where(out[0] > 0, unstitched[0], 0)).vrand < 0.9
 
 
+def test_joining_reads_each_blocks_face_bands_once(noisy, tmp_path):
+    group, method, _ = noisy
+    reads = []
+
+    class Counted(BlockCells):
+        def _bands(self, block):
+            reads.append(block.index)
+            return super()._bands(block)
+
+    blocks = block_grid((2, 160, 190), (1, 64, 64))  # 2 x 3 x 3 blocks, 24 faces
+    cells = Counted(group, tmp_path / "work", method, 24, blocks)
+    cells.prepare()
+    for block in blocks:
+        cells.decode(block)
+    cells.join()
+    assert sorted(reads) == [block.index for block in blocks]
+
+
 def test_a_halo_of_no_pixels_is_refused(noisy, tmp_path):
     group, method, _ = noisy
     with pytest.raises(UserError, match="cells_halo=0 must be at least 1"):
