@@ -5,7 +5,9 @@ grown by ``halo`` pixels (clipped at the slice's edges) of the stored affinities
 block keeps the cells of its own pixels. A cell that crosses a block face is found by both blocks, each of which
 decoded the band of ``halo`` pixels on either side of the face; the two are one cell where their pixels in that
 band overlap by more than half their union (IoU > 0.5, so a cell is matched with at most one across each face).
-With a halo as wide as the slice every block decodes the whole slice, and the cells are the whole slice's.
+With a halo as wide as the slice every block decodes the whole slice, and the cells are the whole slice's. A
+method with a contour map (agglomeration) writes each block's own pixels of the map of its grown box to
+``contours/0``: a map of boundary strengths, so a threshold's cut of it joins cells across faces by itself.
 
 Three passes over the prediction's blocks, each split across the processes as the prediction was: ``decode`` (a
 block's cells numbered 1, 2, ... and its face bands, kept under the partial output's ``.cells/``), ``join`` (one
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from src.inference.blockwise import Block, Box
+from src.inference.zarr_output import create_contour_map
 from src.postprocess.instances import cells_and_contours, reads_affinities
 from src.utils.errors import UserError
 
@@ -99,10 +102,13 @@ class BlockCells:
         return self.work / f"{block.index}.npz"
 
     def prepare(self) -> None:
-        """Make the work folder and its array of block-local cell numbers (kept when resuming)."""
+        """Make the work folder and its array of block-local cell numbers, and the contour map's array where the
+        method has one (all kept when resuming)."""
         import zarr
 
         self.work.mkdir(exist_ok=True)
+        if hasattr(self.method, "contours"):
+            create_contour_map(self.group)
         if not (self.work / "local").exists():
             chunks = self.blocks[0].shape
             zarr.open_array(self.work / "local", mode="w", shape=self.volume_shape, chunks=chunks, dtype=np.uint32)
@@ -126,7 +132,9 @@ class BlockCells:
         kept = np.zeros((block.shape[0], grown[1] - grown[0], grown[3] - grown[2]), np.uint32)
         count = 0
         for s, z in enumerate(range(*block.z)):
-            cells, _ = cells_and_contours(self.method, self._read(z, grown))
+            cells, contours = cells_and_contours(self.method, self._read(z, grown))
+            if contours is not None:  # the block's own pixels of the map its grown box gave
+                self.group["contours/0"][z, slice(*block.y), slice(*block.x)] = contours[top:bottom, left:right]
             ids = np.unique(cells[top:bottom, left:right])
             ids = ids[ids > 0]
             numbers = np.zeros(int(cells.max()) + 1, np.uint32)  # cells only in the halo belong to other blocks

@@ -4,9 +4,11 @@ Layout (OME-NGFF 0.4, Zarr v2, which Fiji, napari and ome-zarr read): the image 
 probability ``(c, z, y, x)`` (class names as its channel labels); ``prob/0`` the cells' probability ``(z, y, x)``
 where the classes name a boundary; ``labels/classes/0`` the most probable class (uint8 class ids, an OME-Zarr
 label image), and for an affinity network ``affinities/0`` each offset's affinity ``(c, z, y, x)`` (the offsets in its
-attributes). Chunks are the prediction blocks, so processes never write the same chunk. The output is built
-under ``.<name>.partial.zarr``; a file per finished block in its ``.done/`` folder lets ``resume=true`` redo only
-the others; the last step removes that folder and renames the output.
+attributes); once every block is written, ``labels/cells/0`` the recipe's cells and, for a post-processing
+with one (agglomeration), ``contours/0`` its contour map (src.inference.block_cells). Chunks are the prediction
+blocks, so processes never write the same chunk. The output is built under ``.<name>.partial.zarr``; a file per
+finished block in its ``.done/`` folder lets ``resume=true`` redo only the others; the last step removes that
+folder and renames the output.
 """
 
 from __future__ import annotations
@@ -148,6 +150,23 @@ class ZarrOutput:
         return self.path
 
 
+def _spatial(root) -> tuple[list[float], str | None]:
+    """The (z, y, x) scale and unit of the output's class image (the unit's full name maps to itself)."""
+    scale = root.attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"][1:]
+    return scale, next((a.get("unit") for a in root.attrs["multiscales"][0]["axes"] if a.get("unit")), None)
+
+
+def create_contour_map(root) -> None:
+    """Make ``contours/0`` (float32, shaped and chunked as ``prob``), the agglomeration's contour map, unless a
+    resumed run made it already."""
+    if "contours" in root:
+        return
+    image = root["0"]
+    group = root.create_group("contours")
+    group.create_array("0", shape=image.shape[1:], chunks=image.chunks[1:], dtype=np.float32)
+    group.attrs.update(_image_attrs("zyx", *_spatial(root), "contour map"))
+
+
 def _label_image(root, name: str, dtype, colours: list[dict], extra: dict | None = None) -> None:
     """An OME-Zarr label image ``labels/<name>/0`` shaped and chunked as the prediction's ``prob`` / class map."""
     image = root["0"]
@@ -157,11 +176,9 @@ def _label_image(root, name: str, dtype, colours: list[dict], extra: dict | None
     labels.attrs["labels"] = names if name in names else [*names, name]
     group = labels.require_group(name)
     group.create_array("0", shape=shape, chunks=chunks, dtype=dtype, overwrite=True)
-    scale = root.attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"][1:]
-    unit = next((a.get("unit") for a in root.attrs["multiscales"][0]["axes"] if a.get("unit")), None)
     group.attrs.update(
         {
-            **_image_attrs("zyx", scale, unit, name),  # the unit's full name maps to itself
+            **_image_attrs("zyx", *_spatial(root), name),
             "image-label": {"version": NGFF, "colors": colours, "source": {"image": "../../"}},
             **(extra or {}),
         }

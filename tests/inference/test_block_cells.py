@@ -10,8 +10,10 @@ from scipy import ndimage
 
 from src.inference.block_cells import BlockCells, face_pairs, matched_cells
 from src.inference.blockwise import block_grid
+from src.inference.zarr_output import ZarrOutput
 from src.metrics.isbi import scores_from_segments
 from src.models.affinities import affinities_of_cells
+from src.postprocess.agglomeration import Agglomeration
 from src.postprocess.mutex_watershed import MutexWatershed
 from src.utils.errors import UserError
 from tests.conftest import same_partition
@@ -93,6 +95,38 @@ def test_a_narrow_halo_stitches_cells_across_faces_close_to_the_whole_slices(noi
         box = (slice(*block.z), slice(*block.y), slice(*block.x))
         unstitched[box] = zarr.open_array(tmp_path / "work" / "local", mode="r")[box] + block.index * 10_000
     assert scores_from_segments(whole[0], np.where(out[0] > 0, unstitched[0], 0)).vrand < 0.9
+
+
+@pytest.fixture(scope="module")
+def blurred(isbi_stack, tmp_path_factory):
+    """A blockwise output whose ``prob/0`` is ISBI's interiors blurred and noised (two slices), and the
+    agglomeration's contour map of each whole slice."""
+    rng = np.random.default_rng(1)
+    interior = (isbi_stack[1][:2, :160, :190] == 255).astype(np.float32)
+    prob = np.clip(ndimage.gaussian_filter(interior, (0, 1.5, 1.5)) + rng.normal(0, 0.1, interior.shape), 0, 1)
+    output = ZarrOutput(tmp_path_factory.mktemp("contours") / "out.zarr")
+    output.create((2, 160, 190), (1, 64, 64), ["membrane", "interior"], 0, None, None, "float32", {})
+    group = zarr.open_group(output.partial, mode="r+")
+    group["prob/0"][:] = prob.astype(np.float32)
+    method = Agglomeration()
+    return group, method, np.stack([method.contours(slice_) for slice_ in group["prob/0"][:]])
+
+
+def test_the_contour_map_is_written_block_by_block_and_is_the_whole_slices_with_a_wide_halo(blurred, tmp_path):
+    group, method, whole = blurred
+    out, count = _blockwise(group, method, tmp_path / "work", 190, (1, 64, 64))
+    np.testing.assert_array_equal(group["contours/0"][:], whole)
+    assert count > 20 and all(same_partition(out[z], method.cut(whole[z])) for z in range(2))
+    assert group["contours"].attrs["multiscales"][0]["name"] == "contour map"
+
+
+def test_with_a_narrow_halo_the_contour_maps_cells_stay_close_to_the_whole_slices(blurred, tmp_path):
+    group, method, whole = blurred
+    _blockwise(group, method, tmp_path / "work", 24, (1, 64, 64))
+    blocks = group["contours/0"][:]
+    assert not np.array_equal(blocks, whole)  # each block's regions differ near its faces ...
+    for z in range(2):  # ... but a cut of the map joins cells across faces by itself
+        assert scores_from_segments(method.cut(whole[z]), method.cut(blocks[z])).vrand > 0.98
 
 
 def test_joining_reads_each_blocks_face_bands_once(noisy, tmp_path):

@@ -101,7 +101,8 @@ def _assert_whole_slice_cells(cells: np.ndarray, source: np.ndarray, config: dic
 
 def test_a_killed_run_resumes_to_the_same_output(setup):
     root, copies, ckpt = setup
-    whole = _predict(ckpt, copies["n5"], root / "whole.zarr", "block_shape=[1,32,32]")
+    agglomeration = "postprocess=agglomeration"  # cells and, block by block, its contour map
+    whole = _predict(ckpt, copies["n5"], root / "whole.zarr", "block_shape=[1,32,32]", agglomeration)
     assert whole.returncode == 0, whole.stderr[-2000:]
     target = root / "killed.zarr"
     args = [
@@ -111,6 +112,7 @@ def test_a_killed_run_resumes_to_the_same_output(setup):
         f"output={target}",
         *COMMON,
         "block_shape=[1,32,32]",
+        agglomeration,
     ]
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     process = subprocess.Popen(
@@ -124,13 +126,14 @@ def test_a_killed_run_resumes_to_the_same_output(setup):
     process.wait()
     written = len(os.listdir(done))
     assert 5 <= written < 3 * 5 * 6 and not target.exists()
-    refused = _predict(ckpt, copies["n5"], target, "block_shape=[1,32,32]")
+    refused = _predict(ckpt, copies["n5"], target, "block_shape=[1,32,32]", agglomeration)
     assert refused.returncode == 2 and "holds an interrupted prediction; pass resume=true" in refused.stderr
-    other = _predict(ckpt, copies["n5"], target, "block_shape=[1,64,64]", "resume=true")
+    other = _predict(ckpt, copies["n5"], target, "block_shape=[1,64,64]", agglomeration, "resume=true")
     assert other.returncode == 2 and "was started with other settings (block_shape differ)" in other.stderr
-    resumed = _predict(ckpt, copies["n5"], target, "block_shape=[1,32,32]", "resume=true")
+    resumed = _predict(ckpt, copies["n5"], target, "block_shape=[1,32,32]", agglomeration, "resume=true")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    for key in ("0", "prob/0", "labels/classes/0", "labels/cells/0"):
+    assert zarr.open_group(target, mode="r")["contours/0"][:].min() < 0.9  # borders below the interiors' 1
+    for key in ("0", "prob/0", "labels/classes/0", "labels/cells/0", "contours/0"):
         a, b = zarr.open_group(root / "whole.zarr", mode="r")[key][:], zarr.open_group(target, mode="r")[key][:]
         np.testing.assert_array_equal(a, b)
 
