@@ -130,19 +130,22 @@ class BlockCells:
         top, bottom = block.y[0] - grown[0], block.y[1] - grown[0]  # the block within its grown box
         left, right = block.x[0] - grown[2], block.x[1] - grown[2]
         kept = np.zeros((block.shape[0], grown[1] - grown[0], grown[3] - grown[2]), np.uint32)
+        maps = np.zeros(block.shape, np.float32) if hasattr(self.method, "contours") else None
         count = 0
         for s, z in enumerate(range(*block.z)):
             cells, contours = cells_and_contours(self.method, self._read(z, grown))
-            if contours is not None:  # the block's own pixels of the map its grown box gave
-                self.group["contours/0"][z, slice(*block.y), slice(*block.x)] = contours[top:bottom, left:right]
+            if maps is not None:  # the block's own pixels of the map its grown box gave
+                maps[s] = contours[top:bottom, left:right]
             ids = np.unique(cells[top:bottom, left:right])
             ids = ids[ids > 0]
             numbers = np.zeros(int(cells.max()) + 1, np.uint32)  # cells only in the halo belong to other blocks
             numbers[ids] = count + 1 + np.arange(len(ids), dtype=np.uint32)
             kept[s] = numbers[cells]
             count += len(ids)
-        local = zarr.open_array(self.work / "local", mode="r+")
-        local[(slice(*block.z), slice(*block.y), slice(*block.x))] = kept[:, top:bottom, left:right]
+        box = (slice(*block.z), slice(*block.y), slice(*block.x))
+        if maps is not None:  # the block's chunk, written once
+            self.group["contours/0"][box] = maps
+        zarr.open_array(self.work / "local", mode="r+")[box] = kept[:, top:bottom, left:right]
         rows, cols = (
             slice(top + self.halo, max(bottom - self.halo, 0)),
             slice(left + self.halo, max(right - self.halo, 0)),
