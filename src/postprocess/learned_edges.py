@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from src.postprocess.edge_models import fit_edge_classifier
 from src.postprocess.mutex_watershed import _checked, _cluster, drop_small, fragments, network_offsets, offset_edges
 from src.utils.atomic import atomic_path
 from src.utils.errors import UserError
@@ -27,7 +28,8 @@ from src.utils.errors import UserError
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 LONG_RANGE = 12  # pixels: the offsets at least this long form the long-range group of repulsions
 FORMAT = 1  # the saved file's layout; a file of another is refused
-FITTED_ON = ("attractive", "fragments_h", "stride")  # the settings that shape an edge's features
+FITTED_ON = ("attractive", "fragments_h", "stride", "classifiers")  # the edges' features, how many classifiers
+RECORDED_BEFORE = {"classifiers": 1}  # what a file written before a setting was recorded was fitted with
 
 
 def edge_features(
@@ -154,6 +156,7 @@ class LearnedEdges:
         classifier: the fitted classifier's file (``edge_classifier.pkl`` of a run); null in a training config,
             where ``src.train`` fits it after training, and for ``src.predict`` / ``src.eval`` of a run's
             checkpoint, which read the run's own.
+        classifiers: how many classifiers are fitted apart and averaged (:mod:`~src.postprocess.edge_models`).
         offsets: filled from the checkpoint's network; empty in the config.
     """
 
@@ -163,16 +166,17 @@ class LearnedEdges:
     min_size: int = 100
     rounds: tuple | None = None
     classifier: str | None = None
+    classifiers: int = 1
     offsets: tuple = field(default=())
     model: Any = field(default=None, repr=False, compare=False)
 
     input = "affinities"
 
     def __post_init__(self) -> None:
-        if self.attractive < 1 or self.stride < 1 or self.min_size < 0 or not 0 < self.fragments_h < 1:
+        if min(self.attractive, self.stride, self.classifiers) < 1 or self.min_size < 0 or not 0 < self.fragments_h < 1:
             raise UserError(
-                f"postprocess: attractive={self.attractive} and stride={self.stride} must be >= 1, "
-                f"min_size={self.min_size} >= 0, fragments_h={self.fragments_h} in (0, 1)"
+                f"postprocess: attractive={self.attractive}, stride={self.stride} and classifiers={self.classifiers} "
+                f"must be >= 1, min_size={self.min_size} >= 0, fragments_h={self.fragments_h} in (0, 1)"
             )
         object.__setattr__(self, "rounds", tuple(float(value) for value in self.rounds or ()))
         if any(not 0.5 <= value < 1 for value in self.rounds):
@@ -189,7 +193,7 @@ class LearnedEdges:
         return method.with_model(load_classifier(self.classifier, offsets, self.fitted_settings()))
 
     def fitted_settings(self) -> dict:
-        """The settings that shape the edges' features: a classifier decodes only the graph it was fitted on."""
+        """What a saved classifier records: its edges' settings and how many were fitted; it decodes only with these."""
         return {key: getattr(self, key) for key in FITTED_ON}
 
     def with_model(self, model: Any) -> LearnedEdges:
@@ -203,8 +207,6 @@ class LearnedEdges:
 
     def fit(self, affinities: Sequence[np.ndarray], truths: Sequence[np.ndarray]) -> Any:
         """A classifier of the edges of ``affinities`` (maps ``(K, *shape)``) against the true cells ``truths``."""
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
         features, targets = [], []
         for affinity_map, truth in zip(affinities, truths, strict=True):
             regions, pairs, x = self.graph(affinity_map)
@@ -217,9 +219,7 @@ class LearnedEdges:
                 "postprocess=learned_edges: the training slices' fragments hold no pair of each kind (within one "
                 "cell and across two) to learn from; label more cells, or choose postprocess=mutex_watershed"
             )
-        return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, random_state=0).fit(
-            np.concatenate(features), y
-        )
+        return fit_edge_classifier(np.concatenate(features), y, self.classifiers)
 
     def __call__(self, affinities: np.ndarray) -> np.ndarray:
         if not self.offsets:
@@ -275,7 +275,7 @@ def fitted_for(path: str | Path, config: dict) -> bool:
     except UserError:
         return True
     defaults = {f.name: f.default for f in fields(LearnedEdges)}
-    return all(record.get(key) == config.get(key, defaults[key]) for key in FITTED_ON)
+    return all(record.get(key, RECORDED_BEFORE.get(key)) == config.get(key, defaults[key]) for key in FITTED_ON)
 
 
 def load_classifier(path: str | Path, offsets: Sequence[Sequence[int]], settings: dict | None = None) -> Any:
@@ -287,10 +287,10 @@ def load_classifier(path: str | Path, offsets: Sequence[Sequence[int]], settings
             f"postprocess.classifier={path} was fitted for the offsets {record['offsets']}, not this network's "
             f"{[list(o) for o in offsets]}; give the classifier of the run that trained this network"
         )
-    fitted = {key: record.get(key) for key in settings or {}}
+    fitted = {key: record.get(key, RECORDED_BEFORE.get(key)) for key in settings or {}}
     if fitted != (settings or {}):
         raise UserError(
-            f"postprocess.classifier={path} was fitted on edges made with {_listed(fitted)}, not {_listed(settings)}; "
+            f"postprocess.classifier={path} was fitted with {_listed(fitted)}, not {_listed(settings)}; "
             f"decode with {_listed(fitted, ' ', 'postprocess.')} or fit one for these (src.eval of the checkpoint)"
         )
     return record["model"]

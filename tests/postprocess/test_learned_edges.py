@@ -11,6 +11,7 @@ from skimage.segmentation import watershed
 
 from src.metrics.isbi import scores_from_segments
 from src.models.affinities import affinities_of_cells
+from src.postprocess.edge_models import AveragedClassifiers
 from src.postprocess.learned_edges import (
     QUANTILES,
     LearnedEdges,
@@ -123,6 +124,17 @@ def test_a_classifier_fitted_on_known_cells_finds_unseen_ones(tmp_path):
     assert min(cautious_scores) >= 0.9, cautious_scores
 
 
+def test_averaged_classifiers_are_saved_and_decode_as_fitted(tmp_path):
+    cells = [_tiled_cells((48, 48), seed) for seed in range(3)]
+    method = LearnedEdges(classifiers=2).with_offsets(OFFSETS)
+    model = method.fit([_noisy(c, seed) for seed, c in enumerate(cells)], cells)
+    assert isinstance(model, AveragedClassifiers) and len(model.models) == 2
+    path = save_classifier(tmp_path / "edge_classifier.pkl", model, method)
+    unseen = _noisy(_tiled_cells((48, 48), 7), 7)
+    decoded = LearnedEdges(classifier=str(path)).with_offsets(OFFSETS)(unseen)  # any classifiers= reads the file
+    assert (decoded == method.with_model(model)(unseen)).all()
+
+
 def test_the_saved_classifier_is_refused_for_other_offsets_or_a_bad_file(tmp_path):
     cells = [_tiled_cells((48, 48), seed) for seed in range(3)]
     method = LearnedEdges().with_offsets(OFFSETS)
@@ -146,6 +158,8 @@ def test_learned_edges_refuse_bad_settings_and_a_missing_classifier():
         LearnedEdges(fragments_h=0.0)
     with pytest.raises(UserError, match="stride"):
         LearnedEdges(stride=0)
+    with pytest.raises(UserError, match="classifiers=0"):
+        LearnedEdges(classifiers=0)
     for rounds in ([0.9, 1.0], [0.4]):  # how sure a cautious round's joins must be: [0.5, 1)
         with pytest.raises(UserError, match=r"postprocess.rounds=.* in \[0.5, 1\)"):
             LearnedEdges(rounds=rounds)
