@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 
 from benchmarks.ablation import table
 from benchmarks.affinities import decoded_now
+from benchmarks.classifier_draws import draws_table
 from benchmarks.plain_step import PlainStep
 from benchmarks.predict_vs_monai import convolution_seconds
 from benchmarks.step_timer import PHASES, StepTimer
@@ -160,3 +161,14 @@ def test_an_affinity_row_is_current_only_for_the_settings_it_was_decoded_with():
     assert decoded_now(row, settings)  # a setting newer than the row, at the value that decodes as the row was
     assert not decoded_now(row, {**settings, "rounds": [0.9]})
     assert not decoded_now(row, {**settings, "stride": 8})
+
+
+def test_the_draws_table_gives_each_classifier_and_the_spread_of_the_single_draws():
+    scores = {
+        "random state 0": (0.98, 0.99, [0.97, 0.99]),
+        "random state 1": (0.96, 0.97, [0.95, 0.97]),
+        "8 averaged (`postprocess.classifiers=8`)": (0.90, 0.91, [0.89, 0.91]),  # not one of the draws
+    }
+    lines = draws_table(scores).splitlines()
+    assert "| random state 1 | 0.9600 | 0.9700 | 0.950 0.970 |" in lines
+    assert lines[-1] == "| random states: mean (min-max) | 0.9700 (0.9600-0.9800) | 0.9800 | |"

@@ -24,10 +24,11 @@ class AveragedClassifiers:
         return np.mean([model.predict_proba(features) for model in self.models], axis=0)
 
 
-def fit_edge_classifier(features: np.ndarray, joined: np.ndarray, count: int) -> Any:
+def fit_edge_classifier(features: np.ndarray, joined: np.ndarray, count: int, first_state: int = 0) -> Any:
     """``count`` gradient-boosted classifiers of the edges' ``features`` against ``joined`` (one cell or two), at
-    random states 0 to ``count - 1``: the one itself when ``count`` is 1 (early stopping as scikit-learn's default
-    has it: above 10,000 edges), else their :class:`AveragedClassifiers`, each stopping early on its own tenth."""
+    random states ``first_state`` onwards: the one itself when ``count`` is 1 (early stopping as scikit-learn's
+    default has it: above 10,000 edges), else their :class:`AveragedClassifiers`, each stopping early on its own
+    tenth."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     stopping = "auto" if count == 1 else True
@@ -35,6 +36,6 @@ def fit_edge_classifier(features: np.ndarray, joined: np.ndarray, count: int) ->
         HistGradientBoostingClassifier(
             max_iter=200, learning_rate=0.05, early_stopping=stopping, random_state=seed
         ).fit(features, joined)
-        for seed in range(count)
+        for seed in range(first_state, first_state + count)
     ]
     return models[0] if count == 1 else AveragedClassifiers(models)
