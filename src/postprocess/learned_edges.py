@@ -28,8 +28,8 @@ from src.utils.errors import UserError
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 LONG_RANGE = 12  # pixels: the offsets at least this long form the long-range group of repulsions
 FORMAT = 1  # the saved file's layout; a file of another is refused
-FITTED_ON = ("attractive", "fragments_h", "stride", "classifiers")  # the edges' features, how many classifiers
-RECORDED_BEFORE = {"classifiers": 1}  # what a file written before a setting was recorded was fitted with
+FITTED_ON = ("attractive", "fragments_h", "stride")  # the settings that shape an edge's features
+RUN_FILE_KEYS = (*FITTED_ON, "classifiers")  # what a run's own file must match to serve a config as it is
 
 
 def edge_features(
@@ -193,7 +193,7 @@ class LearnedEdges:
         return method.with_model(load_classifier(self.classifier, offsets, self.fitted_settings()))
 
     def fitted_settings(self) -> dict:
-        """What a saved classifier records: its edges' settings and how many were fitted; it decodes only with these."""
+        """The settings that shape the edges' features: a classifier decodes only the graph it was fitted on."""
         return {key: getattr(self, key) for key in FITTED_ON}
 
     def with_model(self, model: Any) -> LearnedEdges:
@@ -246,7 +246,7 @@ def save_classifier(path: Path, model: Any, method: LearnedEdges) -> Path:
     """Write the fitted ``model`` with the offsets and settings it was fitted for (a pickle, through a temporary
     name)."""
     record = {"format": FORMAT, "model": model, "offsets": [list(o) for o in method.offsets]}
-    record.update(method.fitted_settings())
+    record.update(method.fitted_settings(), classifiers=method.classifiers)
     with atomic_path(path) as partial, open(partial, "wb") as file:
         pickle.dump(record, file)
     return path
@@ -267,15 +267,15 @@ def _read_record(path: str | Path) -> dict:
 
 
 def fitted_for(path: str | Path, config: dict) -> bool:
-    """Whether the classifier saved at ``path`` was fitted on the edges the ``postprocess`` config makes (its
-    settings, or their defaults, against the file's); a file that cannot be read counts as fitted, so that reading
-    it says what is wrong."""
+    """Whether the classifier saved at ``path`` was fitted as the ``postprocess`` config asks (:data:`RUN_FILE_KEYS`
+    or their defaults); a file that cannot be read counts as fitted, so that reading it says what is wrong."""
     try:
         record = _read_record(path)
     except UserError:
         return True
     defaults = {f.name: f.default for f in fields(LearnedEdges)}
-    return all(record.get(key, RECORDED_BEFORE.get(key)) == config.get(key, defaults[key]) for key in FITTED_ON)
+    recorded = {"classifiers": 1, **record}  # a file from before the count was recorded holds one
+    return all(recorded.get(key) == config.get(key, defaults[key]) for key in RUN_FILE_KEYS)
 
 
 def load_classifier(path: str | Path, offsets: Sequence[Sequence[int]], settings: dict | None = None) -> Any:
@@ -287,10 +287,10 @@ def load_classifier(path: str | Path, offsets: Sequence[Sequence[int]], settings
             f"postprocess.classifier={path} was fitted for the offsets {record['offsets']}, not this network's "
             f"{[list(o) for o in offsets]}; give the classifier of the run that trained this network"
         )
-    fitted = {key: record.get(key, RECORDED_BEFORE.get(key)) for key in settings or {}}
+    fitted = {key: record.get(key) for key in settings or {}}
     if fitted != (settings or {}):
         raise UserError(
-            f"postprocess.classifier={path} was fitted with {_listed(fitted)}, not {_listed(settings)}; "
+            f"postprocess.classifier={path} was fitted on edges made with {_listed(fitted)}, not {_listed(settings)}; "
             f"decode with {_listed(fitted, ' ', 'postprocess.')} or fit one for these (src.eval of the checkpoint)"
         )
     return record["model"]

@@ -18,6 +18,7 @@ from src.postprocess.learned_edges import (
     cells_in_rounds,
     edge_features,
     edge_targets,
+    fitted_for,
     load_classifier,
     save_classifier,
     signed_cells,
@@ -131,8 +132,9 @@ def test_averaged_classifiers_are_saved_and_decode_as_fitted(tmp_path):
     assert isinstance(model, AveragedClassifiers) and len(model.models) == 2
     path = save_classifier(tmp_path / "edge_classifier.pkl", model, method)
     unseen = _noisy(_tiled_cells((48, 48), 7), 7)
-    decoded = LearnedEdges(classifier=str(path)).with_offsets(OFFSETS)(unseen)  # any classifiers= reads the file
+    decoded = LearnedEdges(classifier=str(path)).with_offsets(OFFSETS)(unseen)  # a file named is read as it is
     assert (decoded == method.with_model(model)(unseen)).all()
+    assert fitted_for(path, {"classifiers": 2}) and not fitted_for(path, {})  # a run's own file serves its count
 
 
 def test_the_saved_classifier_is_refused_for_other_offsets_or_a_bad_file(tmp_path):
