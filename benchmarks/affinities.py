@@ -41,7 +41,8 @@ RECIPES = {
 }
 NOT_SETTINGS = ("_target_", "offsets", "classifier")  # a decoder's class, the network's offsets, the run's file
 MUTEX_WATERSHED = {"fragments_h": 0.1, "stride": 8, "min_size": 100}  # the recipe's decoder before learned edges
-ADDED_LATER = {"rounds": []}  # decoder settings newer than some rows, at the value that decodes as those rows were
+# decoder settings newer than some rows, at the value that decodes as those rows were
+ADDED_LATER = {"rounds": [], "classifiers": 1}
 
 
 def run(experiment: str, seed: int, fold: int, log_dir: Path) -> Path:

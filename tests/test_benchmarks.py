@@ -157,9 +157,10 @@ def test_the_volume_benchmark_tiles_isbi_slices_into_a_zarr_volume(tmp_path, isb
 
 def test_an_affinity_row_is_current_only_for_the_settings_it_was_decoded_with():
     row = {"decoder": {"attractive": 2, "fragments_h": 0.05, "stride": 2, "min_size": 100}}
-    settings = {**row["decoder"], "rounds": []}
-    assert decoded_now(row, settings)  # a setting newer than the row, at the value that decodes as the row was
+    settings = {**row["decoder"], "rounds": [], "classifiers": 1}
+    assert decoded_now(row, settings)  # settings newer than the row, at the values that decode as the row was
     assert not decoded_now(row, {**settings, "rounds": [0.9]})
+    assert not decoded_now(row, {**settings, "classifiers": 8})
     assert not decoded_now(row, {**settings, "stride": 8})
 
 
