@@ -25,13 +25,12 @@ from src.config import PROJECT_ROOT
 if str(PROJECT_ROOT) not in sys.path:  # run as a script, not from the root
     sys.path.insert(0, str(PROJECT_ROOT))
 from src.data.labels import IGNORE  # noqa: E402
-from src.evaluation.held_out import predict_slices  # noqa: E402
+from src.evaluation.held_out import predict_slices, stacked  # noqa: E402
 from src.inference.recipe import follow_recipe  # noqa: E402
 from src.metrics.isbi import score_segmentations  # noqa: E402
 from src.models.checkpoint import load_module  # noqa: E402
-from src.postprocess.edge_models import fit_edge_classifier  # noqa: E402
+from src.postprocess.edge_models import fit_edge_classifier, truth_cells  # noqa: E402
 from src.postprocess.instances import build_postprocess  # noqa: E402
-from src.postprocess.learned_edges import edge_targets, truth_cells  # noqa: E402
 from src.training.build import build_trainer  # noqa: E402
 
 
@@ -53,14 +52,9 @@ def run_slices(run: Path) -> tuple[object, int, list[dict], list[dict]]:
 def draw_scores(run: Path, draws: int, averaged: int) -> dict[str, tuple[float, float, list[float]]]:
     """V_rand, V_info and the slices' V_rand of the held-out cells, for each random state and the average."""
     method, boundary, train, held = run_slices(run)
-    features, joined = [], []
-    for output in train:
-        regions, pairs, x = method.graph(output["affinities"])
-        same, known = edge_targets(regions, truth_cells(output["label"], boundary, IGNORE), pairs)
-        features.append(x[known])
-        joined.append(same[known])
-    x, y = np.concatenate(features), np.concatenate(joined)
-    labels = np.stack([(output["label"] != boundary) & (output["label"] != IGNORE) for output in held])
+    truths = [truth_cells(output["label"], boundary, IGNORE) for output in train]
+    x, y = method.training_edges([output["affinities"] for output in train], truths)
+    _, labels, _ = stacked(held, boundary)
     models = {f"random state {state}": fit_edge_classifier(x, y, 1, state) for state in range(draws)}
     models[f"{averaged} averaged (`postprocess.classifiers={averaged}`)"] = fit_edge_classifier(x, y, averaged)
     scores = {}

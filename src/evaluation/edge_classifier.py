@@ -10,8 +10,9 @@ from pathlib import Path
 from src.data.labels import IGNORE
 from src.evaluation.held_out import predict_slices
 from src.inference.recipe import CLASSIFIER_FILE, needs_fitting
+from src.postprocess.edge_models import truth_cells
 from src.postprocess.instances import build_postprocess
-from src.postprocess.learned_edges import save_classifier, truth_cells
+from src.postprocess.learned_edges import save_classifier
 from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
-from src.postprocess.edge_models import fit_edge_classifier
+from src.postprocess.edge_models import edge_targets, fit_edge_classifier
 from src.postprocess.mutex_watershed import _checked, _cluster, drop_small, fragments, network_offsets, offset_edges
 from src.utils.atomic import atomic_path
 from src.utils.errors import UserError
@@ -90,19 +89,6 @@ def _quantiles(edge: np.ndarray, weight: np.ndarray, count: int) -> np.ndarray:
     for column, q in enumerate(QUANTILES):
         result[has, column] = weight[starts[has] + np.floor(q * (sizes[has] - 1)).astype(np.int64)]
     return result
-
-
-def edge_targets(regions: np.ndarray, truth: np.ndarray, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each node pair of ``regions``: whether both go to one true cell of ``truth`` (labelled cells, 0 =
-    boundary or unlabelled), each region given to the cell it overlaps most; and whether the pair is known (both
-    regions overlap some cell)."""
-    counts = np.zeros((int(regions.max()) + 1, int(truth.max()) + 1), np.int64)
-    np.add.at(counts, (regions.ravel(), truth.ravel()), 1)
-    cell = counts[:, 1:].argmax(1) + 1 if counts.shape[1] > 1 else np.zeros(len(counts), np.int64)
-    cell[counts[:, 1:].sum(1) == 0] = 0
-    first, second = cell[pairs[:, 0]], cell[pairs[:, 1]]
-    known = (first > 0) & (second > 0)
-    return known & (first == second), known
 
 
 def signed_cells(
@@ -207,6 +193,13 @@ class LearnedEdges:
 
     def fit(self, affinities: Sequence[np.ndarray], truths: Sequence[np.ndarray]) -> Any:
         """A classifier of the edges of ``affinities`` (maps ``(K, *shape)``) against the true cells ``truths``."""
+        return fit_edge_classifier(*self.training_edges(affinities, truths), self.classifiers)
+
+    def training_edges(
+        self, affinities: Sequence[np.ndarray], truths: Sequence[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The features of every edge of ``affinities`` both of whose regions overlap a cell of ``truths``, and
+        whether the two go to one cell (:func:`~src.postprocess.edge_models.edge_targets`)."""
         features, targets = [], []
         for affinity_map, truth in zip(affinities, truths, strict=True):
             regions, pairs, x = self.graph(affinity_map)
@@ -219,7 +212,7 @@ class LearnedEdges:
                 "postprocess=learned_edges: the training slices' fragments hold no pair of each kind (within one "
                 "cell and across two) to learn from; label more cells, or choose postprocess=mutex_watershed"
             )
-        return fit_edge_classifier(np.concatenate(features), y, self.classifiers)
+        return np.concatenate(features), y
 
     def __call__(self, affinities: np.ndarray) -> np.ndarray:
         if not self.offsets:
@@ -234,12 +227,6 @@ class LearnedEdges:
         weigh = self.model.predict_proba
         cells = cells_in_rounds(regions, affinities, offsets, weigh, self.rounds, self.attractive, self.stride)
         return drop_small(cells, self.min_size)
-
-
-def truth_cells(labels: np.ndarray, boundary: int, ignore: int) -> np.ndarray:
-    """The 4-connected cells of a class-id label slice: pixels neither of the ``boundary`` class nor ``ignore``."""
-    cells, _ = ndimage.label((labels != boundary) & (labels != ignore))
-    return cells
 
 
 def save_classifier(path: Path, model: Any, method: LearnedEdges) -> Path:

@@ -1,4 +1,4 @@
-"""Learned edges between affinity fragments: the features and targets of hand-made graphs, the signed mutex
+"""Learned edges between affinity fragments: the features of hand-made graphs, the signed mutex
 watershed and its cautious rounds by hand, a classifier fitted on known cells finding unseen ones, and the saved
 classifier's checks."""
 
@@ -17,12 +17,10 @@ from src.postprocess.learned_edges import (
     LearnedEdges,
     cells_in_rounds,
     edge_features,
-    edge_targets,
     fitted_for,
     load_classifier,
     save_classifier,
     signed_cells,
-    truth_cells,
 )
 from src.utils.errors import UserError
 
@@ -46,15 +44,6 @@ def test_edge_features_of_two_regions_by_hand():
     # one repulsive pair in 3 along the row: only pixel 3's (3-0, 0.2) is kept
     _, strided = edge_features(regions, affinities, LINE, attractive=1, stride=3)
     assert strided[0, 1] == pytest.approx(0.2) and strided[0, 3] == pytest.approx(math.log(2))
-
-
-def test_edge_targets_follow_the_cell_each_region_overlaps_most():
-    regions = np.array([[1, 1, 2, 2, 3, 3, 4]])
-    truth = np.array([[1, 1, 1, 1, 0, 2, 0]])  # region 3 is half membrane, half cell 2; region 4 all membrane
-    pairs = np.array([[1, 2], [2, 3], [3, 4], [1, 3]])
-    joined, known = edge_targets(regions, truth, pairs)
-    assert joined.tolist() == [True, False, False, False]
-    assert known.tolist() == [True, True, False, True]
 
 
 def test_the_signed_mutex_watershed_by_hand():
@@ -175,8 +164,3 @@ def test_learned_edges_refuse_bad_settings_and_a_missing_classifier():
     one_cell = np.ones((1, 16, 16), np.int32)
     with pytest.raises(UserError, match="no pair of each kind"):
         LearnedEdges().with_offsets(OFFSETS).fit([np.ones((len(OFFSETS), 16, 16), np.float32)], one_cell)
-
-
-def test_truth_cells_leave_out_the_boundary_and_unlabelled_pixels():
-    labels = np.array([[1, 1, 0, 1], [255, 1, 0, 1]])
-    assert truth_cells(labels, boundary=0, ignore=255).tolist() == [[1, 1, 0, 2], [0, 1, 0, 2]]
