@@ -22,6 +22,7 @@ from src.metrics.classes import ClassScores
 from src.metrics.torchmetrics_isbi import ISBIScores
 from src.models.affinities import AffinityLoss, affinity_targets, check_offsets
 from src.models.losses import CrossEntropy
+from src.models.schedules import run_progress
 from src.models.unet import UNet, UNetEnsemble
 from src.utils.errors import NonFiniteLossError, UserError
 
@@ -214,12 +215,12 @@ class SegmentationModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def _progress(self, step: int) -> float:
-        """Fraction of the run done at optimizer step ``step``: by steps, or by time under ``max_time``."""
+        """Fraction of the run done at optimizer step ``step``: by steps, or by time when ``max_time`` runs short."""
         trainer = self._trainer
         if trainer is None:
             return 0.0
-        done = step / max(1, int(trainer.estimated_stepping_batches))
+        total = int(trainer.estimated_stepping_batches)
         timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
-        if timer is not None and timer._duration:
-            done = max(done, timer.time_elapsed("train") / timer._duration)
-        return min(1.0, done)
+        if timer is None or not timer._duration:
+            return run_progress(step, total)
+        return run_progress(step, total, timer.time_elapsed("train"), timer._duration)

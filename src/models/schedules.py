@@ -1,8 +1,7 @@
 """Learning-rate schedules over the run's progress, a number from 0 to 1 known only once training starts.
 
-Each is a factory ``f(optimizer, progress, ...)`` where ``progress(step)`` is the fraction of the run done:
-``step / total_steps``, or, when the trainer has ``max_time``, the larger of that and the fraction of the
-time budget used, so the schedule completes within a time budget on any machine.
+Each is a factory ``f(optimizer, progress, ...)`` where ``progress(step)`` is the fraction of the run done
+(:func:`run_progress`): by steps, unless under a time budget the clock runs ahead of them.
 """
 
 from __future__ import annotations
@@ -14,6 +13,25 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 Progress = Callable[[int], float]
+
+CLOCK_ALLOWANCE = 0.05
+"""Share of a time budget the clock may run ahead of the steps (a run's start-up: loaders, first batches) before
+it leads the schedule; a run whose steps fit its budget then follows its steps alone, so one seed repeats."""
+
+
+def run_progress(step: int, total_steps: int, elapsed_s: float = 0.0, budget_s: float | None = None) -> float:
+    """Fraction of the run done at optimizer ``step``, from 0 to 1.
+
+    Without a budget: ``step / total_steps``. Under ``budget_s`` seconds: the larger of that and the budget's
+    fraction used beyond :data:`CLOCK_ALLOWANCE`, rescaled to end at 1 with the budget. The clock thus leads only
+    on a machine too slow for the steps to fit, and the schedule still ends within the budget there; where they
+    fit, the learning rates do not depend on the machine's speed.
+    """
+    done = step / max(1, total_steps)
+    if budget_s:
+        used = elapsed_s / budget_s
+        done = max(done, (used - CLOCK_ALLOWANCE) / (1 - CLOCK_ALLOWANCE))
+    return min(1.0, max(0.0, done))
 
 
 def warmup_cosine(optimizer: Optimizer, progress: Progress, warmup_steps: int = 50, min_factor: float = 0.01):
