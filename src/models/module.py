@@ -89,6 +89,7 @@ class SegmentationModule(L.LightningModule):
         self.val_isbi = ISBIScores()
         self.test_isbi = ISBIScores()
         self.figure_examples: list[dict[str, torch.Tensor]] = []
+        self.train_clock_s = 0.0  # seconds of training the schedule reads: rank 0's, shared (_share_clock)
 
     # ----- forward -----------------------------------------------------------------------------------
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -214,13 +215,30 @@ class SegmentationModule(L.LightningModule):
         scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer, progress=self._progress)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def on_train_start(self) -> None:
+        self._share_clock()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._share_clock()
+
+    def _budget_timer(self) -> Timer | None:
+        """The trainer's ``max_time`` clock, or None when training has no time budget."""
+        timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None)
+        return timer if timer is not None and timer._duration else None
+
+    def _share_clock(self) -> None:
+        """Rank 0's training time for the schedule, broadcast (as Lightning's Timer shares its stop) so that under
+        DDP every process steps at one learning rate even when the clock leads it."""
+        timer = self._budget_timer()
+        if timer is not None:
+            self.train_clock_s = float(self.trainer.strategy.broadcast(timer.time_elapsed("train")))
+
     def _progress(self, step: int) -> float:
         """Fraction of the run done at optimizer step ``step``: by steps, or by time when ``max_time`` runs short."""
-        trainer = self._trainer
-        if trainer is None:
+        if self._trainer is None:
             return 0.0
-        total = int(trainer.estimated_stepping_batches)
-        timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
-        if timer is None or not timer._duration:
+        total = int(self.trainer.estimated_stepping_batches)
+        timer = self._budget_timer()
+        if timer is None:
             return run_progress(step, total)
-        return run_progress(step, total, timer.time_elapsed("train"), timer._duration)
+        return run_progress(step, total, self.train_clock_s, timer._duration)

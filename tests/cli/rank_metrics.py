@@ -2,8 +2,8 @@
 
 Added to a run with ``+callbacks.rank_metrics._target_=tests.cli.rank_metrics.RankMetrics``; each rank writes
 ``rank_metrics/rank<N>.json`` in the run folder: its validation and test metrics, a checksum of its final
-weights (parameters), whether its batch norms were synchronised, and the dtype the network computed
-in during training.
+weights (parameters), its last learning rate, whether its batch norms were synchronised, and the dtype the
+network computed in during training.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class RankMetrics(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.record["sync_batchnorm"] = any(isinstance(m, torch.nn.SyncBatchNorm) for m in pl_module.modules())
         self.record["weights_checksum"] = float(sum(p.detach().double().sum() for p in pl_module.parameters()))
+        self.record["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._keep(trainer, "val/")

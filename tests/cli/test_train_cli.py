@@ -205,6 +205,27 @@ def test_ddp_with_two_cpu_processes_writes_one_run(tmp_path):
     assert metrics["metrics"]["test/vrand"] == pytest.approx(zero["metrics"]["test/vrand"], abs=1e-6)
 
 
+@pytest.mark.slow
+def test_ddp_processes_led_by_the_clock_keep_one_learning_rate(tmp_path):
+    """A time budget far too short for the steps: the schedule follows the clock, and every process reads rank 0's,
+    so they step at one learning rate and keep the same weights (each reading its own clock, they drift apart)."""
+    run, _ = _train_run(
+        tmp_path,
+        *FAST,
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=-1",
+        "trainer.max_steps=100000",
+        "trainer.max_time=00:00:00:12",
+        "logger=csv",
+        RANK_PROBE,
+    )
+    zero, one = rank_records(run)
+    peak = OmegaConf.load(run / "config.yaml").optimizer.lr
+    assert zero["lr"] == one["lr"] < 0.5 * peak  # annealed by the clock: 100,000 steps alone would hold the peak
+    assert zero["weights_checksum"] == one["weights_checksum"]
+
+
 # srun as SLURM runs it on one node: the command once per task, each with the variables srun gives a task.
 SRUN_ON_THIS_MACHINE = """#!/bin/bash
 pids=()
