@@ -27,6 +27,7 @@ class UNetSchema:
     norm: str = MISSING
     dropout: float = MISSING
     up_mode: str = MISSING
+    contrast_sigma: float = MISSING
     init_from: str | None = MISSING
     target: str = MISSING
     offsets: Any = MISSING

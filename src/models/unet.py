@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from src.models.batchnorm import BatchNorm2d
@@ -126,11 +127,41 @@ class Up(nn.Module):
         return self.conv(concat_channels(skip, x))
 
 
+class LocalContrast(nn.Module):
+    """Each pixel's difference from the mean of its neighbourhood (a Gaussian-like window of ``sigma`` pixels: three
+    passes of a box filter), over that neighbourhood's standard deviation: local contrast normalisation, so faint
+    membranes in a blurred or dim part of a slice reach the contrast of sharp ones. A fixed layer of the network, so
+    tiles, blocks and exported models apply it as training did; computed in float32."""
+
+    def __init__(self, sigma: float, eps: float = 0.01) -> None:
+        super().__init__()
+        self.radius = max(1, round((sigma**2 + 0.25) ** 0.5 - 0.5))  # three boxes of 2r + 1: variance r (r + 1)
+        self.eps = eps  # variance floor, for flat parts of the image (the input is standardised per slice)
+
+    def _box(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean over 2r + 1 pixels along the last axis, the image mirrored at its ends (by running sums)."""
+        r = self.radius
+        sums = F.pad(x, (r + 1, r, 0, 0), mode="reflect" if x.shape[-1] > r + 1 else "replicate").cumsum(-1)
+        return (sums[..., 2 * r + 1 :] - sums[..., : -2 * r - 1]) / (2 * r + 1)
+
+    def _smooth(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(3):
+            x = self._box(self._box(x).transpose(-1, -2)).transpose(-1, -2)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            centred = x - self._smooth(x)
+            return centred / (self._smooth(centred * centred) + self.eps).sqrt()
+
+
 class UNet(nn.Module, UNetSizes):
     """U-Net with ``depth`` down-sampling steps; channels double at each step from ``base_channels``.
 
     The paper's network is ``UNet(depth=4, base_channels=64, padding="valid", norm="none")``.
-    ``dropout`` is applied at the end of the contracting path, as in the paper.
+    ``dropout`` is applied at the end of the contracting path, as in the paper; ``contrast_sigma`` > 0 puts a
+    :class:`LocalContrast` of that scale before the first convolution.
     """
 
     def __init__(
@@ -143,9 +174,13 @@ class UNet(nn.Module, UNetSizes):
         norm: Norm = "batch",
         dropout: float = 0.0,
         up_mode: UpMode = "transpose",
+        contrast_sigma: float = 0.0,
     ) -> None:
         super().__init__()
         check_unet_settings(depth, base_channels, padding, norm, dropout, up_mode)
+        if contrast_sigma < 0:
+            raise ValueError(f"model.contrast_sigma={contrast_sigma} must be 0 (off) or a positive scale in pixels")
+        self.contrast = LocalContrast(contrast_sigma) if contrast_sigma > 0 else nn.Identity()
         self.depth = depth
         self.padding = padding
         self.in_channels = in_channels
@@ -175,7 +210,7 @@ class UNet(nn.Module, UNetSizes):
     # ----- forward ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        skips = [self.inc(x)]
+        skips = [self.inc(self.contrast(x))]
         for down in self.downs:
             skips.append(down(skips[-1]))
         x = self.dropout(skips.pop())

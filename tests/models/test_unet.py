@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from src.models.unet import UNet, UNetEnsemble, UpConvolution, build_unet, concat_channels
+from src.models.unet import LocalContrast, UNet, UNetEnsemble, UpConvolution, build_unet, concat_channels
 
 
 @pytest.mark.parametrize("depth", [1, 3, 4, 5])
@@ -150,3 +150,47 @@ def test_an_ensemble_averages_class_probabilities_and_affinities_each_as_such():
     joined = torch.stack([m[:, 2:].sigmoid() for m in members]).mean(dim=0)
     assert torch.allclose(out[:, :2].softmax(dim=1), classes, atol=1e-6)
     assert torch.allclose(out[:, 2:].sigmoid(), joined, atol=1e-5)
+
+
+def _reference_local_contrast(image: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
+    """The same normalisation by plain loops over numpy's mirrored image: three box means of 2r + 1 pixels."""
+    import numpy as np
+
+    def box(a: np.ndarray, axis: int) -> np.ndarray:
+        padded = np.pad(a, [(radius, radius) if d == axis else (0, 0) for d in range(a.ndim)], mode="reflect")
+        windows = [np.take(padded, range(i, i + a.shape[axis]), axis=axis) for i in range(2 * radius + 1)]
+        return np.mean(windows, axis=0)
+
+    def smooth(a: np.ndarray) -> np.ndarray:
+        for _ in range(3):
+            a = box(box(a, 1), 0)
+        return a
+
+    a = image.double().numpy()
+    centred = a - smooth(a)
+    return torch.from_numpy(centred / np.sqrt(smooth(centred**2) + eps))
+
+
+def test_local_contrast_equals_its_definition_and_evens_out_contrast():
+    torch.manual_seed(0)
+    image = torch.randn(40, 48)
+    image[:, 24:] = 0.3 * image[:, 24:] + 3.0  # a faint, shifted half: a blurred or dim part of a slice
+    layer = LocalContrast(sigma=2.0)
+    assert layer.radius == 2  # three boxes of 5 pixels: variance 6, sigma 2.45, the nearest to 2
+    out = layer(image[None, None])[0, 0]
+    assert torch.allclose(out.double(), _reference_local_contrast(image, 2, layer.eps), atol=1e-4)
+    # the faint half comes out at about the contrast of the sharp one (it went in at 0.3 of it)
+    assert out[:, 30:].std() > 0.8 * out[:, :18].std()
+
+
+def test_contrast_sigma_adds_a_fixed_layer_that_checkpoints_do_not_carry():
+    plain, normalised = UNet(depth=3, base_channels=4), UNet(depth=3, base_channels=4, contrast_sigma=16)
+    assert isinstance(normalised.contrast, LocalContrast)
+    assert plain.state_dict().keys() == normalised.state_dict().keys()
+    normalised.load_state_dict(plain.state_dict())  # so older checkpoints (no contrast) load as they are
+    image = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        assert not torch.allclose(normalised.eval()(image), plain.eval()(image))
+        assert torch.allclose(normalised(image), plain(normalised.contrast(image)))
+    with pytest.raises(ValueError, match="model.contrast_sigma"):
+        UNet(contrast_sigma=-1)
