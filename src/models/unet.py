@@ -177,9 +177,7 @@ class UNet(nn.Module, UNetSizes):
         contrast_sigma: float = 0.0,
     ) -> None:
         super().__init__()
-        check_unet_settings(depth, base_channels, padding, norm, dropout, up_mode)
-        if contrast_sigma < 0:
-            raise ValueError(f"model.contrast_sigma={contrast_sigma} must be 0 (off) or a positive scale in pixels")
+        check_unet_settings(depth, base_channels, padding, norm, dropout, up_mode, contrast_sigma)
         self.contrast = LocalContrast(contrast_sigma) if contrast_sigma > 0 else nn.Identity()
         self.depth = depth
         self.padding = padding

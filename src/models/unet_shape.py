@@ -12,7 +12,9 @@ PADDINGS = ("same", "valid")
 UP_MODES = ("transpose", "bilinear", "nearest")
 
 
-def check_unet_settings(depth: int, base_channels: int, padding: str, norm: str, dropout: float, up_mode: str) -> None:
+def check_unet_settings(
+    depth: int, base_channels: int, padding: str, norm: str, dropout: float, up_mode: str, contrast_sigma: float = 0.0
+) -> None:
     """Raise ValueError naming the ``model.`` key of the first setting no U-Net can have."""
     if depth < 1:
         raise ValueError(f"model.depth={depth} must be at least 1 (the paper uses 4)")
@@ -26,6 +28,8 @@ def check_unet_settings(depth: int, base_channels: int, padding: str, norm: str,
         raise ValueError(f"model.dropout={dropout} must be in [0, 1)")
     if norm not in NORMS:
         raise ValueError(f"model.norm={norm!r} is not one of {', '.join(NORMS)}")
+    if contrast_sigma < 0:
+        raise ValueError(f"model.contrast_sigma={contrast_sigma} must be 0 (off) or a positive scale in pixels")
 
 
 def check_members(members: int) -> None:

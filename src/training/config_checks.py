@@ -67,7 +67,8 @@ def check_network(model: DictConfig, crop: int) -> None:
     affinity_settings(OmegaConf.to_container(model, resolve=True))  # target and offsets
     try:
         check_members(model.members)
-        check_unet_settings(model.depth, model.base_channels, model.padding, model.norm, model.dropout, model.up_mode)
+        settings = ("depth", "base_channels", "padding", "norm", "dropout", "up_mode")
+        check_unet_settings(*(model[key] for key in settings), model.get("contrast_sigma", 0.0))
     except ValueError as exc:
         raise UserError(str(exc)) from None
     check_crop(UNetSizes(model.depth, model.padding), crop, model.depth)

@@ -39,6 +39,7 @@ def test_a_refused_size_names_the_nearest_that_pass():
         ({"norm": "layer"}, "model.norm='layer' is not one of batch, instance, group, none"),
         ({"dropout": 1.0}, "model.dropout=1.0"),
         ({"up_mode": "pixelshuffle"}, "model.up_mode='pixelshuffle'"),
+        ({"contrast_sigma": -1.0}, "model.contrast_sigma=-1.0"),
     ],
 )
 def test_settings_no_unet_can_have_are_named(change, words):
