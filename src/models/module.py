@@ -237,8 +237,6 @@ class SegmentationModule(L.LightningModule):
         """Fraction of the run done at optimizer step ``step``: by steps, or by time when ``max_time`` runs short."""
         if self._trainer is None:
             return 0.0
-        total = int(self.trainer.estimated_stepping_batches)
         timer = self._budget_timer()
-        if timer is None:
-            return run_progress(step, total)
-        return run_progress(step, total, self.train_clock_s, timer._duration)
+        budget_s = timer._duration if timer is not None else None
+        return run_progress(step, int(self.trainer.estimated_stepping_batches), self.train_clock_s, budget_s)

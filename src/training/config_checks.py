@@ -67,8 +67,15 @@ def check_network(model: DictConfig, crop: int) -> None:
     affinity_settings(OmegaConf.to_container(model, resolve=True))  # target and offsets
     try:
         check_members(model.members)
-        settings = ("depth", "base_channels", "padding", "norm", "dropout", "up_mode")
-        check_unet_settings(*(model[key] for key in settings), model.get("contrast_sigma", 0.0))
+        check_unet_settings(
+            depth=model.depth,
+            base_channels=model.base_channels,
+            padding=model.padding,
+            norm=model.norm,
+            dropout=model.dropout,
+            up_mode=model.up_mode,
+            contrast_sigma=model.get("contrast_sigma", 0.0),
+        )
     except ValueError as exc:
         raise UserError(str(exc)) from None
     check_crop(UNetSizes(model.depth, model.padding), crop, model.depth)

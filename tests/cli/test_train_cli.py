@@ -216,7 +216,8 @@ def test_ddp_processes_led_by_the_clock_keep_one_learning_rate(tmp_path):
         "trainer.accelerator=cpu",
         "trainer.max_epochs=-1",
         "trainer.max_steps=100000",
-        "trainer.max_time=00:00:00:12",
+        "trainer.max_time=00:00:00:06",
+        "scheduler.warmup_steps=5",
         "logger=csv",
         RANK_PROBE,
     )
