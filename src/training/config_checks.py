@@ -74,7 +74,7 @@ def check_network(model: DictConfig, crop: int) -> None:
             norm=model.norm,
             dropout=model.dropout,
             up_mode=model.up_mode,
-            contrast_sigma=model.get("contrast_sigma", 0.0),
+            contrast_sigma=model.contrast_sigma,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None
