@@ -170,50 +170,65 @@ def _postprocess(recipe: dict, module, blockwise: bool = False):
     return method
 
 
-def predict(cfg: DictConfig) -> dict:
-    from src.config.hardware import resolve_device
-    from src.data.slices import parse_slices
-    from src.data.tiff import Calibration, StackWriter
-    from src.data.volume import open_volume
-    from src.inference.recipe import checkpoint_recipe, describe
+def _checkpoint(cfg: DictConfig):
+    """The checkpoint's module and its recipe (this command's keys overriding it), and where the recipe came from."""
+    from src.inference.recipe import checkpoint_recipe
     from src.models.checkpoint import load_module
 
-    if cfg.prob_dtype not in ("float32", "uint8"):
-        raise UserError(f"prob_dtype={cfg.prob_dtype} must be float32 or uint8")
     module = load_module(cfg.ckpt_path)
     recipe, source = checkpoint_recipe(module, cfg)
     _check_classifier(module, recipe, cfg.ckpt_path)
-    classes, boundary = module.classes, module.boundary_class
+    return module, recipe, source
+
+
+def predict(cfg: DictConfig) -> dict:
+    from src.data.volume import open_volume
+
+    if cfg.prob_dtype not in ("float32", "uint8"):
+        raise UserError(f"prob_dtype={cfg.prob_dtype} must be float32 or uint8")
     if str(cfg.output).rstrip("/").endswith(".zarr"):
         from src.inference.block_run import predict_blocks
 
+        module, recipe, _ = _checkpoint(cfg)
         return predict_blocks(cfg, module, recipe, _postprocess(recipe, module, blockwise=True))
+    # the input is opened first: a missing or unreadable stack is refused before the checkpoint's seconds of loading
+    with open_volume(cfg.input, cfg.input_key, "input", "check input= and input_key=") as reader:
+        return _predict_stack(cfg, reader, *_checkpoint(cfg))
+
+
+def _predict_stack(cfg: DictConfig, reader, module, recipe: dict, source: str) -> dict:
+    """Predict the slices of the opened ``reader`` into the output folder's TIFF stacks; the run's summary."""
+    from src.config.hardware import resolve_device
+    from src.data.slices import parse_slices
+    from src.data.tiff import Calibration, StackWriter
+    from src.inference.recipe import describe
+
+    classes, boundary = module.classes, module.boundary_class
     paths = output_paths(cfg, recipe, classes, boundary, module.offsets)
     device = resolve_device(cfg.device)
     postprocess = _postprocess(recipe, module)
-    with open_volume(cfg.input, cfg.input_key, "input", "check input= and input_key=") as reader:
-        ids = parse_slices(cfg.slices, len(reader), "slices")
-        calibration = Calibration.chosen(cfg.voxel_size, cfg.voxel_unit, reader)
-        predictor = build_predictor(cfg, module, recipe, device)
-        log.info("inference: %s (%s)", describe(recipe), source)
-        try:
-            Path(cfg.output).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(
-                f"output folder {cfg.output} cannot be made ({exc.strerror}); choose a writable output=..."
-            ) from None
-        metadata = {"classes": {"classes": classes}, "affinities": {"offsets": [list(o) for o in module.offsets]}}
-        writers = {key: StackWriter(path, metadata.get(key), calibration) for key, path in paths.items()}
-        started = time.perf_counter()
-        try:
-            _write_slices(predictor, reader, ids, writers, postprocess, cfg, classes, boundary)
-        except BaseException:
-            for writer in writers.values():
-                writer.discard()
-            raise
-        written = {key: str(writer.commit()) for key, writer in writers.items()}
-        height, width = reader.shape[1:]
+    ids = parse_slices(cfg.slices, len(reader), "slices")
+    calibration = Calibration.chosen(cfg.voxel_size, cfg.voxel_unit, reader)
+    predictor = build_predictor(cfg, module, recipe, device)
+    log.info("inference: %s (%s)", describe(recipe), source)
+    try:
+        Path(cfg.output).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"output folder {cfg.output} cannot be made ({exc.strerror}); choose a writable output=..."
+        ) from None
+    metadata = {"classes": {"classes": classes}, "affinities": {"offsets": [list(o) for o in module.offsets]}}
+    writers = {key: StackWriter(path, metadata.get(key), calibration) for key, path in paths.items()}
+    started = time.perf_counter()
+    try:
+        _write_slices(predictor, reader, ids, writers, postprocess, cfg, classes, boundary)
+    except BaseException:
+        for writer in writers.values():
+            writer.discard()
+        raise
+    written = {key: str(writer.commit()) for key, writer in writers.items()}
     seconds = time.perf_counter() - started
+    height, width = reader.shape[1:]
     summary = {
         **written,
         "scored": written[OUTPUT_OF_SCORED[recipe["scored"]] if boundary is not None else "classes"],

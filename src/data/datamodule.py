@@ -27,7 +27,7 @@ from src.data.extra_stacks import CropMix, check_extra, crops_per_epoch, describ
 from src.data.label_widening import widen_boundary
 from src.data.labels import ClassMap
 from src.data.normalize import normalize_slices
-from src.data.preflight import check_fold, check_settings, reads_lazily
+from src.data.preflight import LAZY_WEIGHT_MAP, check_fold, check_settings, reads_lazily
 from src.data.sampling import EpochSeededSampler, draw_seed
 from src.data.volume_datasets import VolumeBoxDataset, VolumeCropDataset
 from src.data.volume_sampling import sample_statistics
@@ -87,7 +87,7 @@ class EMDataModule(L.LightningDataModule):
         super().__init__()
         check_settings(loading=loading, fold_axis=fold_axis, batch_size=batch_size, val_batch_size=val_batch_size,
                        crop_size=crop_size, train_samples=train_samples, membrane_widening=membrane_widening,
-                       class_balance=class_balance)  # fmt: skip
+                       class_balance=class_balance, weight_map=weight_map)  # fmt: skip
         self.class_map = _class_map(classes, ignore, boundary_class, labels, boundary_width)
         if self.class_map.boundary_index is None and (weight_map or membrane_widening):
             raise UserError(
@@ -141,10 +141,7 @@ class EMDataModule(L.LightningDataModule):
 
     def _setup_lazy(self, volumes) -> None:
         if self.weight_map is not None:
-            raise UserError(
-                "data.weight_map is computed on whole slices in memory; with data.loading=lazy choose a loss "
-                "without it (loss=ce or loss=dice_ce)"
-            )
+            raise UserError(LAZY_WEIGHT_MAP)
         images, labels = volumes
         shape = images.volume.shape
         axis = FOLD_AXES.index(self.fold_axis)

@@ -32,12 +32,29 @@ def check_fold(num_folds: int, fold: int, key: str = "data.fold") -> None:
         raise UserError(f"{key}={fold} is out of range: choose 0 to {num_folds - 1}")
 
 
+LAZY_WEIGHT_MAP = (
+    "data.weight_map is computed on whole slices in memory; with data.loading=lazy choose a loss without it "
+    "(loss=ce or loss=dice_ce)"
+)
+
+
 def check_settings(
-    *, loading, fold_axis, batch_size, val_batch_size, crop_size, train_samples, membrane_widening, class_balance
+    *,
+    loading,
+    fold_axis,
+    batch_size,
+    val_batch_size,
+    crop_size,
+    train_samples,
+    membrane_widening,
+    class_balance,
+    weight_map=None,
 ) -> None:
     """The data module's settings that need no data (it checks them too, for users who build it in Python)."""
     if loading not in LOADINGS:
         raise UserError(f"data.loading={loading} must be one of {', '.join(LOADINGS)}")
+    if loading == "lazy" and weight_map is not None:
+        raise UserError(LAZY_WEIGHT_MAP)  # with loading=auto, the data module refuses it once the volumes' size decides
     if fold_axis not in FOLD_AXES:
         raise UserError(f"data.fold_axis={fold_axis} must be one of {', '.join(FOLD_AXES)}")
     if batch_size < 1 or val_batch_size < 1:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import pickle
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from src.models.module import SegmentationModule
 from src.utils.errors import UserError
+
+if TYPE_CHECKING:
+    from src.models.module import SegmentationModule
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,14 @@ def find_last_checkpoint(task_log_dir: str | Path, current_run: str | Path) -> P
             "give the checkpoint's path instead (ckpt_path=<run dir>/checkpoints/last.ckpt)"
         )
     return max(found, key=lambda path: path.stat().st_mtime)
+
+
+def resume_path(cfg) -> str | None:
+    """``cfg.ckpt_path``, with ``last`` meaning the newest ``last.ckpt`` of the earlier runs of this task."""
+    ckpt_path = cfg.get("ckpt_path")
+    if str(ckpt_path) == "last":
+        return str(find_last_checkpoint(Path(cfg.paths.log_dir) / cfg.task_name, cfg.paths.output_dir))
+    return str(ckpt_path) if ckpt_path else None
 
 
 def check_resumable(ckpt_path: str | Path, net: dict) -> None:
@@ -81,6 +92,8 @@ def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> Segmentatio
     if not hparams or "net" not in hparams or "state_dict" not in checkpoint:
         raise UserError(f"checkpoint {path} was not written by src.train (no network config or weights in it)")
     hparams = {key: value for key, value in hparams.items() if key != "class_weights"}  # pre-`loss` checkpoints
+    from src.models.module import SegmentationModule  # Lightning's seconds of imports, once the file is known good
+
     module = SegmentationModule(**hparams)
     try:
         module.load_state_dict(checkpoint["state_dict"])

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config.hardware import check_precision, runs_on_cpu
 from src.models.affinities import affinity_settings
+from src.models.checkpoint import resume_path
 from src.models.unet_shape import UNetSizes, check_members, check_unet_settings
 from src.utils.errors import UserError
 
@@ -85,3 +86,5 @@ def check_training_config(cfg: DictConfig) -> None:
     check_lr(cfg.optimizer)
     check_trainer(cfg)
     check_network(cfg.model, cfg.data.crop_size)
+    if cfg.get("train", True):
+        resume_path(cfg)  # ckpt_path=last with no earlier run's last.ckpt is refused here (fit looks again)

@@ -10,20 +10,12 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig
 
-from src.models.checkpoint import check_resumable, find_last_checkpoint
+from src.models.checkpoint import check_resumable, resume_path
 
 
 def scalar_metrics(metrics: dict) -> dict[str, float]:
     """Logged metrics as floats; thresholds (logged as float32, 0.699999...) rounded back to their grid."""
     return {key: round(float(v), 6) if key.endswith("threshold") else float(v) for key, v in metrics.items()}
-
-
-def resume_path(cfg: DictConfig) -> str | None:
-    """``cfg.ckpt_path``, with ``last`` meaning the newest ``last.ckpt`` of the earlier runs of this task."""
-    ckpt_path = cfg.get("ckpt_path")
-    if str(ckpt_path) == "last":
-        return str(find_last_checkpoint(Path(cfg.paths.log_dir) / cfg.task_name, cfg.paths.output_dir))
-    return str(ckpt_path) if ckpt_path else None
 
 
 def validate_final_weights(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule) -> None:

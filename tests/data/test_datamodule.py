@@ -140,8 +140,12 @@ def test_auto_loading_reads_lazily_above_the_size_and_bad_choices_are_refused(tm
         EMDataModule(SyntheticSource(num_slices=5, size=32), loading="lazy").setup("fit")
     with pytest.raises(UserError, match="fold_axis=y cuts bands of slices; it needs data.loading=lazy"):
         EMDataModule(source, fold_axis="y", loading="memory").setup("fit")
+    weights = {"w0": 10.0, "sigma": 5.0}
     with pytest.raises(UserError, match="data.weight_map is computed on whole slices"):
-        EMDataModule(source, loading="lazy", weight_map={"w0": 10.0, "sigma": 5.0}).setup("fit")
+        EMDataModule(source, loading="lazy", weight_map=weights)  # refused with the settings, before any read
+    auto = EMDataModule(source, crop_size=32, lazy_above_gib=1e-6, weight_map=weights)  # lazy once the size is known
+    with pytest.raises(UserError, match="data.weight_map is computed on whole slices"):
+        auto.setup("fit")
     with pytest.raises(UserError, match="data.loading=disk must be one of auto, memory, lazy"):
         EMDataModule(source, loading="disk")
 

@@ -1,8 +1,9 @@
 import os
 
 import pytest
+from omegaconf import OmegaConf
 
-from src.models.checkpoint import find_last_checkpoint
+from src.models.checkpoint import find_last_checkpoint, resume_path
 from src.utils.errors import UserError
 
 
@@ -27,6 +28,18 @@ def test_last_without_an_earlier_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "train" / "runs" / "old").mkdir(parents=True)
     with pytest.raises(UserError, match="ckpt_path=last: no earlier run under .* has checkpoints/last.ckpt"):
         find_last_checkpoint(tmp_path / "train", tmp_path / "train" / "runs" / "now")
+
+
+def test_last_means_the_newest_last_ckpt_of_earlier_runs(tmp_path):
+    cfg = OmegaConf.create({"ckpt_path": "last", "task_name": "train", "paths": {"log_dir": str(tmp_path)}})
+    cfg.paths.output_dir = str(tmp_path / "train" / "runs" / "now")
+    with pytest.raises(UserError, match="no earlier run"):
+        resume_path(cfg)
+    earlier = tmp_path / "train" / "runs" / "before" / "checkpoints" / "last.ckpt"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"")
+    assert resume_path(cfg) == str(earlier)
+    assert resume_path(OmegaConf.create({"ckpt_path": None})) is None
 
 
 def _module(num_classes: int = 2, depth: int = 3, classes=None):

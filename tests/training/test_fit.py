@@ -12,25 +12,12 @@ from omegaconf import OmegaConf
 from src.data.datamodule import EMDataModule
 from src.data.sources import SyntheticSource
 from src.models.module import SegmentationModule
-from src.training.fit import evaluate_best, fit, resume_path, run_record, scalar_metrics
-from src.utils.errors import UserError
+from src.training.fit import evaluate_best, fit, run_record, scalar_metrics
 
 
 def test_thresholds_are_rounded_back_to_their_grid():
     metrics = scalar_metrics({"val/threshold": torch.tensor(0.7, dtype=torch.float32), "val/vrand": torch.tensor(0.5)})
     assert metrics == {"val/threshold": 0.7, "val/vrand": 0.5}
-
-
-def test_last_means_the_newest_last_ckpt_of_earlier_runs(tmp_path):
-    cfg = OmegaConf.create({"ckpt_path": "last", "task_name": "train", "paths": {"log_dir": str(tmp_path)}})
-    cfg.paths.output_dir = str(tmp_path / "train" / "runs" / "now")
-    with pytest.raises(UserError, match="no earlier run"):
-        resume_path(cfg)
-    earlier = tmp_path / "train" / "runs" / "before" / "checkpoints" / "last.ckpt"
-    earlier.parent.mkdir(parents=True)
-    earlier.write_bytes(b"")
-    assert resume_path(cfg) == str(earlier)
-    assert resume_path(OmegaConf.create({"ckpt_path": None})) is None
 
 
 def test_final_weights_no_validation_saw_are_validated_kept_and_tested(tmp_path):
