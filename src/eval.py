@@ -43,8 +43,11 @@ def _check_classes(module, datamodule, cfg: DictConfig) -> None:
 
 def evaluate(cfg: DictConfig) -> dict:
     from src.data.preflight import checked_source
+    from src.models.checkpoint import read_checkpoint
 
-    data_source = checked_source(cfg.data)  # the user's own stacks fail here, before Lightning's seconds of imports
+    # a bad checkpoint, then the user's own stacks, fail here, before Lightning's seconds of imports
+    checkpoint = read_checkpoint(cfg.ckpt_path)
+    data_source = checked_source(cfg.data)
     import lightning as L
     from hydra.utils import instantiate
 
@@ -61,8 +64,8 @@ def evaluate(cfg: DictConfig) -> dict:
 
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    module = load_module(cfg.ckpt_path)
-    recipe, source = checkpoint_recipe(module, cfg)
+    module = load_module(cfg.ckpt_path, checkpoint=checkpoint)
+    recipe, source = checkpoint_recipe(module.hparams.get("inference"), cfg)
     _held_out_fold(cfg, recipe)
     datamodule = instantiate(cfg.data, source=data_source)
     trainer = build_trainer(cfg, logger=False, callbacks=[])

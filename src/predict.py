@@ -142,11 +142,11 @@ def _write_slices(
             bar.advance(slices)
 
 
-def _check_classifier(module, recipe: dict, ckpt_path: str) -> None:
+def _check_classifier(affinities: bool, recipe: dict, ckpt_path: str) -> None:
     """Learned edges need a fitted classifier (the run's own, or one named): refused before any input is read."""
     from src.inference.recipe import CLASSIFIER_FILE, needs_fitting
 
-    if module.offsets and needs_fitting(recipe["postprocess"]):
+    if affinities and needs_fitting(recipe["postprocess"]):
         raise UserError(
             f"postprocess=learned_edges needs a fitted classifier, but the run of ckpt_path={ckpt_path} has no "
             f"{CLASSIFIER_FILE} fitted with these settings; pass postprocess.classifier=FILE (src.eval of the "
@@ -170,41 +170,46 @@ def _postprocess(recipe: dict, module, blockwise: bool = False):
     return method
 
 
-def _checkpoint(cfg: DictConfig):
-    """The checkpoint's module and its recipe (this command's keys overriding it), and where the recipe came from."""
+def _recipe(cfg: DictConfig) -> tuple[dict, dict, str]:
+    """The checkpoint's contents (read and checked; no module built yet), its recipe with this command's keys, and
+    where the recipe came from."""
     from src.inference.recipe import checkpoint_recipe
-    from src.models.checkpoint import load_module
+    from src.models.checkpoint import read_checkpoint
 
-    module = load_module(cfg.ckpt_path)
-    recipe, source = checkpoint_recipe(module, cfg)
-    _check_classifier(module, recipe, cfg.ckpt_path)
-    return module, recipe, source
+    checkpoint = read_checkpoint(cfg.ckpt_path)
+    recipe, source = checkpoint_recipe(checkpoint["hyper_parameters"].get("inference"), cfg)
+    _check_classifier(bool(checkpoint["hyper_parameters"].get("affinities")), recipe, cfg.ckpt_path)
+    return checkpoint, recipe, source
 
 
 def predict(cfg: DictConfig) -> dict:
     from src.data.volume import open_volume
+    from src.models.checkpoint import load_module, saved_outputs
 
     if cfg.prob_dtype not in ("float32", "uint8"):
         raise UserError(f"prob_dtype={cfg.prob_dtype} must be float32 or uint8")
     if str(cfg.output).rstrip("/").endswith(".zarr"):
         from src.inference.block_run import predict_blocks
 
-        module, recipe, _ = _checkpoint(cfg)
+        checkpoint, recipe, _ = _recipe(cfg)
+        module = load_module(cfg.ckpt_path, checkpoint=checkpoint)
         return predict_blocks(cfg, module, recipe, _postprocess(recipe, module, blockwise=True))
-    # the input is opened first: a missing or unreadable stack is refused before the checkpoint's seconds of loading
+    # the input, then the checkpoint, then the outputs are checked before the module's seconds of building
     with open_volume(cfg.input, cfg.input_key, "input", "check input= and input_key=") as reader:
-        return _predict_stack(cfg, reader, *_checkpoint(cfg))
+        checkpoint, recipe, source = _recipe(cfg)
+        paths = output_paths(cfg, recipe, *saved_outputs(checkpoint["hyper_parameters"]))
+        module = load_module(cfg.ckpt_path, checkpoint=checkpoint)
+        return _predict_stack(cfg, reader, module, recipe, source, paths)
 
 
-def _predict_stack(cfg: DictConfig, reader, module, recipe: dict, source: str) -> dict:
-    """Predict the slices of the opened ``reader`` into the output folder's TIFF stacks; the run's summary."""
+def _predict_stack(cfg: DictConfig, reader, module, recipe: dict, source: str, paths: dict[str, Path]) -> dict:
+    """Predict the slices of the opened ``reader`` into the output stacks ``paths``; the run's summary."""
     from src.config.hardware import resolve_device
     from src.data.slices import parse_slices
     from src.data.tiff import Calibration, StackWriter
     from src.inference.recipe import describe
 
     classes, boundary = module.classes, module.boundary_class
-    paths = output_paths(cfg, recipe, classes, boundary, module.offsets)
     device = resolve_device(cfg.device)
     postprocess = _postprocess(recipe, module)
     ids = parse_slices(cfg.slices, len(reader), "slices")

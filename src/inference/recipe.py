@@ -103,10 +103,11 @@ def command_line_overrides(cfg: Any) -> dict:
 CLASSIFIER_FILE = "edge_classifier.pkl"  # a run's learned edges (postprocess=learned_edges), beside its checkpoints/
 
 
-def checkpoint_recipe(module: Any, cfg: Any) -> tuple[dict, str]:
-    """The recipe ``src.predict`` / ``src.eval`` follow for the checkpoint ``cfg.ckpt_path``: :func:`follow_recipe`
-    with the command line's keys, and learned edges given the run's classifier (:func:`with_run_classifier`)."""
-    recipe, source = follow_recipe(module.hparams.get("inference"), command_line_overrides(cfg))
+def checkpoint_recipe(saved: dict | None, cfg: Any) -> tuple[dict, str]:
+    """The recipe ``src.predict`` / ``src.eval`` follow for the checkpoint ``cfg.ckpt_path``, whose saved recipe is
+    ``saved``: :func:`follow_recipe` with the command line's keys, and learned edges given the run's classifier
+    (:func:`with_run_classifier`)."""
+    recipe, source = follow_recipe(saved, command_line_overrides(cfg))
     return {**recipe, "postprocess": with_run_classifier(recipe["postprocess"], cfg.ckpt_path)}, source
 
 

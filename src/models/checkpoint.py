@@ -7,8 +7,6 @@ import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from src.utils.errors import UserError
 
 if TYPE_CHECKING:
@@ -69,6 +67,8 @@ def check_resumable(ckpt_path: str | Path, net: dict) -> None:
 def _read(path: Path, map_location: str = "cpu") -> dict:
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path} (give ckpt_path=<run dir>/checkpoints/<name>.ckpt)")
+    import torch  # a missing file is refused without torch's second of import
+
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -84,14 +84,34 @@ def _read(path: Path, map_location: str = "cpu") -> dict:
         ) from None
 
 
-def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> SegmentationModule:
-    """The module saved in ``ckpt_path`` (loaded with ``weights_only=True``: no code runs from the file)."""
+def read_checkpoint(ckpt_path: str | Path, map_location: str = "cpu") -> dict:
+    """The contents of a checkpoint as src.train writes it (a network config and weights), read and checked with
+    torch alone (``weights_only=True``: no code runs from the file), so a bad file is refused before Lightning."""
     path = Path(ckpt_path)
     checkpoint = _read(path, map_location)
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not hparams or "net" not in hparams or "state_dict" not in checkpoint:
         raise UserError(f"checkpoint {path} was not written by src.train (no network config or weights in it)")
-    hparams = {key: value for key, value in hparams.items() if key != "class_weights"}  # pre-`loss` checkpoints
+    return checkpoint
+
+
+def saved_outputs(hparams: dict) -> tuple[list[str], int | None, tuple]:
+    """The classes, boundary class and affinity offsets of a checkpoint's network from its hyperparameters, as the
+    module names them, so a task can name (and refuse) its outputs before the module's seconds of building."""
+    from src.models.outputs import named_outputs
+
+    channels = _with_defaults(dict(hparams["net"])).get("num_classes")
+    if not isinstance(channels, int):
+        raise UserError(f"the checkpoint's network config names no output channels ({hparams['net']})")
+    classes, offsets = named_outputs(channels, hparams.get("classes"), hparams.get("affinities"))
+    return classes, hparams.get("boundary_class", 0), offsets
+
+
+def load_module(ckpt_path: str | Path, map_location: str = "cpu", checkpoint: dict | None = None) -> SegmentationModule:
+    """The module saved in ``ckpt_path``; ``checkpoint``: its contents when :func:`read_checkpoint` has read them."""
+    path = Path(ckpt_path)
+    checkpoint = read_checkpoint(path, map_location) if checkpoint is None else checkpoint
+    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if k != "class_weights"}  # pre-`loss` files
     from src.models.module import SegmentationModule  # Lightning's seconds of imports, once the file is known good
 
     module = SegmentationModule(**hparams)

@@ -20,8 +20,9 @@ from src.inference.regions import output_probabilities
 from src.inference.whole import predict_logits
 from src.metrics.classes import ClassScores
 from src.metrics.torchmetrics_isbi import ISBIScores
-from src.models.affinities import AffinityLoss, affinity_targets, check_offsets
+from src.models.affinities import AffinityLoss, affinity_targets
 from src.models.losses import CrossEntropy
+from src.models.outputs import named_outputs
 from src.models.schedules import run_progress
 from src.models.unet import UNet, UNetEnsemble
 from src.utils.errors import NonFiniteLossError, UserError
@@ -70,14 +71,9 @@ class SegmentationModule(L.LightningModule):
         self.save_hyperparameters()
         self.net: UNet | UNetEnsemble = instantiate(net)
         num_classes = (self.net.members[0] if isinstance(self.net, UNetEnsemble) else self.net).num_classes
-        self.offsets = check_offsets(affinities["offsets"]) if affinities else ()
+        self.classes, self.offsets = named_outputs(num_classes, classes, affinities)
         self.affinity_loss = AffinityLoss(affinities.get("loss", "dice"), offsets=self.offsets) if affinities else None
         self.nearest_cell = bool(affinities) and affinities.get("boundary") == "nearest_cell"  # affinity targets
-        num_classes -= len(self.offsets)
-        # A checkpoint written before classes were named is the binary U-Net: membrane, interior.
-        self.classes = list(classes) if classes else (["membrane", "interior"] if num_classes == 2 else None)
-        if self.classes is None or len(self.classes) != num_classes:
-            raise UserError(f"classes {classes} do not match the network's {num_classes} output channels")
         self.boundary_class = boundary_class
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)

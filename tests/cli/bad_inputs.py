@@ -451,6 +451,19 @@ CASES: list[Case] = [
         "gone.ckpt",
     ),
     Case(
+        "eval_missing_checkpoint",
+        "checkpoint",
+        "`src.eval` of a checkpoint path that does not exist",
+        lambda f: [
+            "src.eval",
+            f"ckpt_path={f / 'gone.ckpt'}",
+            "data=tiff",
+            *write_stacks(f),
+            f"paths.log_dir={f / 'logs'}",
+        ],
+        "gone.ckpt",
+    ),
+    Case(
         "resume_last_without_runs",
         "checkpoint",
         "ckpt_path=last before any run saved a checkpoint",

@@ -82,3 +82,53 @@ def test_init_from_refuses_a_network_of_another_shape_naming_both(tmp_path):
     path = write_small_checkpoint(tmp_path / "deep.ckpt", depth=3)
     with pytest.raises(UserError, match=r"holds a network with depth=3.* but this run's has depth=2"):
         load_weights(_module(2, depth=2), path)
+
+
+def test_a_bad_checkpoint_is_refused_before_lightning_is_imported(tmp_path):
+    """src.eval and src.predict read the file first: a missing one without torch, a foreign one without Lightning."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from pathlib import Path
+from src.models.checkpoint import read_checkpoint
+from src.utils.errors import UserError
+seen = []
+try:
+    read_checkpoint(Path({str(tmp_path)!r}) / "gone.ckpt")
+except UserError as exc:
+    seen.append(("torch" in sys.modules, str(exc)))
+import torch
+torch.save({{"state_dict": {{}}}}, Path({str(tmp_path)!r}) / "foreign.ckpt")
+try:
+    read_checkpoint(Path({str(tmp_path)!r}) / "foreign.ckpt")
+except UserError as exc:
+    seen.append(("lightning" in sys.modules, str(exc)))
+print(seen)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    (missing_imported_torch, missing), (foreign_imported_lightning, foreign) = eval(out.stdout.strip().splitlines()[-1])
+    assert not missing_imported_torch and missing.startswith("checkpoint not found:") and "gone.ckpt" in missing
+    assert not foreign_imported_lightning and "was not written by src.train" in foreign
+
+
+@pytest.mark.parametrize("members, classes, affinities", [(1, None, None), (2, ["a", "b", "c"], [[-1, 0], [0, -9]])])
+def test_a_checkpoints_outputs_are_named_from_its_hyperparameters_as_the_module_names_them(
+    members, classes, affinities
+):
+    from src.models.checkpoint import saved_outputs
+    from src.models.module import SegmentationModule
+
+    net = {"_target_": "src.models.unet.build_unet", "members": members, "depth": 2, "base_channels": 4}
+    if classes:
+        net["num_classes"] = len(classes) + len(affinities)
+    module = SegmentationModule(
+        net=net,
+        optimizer={"_target_": "torch.optim.Adam", "_partial_": True},
+        classes=classes,
+        boundary_class=None if classes else 0,
+        affinities={"offsets": affinities} if affinities else None,
+    )
+    assert saved_outputs(dict(module.hparams)) == (module.classes, module.boundary_class, module.offsets)
+    assert module.classes == (classes or ["membrane", "interior"]) and len(module.offsets) == len(affinities or [])

@@ -1,5 +1,6 @@
 """reuse_freed_memory: a large tensor comes from the heap, not from a fresh mmap, and its pages stay after free."""
 
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -76,3 +77,12 @@ def test_the_tasks_apply_the_config_knob(tmp_path, setting, mmapped):
 
 def test_switched_off_it_changes_nothing():
     assert reuse_freed_memory(False) is False
+
+
+def test_a_cpu_only_torch_is_known_as_such_without_importing_it():
+    """A task's own checks come before torch's import: with the CPU wheel the knob does not import it to ask."""
+    script = "import sys; from src.utils.allocator import reuse_freed_memory; reuse_freed_memory(True); "
+    script += "print('torch' in sys.modules)"
+    imported = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    cpu_wheel = importlib.metadata.version("torch").endswith("+cpu")
+    assert imported.strip().splitlines()[-1] == str(not cpu_wheel)
