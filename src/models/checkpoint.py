@@ -144,16 +144,15 @@ def _with_defaults(net: dict) -> dict:
     return {**defaults, **net}
 
 
-def load_weights(module: SegmentationModule, ckpt_path: str | Path) -> None:
-    """Start ``module`` from the network weights of ``ckpt_path`` (``model.init_from``): no optimizer state, no
-    step count. A final layer of another class count is left newly initialised (said in one log line); a network
-    of any other shape is refused, naming both."""
+def read_init_from(ckpt_path: str | Path, net: dict) -> dict:
+    """The checkpoint ``ckpt_path`` that ``model.init_from`` starts from, read and refused (naming both) when its
+    network's shape differs from ``net``, this run's network config: checked with the settings, before Lightning."""
     path = Path(ckpt_path)
     checkpoint = _read(path)
     saved = (checkpoint.get("hyper_parameters") or {}).get("net") if isinstance(checkpoint, dict) else None
     if not isinstance(saved, dict) or "state_dict" not in checkpoint:
         raise UserError(f"model.init_from={path} was not written by src.train (no network config or weights in it)")
-    saved, ours = _with_defaults(saved), _with_defaults(dict(module.hparams.net))
+    saved, ours = _with_defaults(saved), _with_defaults(dict(net))
     shape_keys = ("members", "in_channels", "depth", "base_channels", "padding", "norm", "up_mode")
     differ = [key for key in shape_keys if saved.get(key) != ours.get(key)]
     if differ:
@@ -162,6 +161,15 @@ def load_weights(module: SegmentationModule, ckpt_path: str | Path) -> None:
             f"this run's has {', '.join(f'{k}={ours.get(k)}' for k in differ)}; set the model keys to the "
             "checkpoint's, or drop model.init_from"
         )
+    return checkpoint
+
+
+def load_weights(module: SegmentationModule, ckpt_path: str | Path) -> None:
+    """Start ``module`` from the network weights of ``ckpt_path`` (``model.init_from``): no optimizer state, no
+    step count. A final layer of another class count is left newly initialised (said in one log line); a network
+    of any other shape is refused, naming both (:func:`read_init_from`)."""
+    path = Path(ckpt_path)
+    checkpoint = read_init_from(path, module.hparams.net)
     weights = {k[len("net.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     own = module.net.state_dict()
     reset = sorted(k for k, v in weights.items() if k in own and own[k].shape != v.shape)

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config.hardware import check_precision, runs_on_cpu
 from src.models.affinities import affinity_settings
-from src.models.checkpoint import resume_path
+from src.models.checkpoint import read_init_from, resume_path
 from src.models.unet_shape import UNetSizes, check_members, check_unet_settings
 from src.utils.errors import UserError
 
@@ -88,3 +88,5 @@ def check_training_config(cfg: DictConfig) -> None:
     check_network(cfg.model, cfg.data.crop_size)
     if cfg.get("train", True):
         resume_path(cfg)  # ckpt_path=last with no earlier run's last.ckpt is refused here (fit looks again)
+        if cfg.model.get("init_from"):  # read again when the module is built: that check serves Python callers too
+            read_init_from(cfg.model.init_from, OmegaConf.to_container(cfg.model, resolve=True))

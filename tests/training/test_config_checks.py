@@ -35,6 +35,13 @@ def test_a_network_or_optimizer_that_cannot_train_is_refused(overrides, words):
         check_training_config(_cfg(*overrides))
 
 
+def test_init_from_a_network_of_another_shape_is_refused_with_the_settings(small_checkpoint):
+    """The conftest's checkpoint is a depth-3, 4-channel, valid-padding U-Net: this run's is same-padded."""
+    check_training_config(_cfg(f"model.init_from={small_checkpoint}", "model.padding=valid", "data.crop_size=92"))
+    with pytest.raises(UserError, match=r"holds a network with padding=valid but this run's has padding=same"):
+        check_training_config(_cfg(f"model.init_from={small_checkpoint}", "model.padding=same"))
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a CPU-only machine refuses")
 @pytest.mark.parametrize(
     ("overrides", "words"),
