@@ -154,15 +154,15 @@ def _check_classifier(affinities: bool, recipe: dict, ckpt_path: str) -> None:
         )
 
 
-def _postprocess(recipe: dict, module, blockwise: bool = False):
+def _postprocess(recipe: dict, offsets: tuple, boundary: int | None, blockwise: bool = False):
     """The recipe's post-processing, built (None for none). Blockwise, cells cut from the cells' probability need
     a boundary class (the TIFF path refuses the same in :func:`output_paths`)."""
     if not recipe["postprocess"]:
         return None
     from src.postprocess.instances import build_postprocess, reads_affinities
 
-    method = build_postprocess(recipe["postprocess"], module.offsets)
-    if blockwise and module.boundary_class is None and not reads_affinities(method):
+    method = build_postprocess(recipe["postprocess"], offsets)
+    if blockwise and boundary is None and not reads_affinities(method):
         raise UserError(
             "this checkpoint's classes name no boundary class, so there are no cells to post-process; pass "
             "postprocess=none (its class map is written)"
@@ -192,26 +192,30 @@ def predict(cfg: DictConfig) -> dict:
         from src.inference.block_run import predict_blocks
 
         checkpoint, recipe, _ = _recipe(cfg)
-        module = load_module(cfg.ckpt_path, checkpoint=checkpoint)
-        return predict_blocks(cfg, module, recipe, _postprocess(recipe, module, blockwise=True))
+        _, boundary, offsets = saved_outputs(checkpoint["hyper_parameters"])
+        postprocess = _postprocess(recipe, offsets, boundary, blockwise=True)
+        return predict_blocks(cfg, load_module(cfg.ckpt_path, checkpoint=checkpoint), recipe, postprocess)
     # the input, then the checkpoint, then the outputs are checked before the module's seconds of building
     with open_volume(cfg.input, cfg.input_key, "input", "check input= and input_key=") as reader:
         checkpoint, recipe, source = _recipe(cfg)
-        paths = output_paths(cfg, recipe, *saved_outputs(checkpoint["hyper_parameters"]))
+        classes, boundary, offsets = saved_outputs(checkpoint["hyper_parameters"])
+        paths = output_paths(cfg, recipe, classes, boundary, offsets)
+        postprocess = _postprocess(recipe, offsets, boundary)
         module = load_module(cfg.ckpt_path, checkpoint=checkpoint)
-        return _predict_stack(cfg, reader, module, recipe, source, paths)
+        return _predict_stack(cfg, reader, module, (recipe, source), paths, postprocess)
 
 
-def _predict_stack(cfg: DictConfig, reader, module, recipe: dict, source: str, paths: dict[str, Path]) -> dict:
-    """Predict the slices of the opened ``reader`` into the output stacks ``paths``; the run's summary."""
+def _predict_stack(cfg: DictConfig, reader, module, recipe_source: tuple, paths: dict, postprocess) -> dict:
+    """Predict the slices of the opened ``reader`` into the stacks ``paths`` by the recipe (and where it came from)
+    and its ``postprocess``, both checked before the module was built; the run's summary."""
     from src.config.hardware import resolve_device
     from src.data.slices import parse_slices
     from src.data.tiff import Calibration, StackWriter
     from src.inference.recipe import describe
 
     classes, boundary = module.classes, module.boundary_class
+    recipe, source = recipe_source
     device = resolve_device(cfg.device)
-    postprocess = _postprocess(recipe, module)
     ids = parse_slices(cfg.slices, len(reader), "slices")
     calibration = Calibration.chosen(cfg.voxel_size, cfg.voxel_unit, reader)
     predictor = build_predictor(cfg, module, recipe, device)
