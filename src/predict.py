@@ -173,10 +173,11 @@ def _postprocess(recipe: dict, offsets: tuple, boundary: int | None, blockwise: 
 def _recipe(cfg: DictConfig) -> tuple[dict, dict, str]:
     """The checkpoint's contents (read and checked; no module built yet), its recipe with this command's keys, and
     where the recipe came from."""
-    from src.inference.recipe import checkpoint_recipe
     from src.models.checkpoint import read_checkpoint
 
-    checkpoint = read_checkpoint(cfg.ckpt_path)
+    checkpoint = read_checkpoint(cfg.ckpt_path)  # a missing file is refused before torch is imported
+    from src.inference.recipe import checkpoint_recipe
+
     recipe, source = checkpoint_recipe(checkpoint["hyper_parameters"].get("inference"), cfg)
     _check_classifier(bool(checkpoint["hyper_parameters"].get("affinities")), recipe, cfg.ckpt_path)
     return checkpoint, recipe, source
