@@ -41,6 +41,23 @@ def _check_classes(module, datamodule, cfg: DictConfig) -> None:
         )
 
 
+def _figure(outputs: list, held_out: dict, module, output_dir: Path) -> str:
+    """The held-out slices' figure (image, labels, prediction, errors), its path relative to ``output_dir``."""
+    from src.evaluation.figures import results_figure
+
+    swept = held_out.get("threshold")
+    title = f"held-out slices, mean Dice {held_out['classes']['mean_dice']:.4f}"
+    path = results_figure(
+        outputs,
+        output_dir / "figures" / "test_slices.png",
+        title=title + (f", V_rand {swept['vrand']:.4f}" if swept else ""),
+        threshold=swept["threshold"] if swept else 0.5,
+        class_names=module.classes,
+        boundary=module.boundary_class,
+    )
+    return str(path.relative_to(output_dir))
+
+
 def evaluate(cfg: DictConfig) -> dict:
     from src.data.preflight import checked_source
     from src.models.checkpoint import read_checkpoint
@@ -53,7 +70,6 @@ def evaluate(cfg: DictConfig) -> dict:
 
     from src.data.sources import source_calibration
     from src.evaluation.edge_classifier import with_fitted_edges
-    from src.evaluation.figures import results_figure
     from src.evaluation.held_out import class_table, headline_line, predict_slices, score_held_out
     from src.evaluation.report import markdown_report
     from src.inference.recipe import checkpoint_recipe, describe
@@ -85,19 +101,7 @@ def evaluate(cfg: DictConfig) -> dict:
         outputs, recipe, output_dir, images, compare, classes, module.boundary_class, labels, offsets, calibration
     )
     result = {"headline": held_out["headline"], "checkpoint": str(Path(cfg.ckpt_path).resolve()), **held_out}
-    figure = None
-    if cfg.figure_slices > 0:
-        swept = held_out.get("threshold")
-        title = f"held-out slices, mean Dice {held_out['classes']['mean_dice']:.4f}"
-        path = results_figure(
-            outputs[: cfg.figure_slices],
-            output_dir / "figures" / "test_slices.png",
-            title=title + (f", V_rand {swept['vrand']:.4f}" if swept else ""),
-            threshold=swept["threshold"] if swept else 0.5,
-            class_names=module.classes,
-            boundary=module.boundary_class,
-        )
-        figure = str(path.relative_to(output_dir))
+    figure = _figure(outputs[: cfg.figure_slices], held_out, module, output_dir) if cfg.figure_slices > 0 else None
     write_json_atomic(output_dir / "metrics.json", result)
     write_text_atomic(output_dir / "report.md", markdown_report(held_out, result["checkpoint"], figure))
     log.info("held-out per-class scores of the class map:\n%s", class_table(held_out["classes"]))
