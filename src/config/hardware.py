@@ -6,16 +6,19 @@ Precision names are Lightning's everywhere (``trainer.precision`` and ``src.pred
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from src.utils.errors import UserError
 
+if TYPE_CHECKING:
+    import torch
+
 CPUINFO = Path("/proc/cpuinfo")
-PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+PRECISIONS = {"32": None, "bf16-mixed": "bfloat16", "16-mixed": "float16"}  # the autocast dtype's name in torch
 
 
 def cpu_has_native_bf16() -> bool:
@@ -39,8 +42,10 @@ def default_precision(device_type: str | None = None) -> str:
     """``bf16-mixed`` where the hardware computes bf16 natively (recent GPUs; CPUs with the avx512_bf16 or
     amx_bf16 flag), ``16-mixed`` on older GPUs at inference, else ``32``. ``device_type`` None: the device
     training would use."""
-    on_gpu = torch.cuda.is_available() if device_type is None else device_type == "cuda"
+    on_gpu = cuda_available() if device_type is None else device_type == "cuda"
     if on_gpu:
+        import torch
+
         if torch.cuda.is_bf16_supported():
             return "bf16-mixed"
         return "32" if device_type is None else "16-mixed"
@@ -59,13 +64,18 @@ def check_precision(name: str, on_cpu: bool, key: str = "trainer.precision") -> 
 
 def autocast_dtype(name: str, device: torch.device, key: str = "precision") -> torch.dtype | None:
     """The autocast dtype of a precision name on ``device`` (``auto``: :func:`default_precision`); None = fp32."""
+    import torch
+
     if str(name) == "auto":
         name = default_precision(device.type)
-    return PRECISIONS[check_precision(name, device.type == "cpu", key)]
+    dtype = PRECISIONS[check_precision(name, device.type == "cpu", key)]
+    return getattr(torch, dtype) if dtype else None
 
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` (a GPU if one is visible), ``cpu``, ``cuda`` or ``cuda:N``, refused if absent."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -78,16 +88,25 @@ def resolve_device(name: str) -> torch.device:
 
 
 def cuda_available() -> bool:
+    """Whether torch sees a CUDA GPU. A CPU-only wheel (version ``+cpu``) has none, which is known without torch's
+    second of import, so the tasks' checks of their settings and data come first; any other wheel is asked."""
+    try:
+        if importlib.metadata.version("torch").endswith("+cpu"):
+            return False
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    import torch
+
     return torch.cuda.is_available()
 
 
 def runs_on_cpu(accelerator: str | None) -> bool:
-    return accelerator == "cpu" or (accelerator in (None, "auto") and not torch.cuda.is_available())
+    return accelerator == "cpu" or (accelerator in (None, "auto") and not cuda_available())
 
 
 def default_workers() -> int:
     """Data-loading processes: none when training runs on the CPU (every core already computes the network,
     a loader process only competes with it), up to 8 beside a GPU, one core kept free."""
-    if not torch.cuda.is_available():
+    if not cuda_available():
         return 0
     return max(1, min(8, (os.cpu_count() or 1) - 1))

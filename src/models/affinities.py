@@ -23,21 +23,6 @@ from src.data.labels import IGNORE
 from src.utils.errors import UserError
 
 AFFINITY_LOSSES = ("dice", "bce", "dice_bce", "dice_malis")
-AFFINITY_BOUNDARIES = ("cut", "nearest_cell")
-
-
-def check_offsets(offsets: Sequence[Sequence[int]], where: str = "model.offsets") -> tuple[tuple[int, int], ...]:
-    """The training offsets as ``(dy, dx)`` pairs: distinct, non-zero, 2-D (training draws slices)."""
-    try:
-        pairs = tuple(tuple(int(v) for v in offset) for offset in offsets)
-    except (TypeError, ValueError):
-        raise UserError(f"{where}={offsets} must be a list of [dy, dx] pixel offsets") from None
-    if not pairs or any(len(p) != 2 or p == (0, 0) for p in pairs) or len(set(pairs)) != len(pairs):
-        raise UserError(
-            f"{where}={list(map(list, pairs))} must be distinct, non-zero [dy, dx] pairs (training reads 2-D "
-            "slices; the decoders take 3-D offsets for volumes)"
-        )
-    return pairs
 
 
 def cells_of_labels(label: np.ndarray, boundary: int | None, nearest_cell: bool = False) -> np.ndarray:
@@ -168,22 +153,3 @@ def channel_sources(offsets: Sequence[Sequence[int]], inverse) -> list[tuple[int
         else:
             raise ValueError(f"offset {list(u)} has no flipped/rotated counterpart in the offsets")
     return sources
-
-
-def affinity_settings(net: dict) -> dict | None:
-    """Take ``target``, ``offsets`` and the ``affinity_*`` settings out of the model config; for
-    ``target=affinities`` add one output channel per offset and return the module's ``affinities`` argument."""
-    target = net.pop("target", "classes")
-    keys = ("offsets", "affinity_loss", "affinity_weight", "affinity_boundary")
-    offsets, loss, weight, boundary = (net.pop(key, None) for key in keys)
-    if target not in ("classes", "affinities"):
-        raise UserError(f"model.target={target} must be classes or affinities")
-    if (boundary or "cut") not in AFFINITY_BOUNDARIES:
-        raise UserError(f"model.affinity_boundary={boundary} must be one of {', '.join(AFFINITY_BOUNDARIES)}")
-    if target == "classes":
-        return None
-    offsets = [list(offset) for offset in check_offsets(offsets or ())]
-    net["num_classes"] += len(offsets)
-    net["affinity_channels"] = len(offsets)
-    weight = 1.0 if weight is None else float(weight)
-    return {"offsets": offsets, "loss": loss or "dice", "weight": weight, "boundary": boundary or "cut"}

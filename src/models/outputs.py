@@ -1,10 +1,13 @@
-"""What a network's output channels are: its classes, then one affinity channel per offset (``model.target``)."""
+"""What a network's output channels are: its classes, then one affinity channel per offset (``model.target``);
+checked with the settings, before torch is imported."""
 
 from __future__ import annotations
 
-from src.models.affinities import check_offsets
+from collections.abc import Sequence
+
 from src.utils.errors import UserError
 
+AFFINITY_BOUNDARIES = ("cut", "nearest_cell")
 BINARY_CLASSES = ["membrane", "interior"]  # a checkpoint written before classes were named is the binary U-Net
 
 
@@ -17,3 +20,36 @@ def named_outputs(channels: int, classes: list[str] | None, affinities: dict | N
     if names is None or len(names) != count:
         raise UserError(f"classes {classes} do not match the network's {count} output channels")
     return names, offsets
+
+
+def check_offsets(offsets: Sequence[Sequence[int]], where: str = "model.offsets") -> tuple[tuple[int, int], ...]:
+    """The training offsets as ``(dy, dx)`` pairs: distinct, non-zero, 2-D (training draws slices)."""
+    try:
+        pairs = tuple(tuple(int(v) for v in offset) for offset in offsets)
+    except (TypeError, ValueError):
+        raise UserError(f"{where}={offsets} must be a list of [dy, dx] pixel offsets") from None
+    if not pairs or any(len(p) != 2 or p == (0, 0) for p in pairs) or len(set(pairs)) != len(pairs):
+        raise UserError(
+            f"{where}={list(map(list, pairs))} must be distinct, non-zero [dy, dx] pairs (training reads 2-D "
+            "slices; the decoders take 3-D offsets for volumes)"
+        )
+    return pairs
+
+
+def affinity_settings(net: dict) -> dict | None:
+    """Take ``target``, ``offsets`` and the ``affinity_*`` settings out of the model config; for
+    ``target=affinities`` add one output channel per offset and return the module's ``affinities`` argument."""
+    target = net.pop("target", "classes")
+    keys = ("offsets", "affinity_loss", "affinity_weight", "affinity_boundary")
+    offsets, loss, weight, boundary = (net.pop(key, None) for key in keys)
+    if target not in ("classes", "affinities"):
+        raise UserError(f"model.target={target} must be classes or affinities")
+    if (boundary or "cut") not in AFFINITY_BOUNDARIES:
+        raise UserError(f"model.affinity_boundary={boundary} must be one of {', '.join(AFFINITY_BOUNDARIES)}")
+    if target == "classes":
+        return None
+    offsets = [list(offset) for offset in check_offsets(offsets or ())]
+    net["num_classes"] += len(offsets)
+    net["affinity_channels"] = len(offsets)
+    weight = 1.0 if weight is None else float(weight)
+    return {"offsets": offsets, "loss": loss or "dice", "weight": weight, "boundary": boundary or "cut"}

@@ -9,8 +9,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.inference.recipe import make_recipe
-from src.models.affinities import affinity_settings
 from src.models.module import SegmentationModule
+from src.models.outputs import affinity_settings
 from src.training.config_checks import check_crop, check_lr, check_trainer
 
 

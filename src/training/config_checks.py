@@ -1,7 +1,8 @@
 """A training config's optimizer, trainer and network settings checked before Lightning is imported.
 
-Importing Lightning and our modules takes seconds; these checks need only the config and torch, so a bad setting
-fails before that wait. :mod:`src.training.build` runs the same checks for users who build in Python.
+Importing torch, Lightning and our modules takes seconds; these checks need only the config (torch only to count
+GPUs, and to ask for one where the wheel is not CPU-only), so a bad setting fails before that wait.
+:mod:`src.training.build` runs the same checks for users who build in Python.
 """
 
 from __future__ import annotations
@@ -9,12 +10,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from src.config.hardware import check_precision, runs_on_cpu
-from src.models.affinities import affinity_settings
 from src.models.checkpoint import read_init_from, resume_path
+from src.models.outputs import affinity_settings
 from src.models.unet_shape import UNetSizes, check_members, check_unet_settings
 from src.utils.errors import UserError
 
@@ -49,10 +49,13 @@ def _check_devices(devices: Any, accelerator: str | None) -> None:
                 f"trainer.devices={devices} CPU processes but this machine has {cores} cores; "
                 f"use trainer.devices={cores} or fewer"
             )
-    elif devices > torch.cuda.device_count():
-        raise UserError(
-            f"trainer.devices={devices} but {torch.cuda.device_count()} GPUs are visible; lower trainer.devices"
-        )
+    else:
+        import torch
+
+        if devices > torch.cuda.device_count():
+            raise UserError(
+                f"trainer.devices={devices} but {torch.cuda.device_count()} GPUs are visible; lower trainer.devices"
+            )
 
 
 def check_crop(net: Any, crop: int, depth: int) -> None:

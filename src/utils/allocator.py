@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import importlib.metadata
 import sys
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
@@ -33,22 +32,11 @@ def _glibc_mallopt():
     return getattr(libc, "mallopt", None)  # absent in musl, so nothing to tune there
 
 
-def _cuda_available() -> bool:
-    """Whether torch sees a GPU; a CPU-only wheel (version ``+cpu``) says no without torch's second of import, so a
-    task's own checks still come first."""
-    try:
-        if importlib.metadata.version("torch").endswith("+cpu"):
-            return False
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def reuse_freed_memory(enabled: bool = True) -> bool:
     """Tune glibc's malloc as the module docstring says; True when it was applied (Linux with glibc, no GPU)."""
-    if not enabled or _cuda_available():
+    from src.config.hardware import cuda_available  # no torch import on a CPU-only wheel
+
+    if not enabled or cuda_available():
         return False
     mallopt = _glibc_mallopt()
     if mallopt is None:

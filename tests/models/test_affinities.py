@@ -11,11 +11,9 @@ from src.inference.tta import dihedral_inverse
 from src.models.affinities import (
     AffinityLoss,
     affinities_of_cells,
-    affinity_settings,
     affinity_targets,
     cells_of_labels,
     channel_sources,
-    check_offsets,
     transformed_offset,
 )
 from src.utils.errors import UserError
@@ -47,13 +45,6 @@ def test_nearest_cell_splits_each_membrane_between_the_cells_beside_it():
     assert target[0, 0].tolist() == [[0, 1, 1, 0, 1, 1]] * 2  # the one cut is in the membrane's middle
 
 
-def test_affinity_settings_take_the_boundary_rule():
-    net = {"num_classes": 2, "target": "affinities", "offsets": [[-1, 0]], "affinity_boundary": "nearest_cell"}
-    assert affinity_settings(net)["boundary"] == "nearest_cell" and net["num_classes"] == 3
-    with pytest.raises(UserError, match="model.affinity_boundary=grow must be one of cut, nearest_cell"):
-        affinity_settings({"num_classes": 2, "target": "affinities", "offsets": [[-1, 0]], "affinity_boundary": "grow"})
-
-
 def test_targets_by_hand():
     offsets = [[0, -1], [0, -2], [-1, 0]]
     target, mask, _ = affinity_targets(torch.from_numpy(LABEL)[None], offsets, boundary=0)
@@ -80,13 +71,6 @@ def test_the_loss_is_low_for_right_affinities_and_ignores_masked_pairs():
         AffinityLoss("focal")
     with pytest.raises(UserError, match="nearest-neighbour"):
         AffinityLoss("dice_malis", offsets=[[0, -3]])
-
-
-def test_offsets_are_checked():
-    assert check_offsets([[-1, 0], [0, -3]]) == ((-1, 0), (0, -3))
-    for bad in ([[0, 0]], [[-1, 0], [-1, 0]], [[-1, 0, 0]], "x", []):
-        with pytest.raises(UserError, match="model.offsets"):
-            check_offsets(bad)
 
 
 def test_offsets_turn_with_the_image():
