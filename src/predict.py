@@ -203,19 +203,18 @@ def predict(cfg: DictConfig) -> dict:
         paths = output_paths(cfg, recipe, classes, boundary, offsets)
         postprocess = _postprocess(recipe, offsets, boundary)
         module = load_module(cfg.ckpt_path, checkpoint=checkpoint)
-        return _predict_stack(cfg, reader, module, (recipe, source), paths, postprocess)
+        return _predict_stack(cfg, reader, module, recipe, source, paths, postprocess)
 
 
-def _predict_stack(cfg: DictConfig, reader, module, recipe_source: tuple, paths: dict, postprocess) -> dict:
-    """Predict the slices of the opened ``reader`` into the stacks ``paths`` by the recipe (and where it came from)
-    and its ``postprocess``, both checked before the module was built; the run's summary."""
+def _predict_stack(cfg: DictConfig, reader, module, recipe: dict, source: str, paths: dict, postprocess) -> dict:
+    """Predict the slices of the opened ``reader`` into the stacks ``paths`` by the recipe (``source``: where it came
+    from) and its ``postprocess``, both checked before the module was built; the run's summary."""
     from src.config.hardware import resolve_device
     from src.data.slices import parse_slices
     from src.data.tiff import Calibration, StackWriter
     from src.inference.recipe import describe
 
     classes, boundary = module.classes, module.boundary_class
-    recipe, source = recipe_source
     device = resolve_device(cfg.device)
     ids = parse_slices(cfg.slices, len(reader), "slices")
     calibration = Calibration.chosen(cfg.voxel_size, cfg.voxel_unit, reader)
