@@ -48,10 +48,7 @@ def check_resumable(ckpt_path: str | Path, net: dict) -> None:
     if str(ckpt_path) in ("best", "hpc", "registry"):
         return  # Lightning's own names; it finds the file
     path = Path(ckpt_path)
-    checkpoint = _read(path)
-    saved = (checkpoint.get("hyper_parameters") or {}).get("net") if isinstance(checkpoint, dict) else None
-    if not isinstance(saved, dict):
-        raise UserError(f"checkpoint {path} was not written by src.train (no network config in it)")
+    saved = _saved_net(_read(path), f"checkpoint {path}")
     differ = sorted(key for key in saved.keys() | net.keys() if saved.get(key) != net.get(key))
     if differ:
 
@@ -89,10 +86,18 @@ def read_checkpoint(ckpt_path: str | Path, map_location: str = "cpu") -> dict:
     torch alone (``weights_only=True``: no code runs from the file), so a bad file is refused before Lightning."""
     path = Path(ckpt_path)
     checkpoint = _read(path, map_location)
-    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not hparams or "net" not in hparams or "state_dict" not in checkpoint:
-        raise UserError(f"checkpoint {path} was not written by src.train (no network config or weights in it)")
+    _saved_net(checkpoint, f"checkpoint {path}")
     return checkpoint
+
+
+def _saved_net(checkpoint, name: str) -> dict:
+    """The network config of a checkpoint src.train wrote (with its weights); ``name`` says which file, in the
+    refusal of any other."""
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    net = hparams.get("net") if isinstance(hparams, dict) else None
+    if not isinstance(net, dict) or "state_dict" not in checkpoint:
+        raise UserError(f"{name} was not written by src.train (no network config or weights in it)")
+    return net
 
 
 def saved_outputs(hparams: dict) -> tuple[list[str], int | None, tuple]:
@@ -149,10 +154,7 @@ def read_init_from(ckpt_path: str | Path, net: dict) -> dict:
     network's shape differs from ``net``, this run's network config: checked with the settings, before Lightning."""
     path = Path(ckpt_path)
     checkpoint = _read(path)
-    saved = (checkpoint.get("hyper_parameters") or {}).get("net") if isinstance(checkpoint, dict) else None
-    if not isinstance(saved, dict) or "state_dict" not in checkpoint:
-        raise UserError(f"model.init_from={path} was not written by src.train (no network config or weights in it)")
-    saved, ours = _with_defaults(saved), _with_defaults(dict(net))
+    saved, ours = _with_defaults(_saved_net(checkpoint, f"model.init_from={path}")), _with_defaults(dict(net))
     shape_keys = ("members", "in_channels", "depth", "base_channels", "padding", "norm", "up_mode")
     differ = [key for key in shape_keys if saved.get(key) != ours.get(key)]
     if differ:

@@ -84,6 +84,30 @@ def test_init_from_refuses_a_network_of_another_shape_naming_both(tmp_path):
         load_weights(_module(2, depth=2), path)
 
 
+@pytest.mark.parametrize(
+    "contents",
+    [{"state_dict": {}}, {"hyper_parameters": {"net": {"depth": 2}}}, {"hyper_parameters": None, "state_dict": {}}],
+    ids=["no network config", "no weights", "empty hyperparameters"],
+)
+def test_every_reader_refuses_a_file_src_train_did_not_write_naming_it(tmp_path, contents):
+    """Reading to predict, resuming and ``model.init_from`` share one check, each naming the file as it was given."""
+    import torch
+
+    from src.models.checkpoint import check_resumable, read_checkpoint, read_init_from
+
+    path = tmp_path / "foreign.ckpt"
+    torch.save(contents, path)
+    net = {"_target_": "src.models.unet.build_unet", "depth": 2}
+    for read, name in [
+        (lambda: read_checkpoint(path), f"checkpoint {path}"),
+        (lambda: check_resumable(path, net), f"checkpoint {path}"),
+        (lambda: read_init_from(path, net), f"model.init_from={path}"),
+    ]:
+        with pytest.raises(UserError) as refused:
+            read()
+        assert str(refused.value) == f"{name} was not written by src.train (no network config or weights in it)"
+
+
 def test_a_bad_checkpoint_is_refused_before_lightning_is_imported(tmp_path):
     """src.eval and src.predict read the file first: a missing one without torch, a foreign one without Lightning."""
     import subprocess
