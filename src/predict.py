@@ -40,6 +40,8 @@ def output_paths(
     out = Path(cfg.output)
     if out.exists() and not out.is_dir():
         raise UserError(f"output={out} is a file; give a folder for the predicted stacks")
+    if not out.exists() and not next(p for p in out.absolute().parents if p.exists()).is_dir():
+        raise _cannot_make(out, "Not a directory")  # a file where a parent folder should be; refused before the module
     stem = Path(cfg.input).name.split(".")[0]
     paths = {"classes": out / f"{stem}_classes.tif"}
     if cfg.probabilities:
@@ -59,6 +61,10 @@ def output_paths(
         if has_contour_map(recipe["postprocess"]):
             paths["contours"] = out / f"{stem}_contours.tif"
     return _refuse_existing(paths, cfg)
+
+
+def _cannot_make(output, reason: str) -> UserError:
+    return UserError(f"output folder {output} cannot be made ({reason}); choose a writable output=...")
 
 
 def _refuse_existing(paths: dict[str, Path], cfg: DictConfig) -> dict[str, Path]:
@@ -223,9 +229,7 @@ def _predict_stack(cfg: DictConfig, reader, module, recipe: dict, source: str, p
     try:
         Path(cfg.output).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(
-            f"output folder {cfg.output} cannot be made ({exc.strerror}); choose a writable output=..."
-        ) from None
+        raise _cannot_make(cfg.output, exc.strerror) from None
     metadata = {"classes": {"classes": classes}, "affinities": {"offsets": [list(o) for o in module.offsets]}}
     writers = {key: StackWriter(path, metadata.get(key), calibration) for key, path in paths.items()}
     started = time.perf_counter()

@@ -164,3 +164,19 @@ def test_a_failed_write_leaves_no_finished_looking_file(tmp_path):
         writer.commit()
     with open_volume(path) as reader:
         assert reader.shape == (3, 4, 5) and reader.read(2).max() == 2
+
+
+def test_an_output_folder_under_a_file_is_refused_with_the_output_names_before_the_module(tmp_path):
+    """Before the module's seconds of building: the names of the outputs are checked, and so is where they would go."""
+    from omegaconf import OmegaConf
+
+    from src.predict import output_paths
+    from src.utils.errors import UserError
+
+    (tmp_path / "results").write_text("a file\n")
+    cfg = OmegaConf.create({"input": "in.tif", "output": str(tmp_path / "results" / "a" / "b"), "probabilities": 0})
+    recipe = {"postprocess": None, "scored": "probability"}
+    with pytest.raises(UserError, match=r"output folder .*results/a/b cannot be made \(Not a directory\)"):
+        output_paths(cfg, recipe, ["boundary", "cells"], 0)
+    cfg.output = str(tmp_path / "fine" / "a")
+    assert output_paths(cfg, recipe, ["boundary", "cells"], 0)["prob"] == tmp_path / "fine" / "a" / "in_prob.tif"
