@@ -36,6 +36,14 @@ def check_offsets(offsets: Sequence[Sequence[int]], where: str = "model.offsets"
     return pairs
 
 
+def module_net(model: dict) -> tuple[dict, str | None, dict | None]:
+    """From a run's model config: the module's ``net`` (the network's settings alone, as its checkpoint records
+    them), where training starts (``init_from``) and the module's ``affinities`` argument."""
+    net = dict(model)
+    init_from = net.pop("init_from", None)  # where training starts, not part of the network's shape
+    return net, init_from, affinity_settings(net)
+
+
 def affinity_settings(net: dict) -> dict | None:
     """Take ``target``, ``offsets`` and the ``affinity_*`` settings out of the model config; for
     ``target=affinities`` add one output channel per offset and return the module's ``affinities`` argument."""

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.inference.recipe import make_recipe
 from src.models.module import SegmentationModule
-from src.models.outputs import affinity_settings
+from src.models.outputs import module_net
 from src.training.config_checks import check_crop, check_lr, check_trainer
 
 
@@ -26,9 +26,7 @@ def build_module(cfg: DictConfig) -> SegmentationModule:
 
     check_lr(cfg.optimizer)
     classes = class_map_of(cfg.data)
-    net = OmegaConf.to_container(cfg.model, resolve=True)
-    init_from = net.pop("init_from", None)  # where training starts, not part of the network's shape
-    affinities = affinity_settings(net)
+    net, init_from, affinities = module_net(OmegaConf.to_container(cfg.model, resolve=True))
     module = SegmentationModule(
         net=net,
         optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),

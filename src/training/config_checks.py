@@ -13,8 +13,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from src.config.hardware import check_precision, runs_on_cpu
-from src.models.checkpoint import read_init_from, resume_path
-from src.models.outputs import affinity_settings
+from src.models.checkpoint import check_resumable, read_init_from, resume_path
+from src.models.outputs import affinity_settings, module_net
 from src.models.unet_shape import UNetSizes, check_members, check_unet_settings
 from src.utils.errors import UserError
 
@@ -90,6 +90,8 @@ def check_training_config(cfg: DictConfig) -> None:
     check_trainer(cfg)
     check_network(cfg.model, cfg.data.crop_size)
     if cfg.get("train", True):
-        resume_path(cfg)  # ckpt_path=last with no earlier run's last.ckpt is refused here (fit looks again)
+        resume = resume_path(cfg)  # ckpt_path=last with no earlier run's last.ckpt is refused here (fit looks again)
+        if resume:  # checked again by fit, for Python callers
+            check_resumable(resume, module_net(OmegaConf.to_container(cfg.model, resolve=True))[0])
         if cfg.model.get("init_from"):  # read again when the module is built: that check serves Python callers too
             read_init_from(cfg.model.init_from, OmegaConf.to_container(cfg.model, resolve=True))

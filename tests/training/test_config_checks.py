@@ -43,6 +43,21 @@ def test_init_from_a_network_of_another_shape_is_refused_with_the_settings(small
         check_training_config(_cfg(f"model.init_from={small_checkpoint}", "model.padding=same"))
 
 
+def test_resuming_a_checkpoint_of_another_network_is_refused_with_the_settings(tmp_path):
+    """The checkpoint records the module's ``net`` as src.train builds it from ``model``: the same settings resume,
+    another depth is refused naming both, before the data or Lightning."""
+    from omegaconf import OmegaConf
+
+    from src.models.outputs import module_net
+
+    cfg = _cfg("model.target=affinities")
+    net = module_net(OmegaConf.to_container(cfg.model, resolve=True))[0]
+    torch.save({"hyper_parameters": {"net": net}, "state_dict": {}}, tmp_path / "last.ckpt")
+    check_training_config(_cfg("model.target=affinities", f"ckpt_path={tmp_path / 'last.ckpt'}"))
+    with pytest.raises(UserError, match=r"holds a network with depth=3 but the config asks for depth=2"):
+        check_training_config(_cfg("model.target=affinities", "model.depth=2", f"ckpt_path={tmp_path / 'last.ckpt'}"))
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a CPU-only machine refuses")
 @pytest.mark.parametrize(
     ("overrides", "words"),
