@@ -77,12 +77,12 @@ def resolve_device(name: str) -> torch.device:
     import torch
 
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if cuda_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
         raise UserError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if device.type == "cuda" and not cuda_available():
         raise UserError(f"device={name} was asked for, but no CUDA GPU is visible; use device=cpu")
     return device
 

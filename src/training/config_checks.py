@@ -90,8 +90,9 @@ def check_training_config(cfg: DictConfig) -> None:
     check_trainer(cfg)
     check_network(cfg.model, cfg.data.crop_size)
     if cfg.get("train", True):
+        net, init_from, _ = module_net(OmegaConf.to_container(cfg.model, resolve=True))  # the module's, as built
         resume = resume_path(cfg)  # ckpt_path=last with no earlier run's last.ckpt is refused here (fit looks again)
         if resume:  # checked again by fit, for Python callers
-            check_resumable(resume, module_net(OmegaConf.to_container(cfg.model, resolve=True))[0])
-        if cfg.model.get("init_from"):  # read again when the module is built: that check serves Python callers too
-            read_init_from(cfg.model.init_from, OmegaConf.to_container(cfg.model, resolve=True))
+            check_resumable(resume, net)
+        if init_from:  # read again when the module is built: that check serves Python callers too
+            read_init_from(init_from, net)
