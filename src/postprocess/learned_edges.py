@@ -21,24 +21,27 @@ import numpy as np
 
 from src.postprocess.edge_models import edge_targets, fit_edge_classifier
 from src.postprocess.mutex_watershed import _checked, _cluster, drop_small, fragments, network_offsets, offset_edges
+from src.postprocess.region_shapes import pair_shapes
 from src.utils.atomic import atomic_path
 from src.utils.errors import UserError
 
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 LONG_RANGE = 12  # pixels: the offsets at least this long form the long-range group of repulsions
 FORMAT = 1  # the saved file's layout; a file of another is refused
-FITTED_ON = ("attractive", "fragments_h", "stride")  # the settings that shape an edge's features
+FITTED_ON = ("attractive", "fragments_h", "stride", "shapes")  # the settings that shape an edge's features
+UNRECORDED = {"classifiers": 1, "shapes": False}  # what a file from before a setting was recorded was fitted with
 RUN_FILE_KEYS = (*FITTED_ON, "classifiers")  # what a run's own file must match to serve a config as it is
 
 
 def edge_features(
-    regions: np.ndarray, affinities: np.ndarray, offsets: np.ndarray, attractive: int, stride: int
+    regions: np.ndarray, affinities: np.ndarray, offsets: np.ndarray, attractive: int, stride: int, shapes: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every pair of ``regions`` (labelled 1..n) linked by some offset's pixel pair, as ``(E, 2)`` node pairs
     (low, high), and its features ``(E, 3K + 3 + len(QUANTILES) + 2)``: per offset the mean affinity of its pairs
     (-1 where it has none) and log(1 + their count); the mean of the attractive pairs, of the short and of the
-    long repulsive ones; quantiles of the attractive pairs; log(1 + size) of the smaller and the larger region.
-    Repulsive pairs are taken one in ``stride`` along each axis."""
+    long repulsive ones; quantiles of the attractive pairs; log(1 + size) of the smaller and the larger region;
+    given ``shapes``, the pair's :func:`~src.postprocess.region_shapes.pair_shapes` too. Repulsive pairs are taken
+    one in ``stride`` along each axis."""
     channels = len(offsets)
     strides = [1] * attractive + [stride] * (channels - attractive)
     u, v, k = offset_edges(regions.shape, offsets, strides)
@@ -70,6 +73,8 @@ def edge_features(
         np.log1p(np.minimum(sizes[low], sizes[high]))[:, None],
         np.log1p(np.maximum(sizes[low], sizes[high]))[:, None],
     ]
+    if shapes:
+        features.append(pair_shapes(regions, low, high))
     return np.stack([low, high], 1), np.concatenate(features, 1)
 
 
@@ -115,12 +120,13 @@ def cells_in_rounds(
     rounds: Sequence[float],
     attractive: int,
     stride: int,
+    shapes: bool = False,
 ) -> np.ndarray:
     """Cells of ``regions`` by :func:`signed_cells`, first in cautious ``rounds`` (only pulls surer than each value
     join), then once with every edge; before each round the grown regions' edges are measured again
     (:func:`edge_features`) and weighed by ``weigh(features)``, whose last column is the probability of one cell."""
     for surer_than in (*rounds, None):
-        pairs, features = edge_features(regions, affinities, offsets, attractive, stride)
+        pairs, features = edge_features(regions, affinities, offsets, attractive, stride, shapes)
         if len(pairs) == 0:
             break
         regions = signed_cells(regions, pairs, weigh(features)[:, -1], surer_than)
@@ -136,6 +142,7 @@ class LearnedEdges:
         attractive: how many leading offsets attract (the nearest neighbours: 2 in 2-D, 3 in 3-D).
         fragments_h: the fragments' h-maxima seeds (:func:`~src.postprocess.mutex_watershed.fragments`), > 0.
         stride: one repulsive pixel pair in ``stride`` along each axis goes into the edges' features.
+        shapes: the edges' features include the two regions' shapes (:mod:`~src.postprocess.region_shapes`).
         min_size: cells smaller than this many pixels become border (0), flooded from their neighbours by the scoring.
         rounds: cautious rounds before the last: in each, only edges surer than its value join, then the edges
             between the grown regions are measured and weighed again (the same classifier); null or empty: one round.
@@ -149,6 +156,7 @@ class LearnedEdges:
     attractive: int = 2
     fragments_h: float = 0.05
     stride: int = 2
+    shapes: bool = False
     min_size: int = 100
     rounds: tuple | None = None
     classifier: str | None = None
@@ -189,7 +197,7 @@ class LearnedEdges:
         """The fragments of one affinity map, their linked pairs and the pairs' features."""
         affinities, offsets = _checked(affinities, self.offsets)
         regions = fragments(affinities, offsets, self.attractive, self.fragments_h)
-        return regions, *edge_features(regions, affinities, offsets, self.attractive, self.stride)
+        return regions, *edge_features(regions, affinities, offsets, self.attractive, self.stride, self.shapes)
 
     def fit(self, affinities: Sequence[np.ndarray], truths: Sequence[np.ndarray]) -> Any:
         """A classifier of the edges of ``affinities`` (maps ``(K, *shape)``) against the true cells ``truths``."""
@@ -225,7 +233,8 @@ class LearnedEdges:
         affinities, offsets = _checked(affinities, self.offsets)
         regions = fragments(affinities, offsets, self.attractive, self.fragments_h)
         weigh = self.model.predict_proba
-        cells = cells_in_rounds(regions, affinities, offsets, weigh, self.rounds, self.attractive, self.stride)
+        settings = self.rounds, self.attractive, self.stride, self.shapes
+        cells = cells_in_rounds(regions, affinities, offsets, weigh, *settings)
         return drop_small(cells, self.min_size)
 
 
@@ -261,7 +270,7 @@ def fitted_for(path: str | Path, config: dict) -> bool:
     except UserError:
         return True
     defaults = {f.name: f.default for f in fields(LearnedEdges)}
-    recorded = {"classifiers": 1, **record}  # a file from before the count was recorded holds one
+    recorded = {**UNRECORDED, **record}
     return all(recorded.get(key) == config.get(key, defaults[key]) for key in RUN_FILE_KEYS)
 
 
@@ -274,7 +283,7 @@ def load_classifier(path: str | Path, offsets: Sequence[Sequence[int]], settings
             f"postprocess.classifier={path} was fitted for the offsets {record['offsets']}, not this network's "
             f"{[list(o) for o in offsets]}; give the classifier of the run that trained this network"
         )
-    fitted = {key: record.get(key) for key in settings or {}}
+    fitted = {key: {**UNRECORDED, **record}.get(key) for key in settings or {}}
     if fitted != (settings or {}):
         raise UserError(
             f"postprocess.classifier={path} was fitted on edges made with {_listed(fitted)}, not {_listed(settings)}; "

@@ -126,11 +126,14 @@ def test_a_run_s_classifier_fitted_on_other_edges_is_not_given(tmp_path):
     for same in ({}, {"fragments_h": 0.05, "stride": 2, "attractive": 2, "min_size": 7}):  # defaults; min_size: after
         given = with_run_classifier({**learned, **same}, ckpt)
         assert given["classifier"] == str(tmp_path / "edge_classifier.pkl")
-    for other in ({"fragments_h": 0.1}, {"stride": 8}, {"attractive": 1}, {"classifiers": 8}):  # src.eval fits anew
+    # other features or another count: src.eval fits anew
+    for other in ({"fragments_h": 0.1}, {"stride": 8}, {"attractive": 1}, {"classifiers": 8}, {"shapes": True}):
         assert with_run_classifier({**learned, **other}, ckpt) == {**learned, **other}
     path = tmp_path / "edge_classifier.pkl"
     record = pickle.loads(path.read_bytes())
-    del record["classifiers"]  # a file written before the count was recorded held one classifier
+    del record["classifiers"], record["shapes"]  # a file from before these were recorded: one classifier, no shapes
     path.write_bytes(pickle.dumps(record))
     assert with_run_classifier({**learned, "classifiers": 1}, ckpt)["classifier"] == str(path)
+    assert LearnedEdges(classifier=str(path)).with_offsets(method.offsets).model == "the fitted model"
+    assert with_run_classifier({**learned, "shapes": True}, ckpt)["classifier"] is None
     assert with_run_classifier({**learned, "classifiers": 8}, ckpt)["classifier"] is None

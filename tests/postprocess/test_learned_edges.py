@@ -22,6 +22,7 @@ from src.postprocess.learned_edges import (
     save_classifier,
     signed_cells,
 )
+from src.postprocess.region_shapes import pair_shapes
 from src.utils.errors import UserError
 
 LINE = np.array([[0, -1], [0, -3]])  # channel k at p: the pair (p, p + LINE[k]); neighbours attract, 3 apart repel
@@ -44,6 +45,9 @@ def test_edge_features_of_two_regions_by_hand():
     # one repulsive pair in 3 along the row: only pixel 3's (3-0, 0.2) is kept
     _, strided = edge_features(regions, affinities, LINE, attractive=1, stride=3)
     assert strided[0, 1] == pytest.approx(0.2) and strided[0, 3] == pytest.approx(math.log(2))
+    _, shaped = edge_features(regions, affinities, LINE, attractive=1, stride=1, shapes=True)
+    assert (shaped[:, : features.shape[1]] == features).all()  # the shapes follow the affinities' features
+    assert shaped[0, features.shape[1] :] == pytest.approx(pair_shapes(regions, np.array([1]), np.array([2]))[0])
 
 
 def test_the_signed_mutex_watershed_by_hand():
@@ -95,14 +99,15 @@ def _noisy(cells, seed):
     return np.clip(affinities + 0.35 * noise / noise.std(), 0, 1).astype(np.float32)
 
 
-def test_a_classifier_fitted_on_known_cells_finds_unseen_ones(tmp_path):
+@pytest.mark.parametrize("shapes", [False, True])
+def test_a_classifier_fitted_on_known_cells_finds_unseen_ones(tmp_path, shapes):
     shape = (64, 64)
-    method = LearnedEdges(min_size=0).with_offsets(OFFSETS)
+    method = LearnedEdges(min_size=0, shapes=shapes).with_offsets(OFFSETS)
     train = [_tiled_cells(shape, seed) for seed in range(8)]
     model = method.fit([_noisy(cells, seed) for seed, cells in enumerate(train)], train)
     path = save_classifier(tmp_path / "edge_classifier.pkl", model, method)
-    decode = LearnedEdges(min_size=0, classifier=str(path)).with_offsets(OFFSETS)
-    cautious = LearnedEdges(min_size=0, classifier=str(path), rounds=[0.99, 0.9]).with_offsets(OFFSETS)
+    decode = LearnedEdges(min_size=0, classifier=str(path), shapes=shapes).with_offsets(OFFSETS)
+    cautious = LearnedEdges(min_size=0, classifier=str(path), rounds=[0.99, 0.9], shapes=shapes).with_offsets(OFFSETS)
     scores, cautious_scores = [], []
     for seed in (100, 101, 102):
         cells = _tiled_cells(shape, seed)
@@ -135,7 +140,7 @@ def test_the_saved_classifier_is_refused_for_other_offsets_or_a_bad_file(tmp_pat
         LearnedEdges(classifier=str(path)).with_offsets(OFFSETS[:-1])
     with pytest.raises(UserError, match="cannot be read"):
         LearnedEdges(classifier=str(tmp_path / "missing.pkl")).with_offsets(OFFSETS)
-    for other in ({"fragments_h": 0.1}, {"stride": 4}, {"attractive": 1}):  # features of another graph
+    for other in ({"fragments_h": 0.1}, {"stride": 4}, {"attractive": 1}, {"shapes": True}):  # other features
         with pytest.raises(UserError, match=f"postprocess.{next(iter(other))}=") as refused:
             LearnedEdges(classifier=str(path), **other).with_offsets(OFFSETS)
         assert "fragments_h=0.05 postprocess.stride=2" in str(refused.value)
