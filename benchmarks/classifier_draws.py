@@ -1,12 +1,13 @@
 """How much of an affinity run's held-out score is its edge classifier's draw (docs/affinities.md).
 
-    python benchmarks/classifier_draws.py RUN [RUN ...] [--draws 8] [--averaged 8]
+    python benchmarks/classifier_draws.py RUN [RUN ...] [--draws 8] [--averaged 8] [--shapes]
 
 For each finished run of ``experiment=isbi2012_cpu_affinities``, its training and held-out slices are predicted
 once as ``src.eval`` predicts them (the run's checkpoint, data, precision and inference recipe), and the edges of
 their fragments measured once. The learned edges' classifier is then fitted at random states 0 to DRAWS - 1 (each
 stops early on its own random tenth of the edges; 0 is the run's own) and once as ``postprocess.classifiers=
-AVERAGED``, and each decodes the held-out slices. Prints a markdown table per run: V_rand / V_info and each
+AVERAGED``, and each decodes the held-out slices. ``--shapes`` fits and decodes with ``postprocess.shapes=true``
+(the regions' shapes among the edges' features). Prints a markdown table per run: V_rand / V_info and each
 held-out slice's V_rand.
 """
 
@@ -34,13 +35,14 @@ from src.postprocess.instances import build_postprocess  # noqa: E402
 from src.training.build import build_trainer  # noqa: E402
 
 
-def run_slices(run: Path) -> tuple[object, int, list[dict], list[dict]]:
+def run_slices(run: Path, shapes: bool = False) -> tuple[object, int, list[dict], list[dict]]:
     """The run's learned edges (its recipe's settings, unfitted), boundary class, and its training and held-out
     slices' outputs (:func:`~src.evaluation.held_out.predict_slices`)."""
     cfg = OmegaConf.load(run / "config.yaml")
     module = load_module(run / "checkpoints" / "last.ckpt")
     recipe, _ = follow_recipe(module.hparams.get("inference"), {})
-    method = build_postprocess({**recipe["postprocess"], "classifier": None, "classifiers": 1}, module.offsets)
+    unfitted = {**recipe["postprocess"], "classifier": None, "classifiers": 1, "shapes": shapes}
+    method = build_postprocess(unfitted, module.offsets)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("test")
@@ -49,9 +51,9 @@ def run_slices(run: Path) -> tuple[object, int, list[dict], list[dict]]:
     return method, module.boundary_class, train, held
 
 
-def draw_scores(run: Path, draws: int, averaged: int) -> dict[str, tuple[float, float, list[float]]]:
+def draw_scores(run: Path, draws: int, averaged: int, shapes: bool) -> dict[str, tuple[float, float, list[float]]]:
     """V_rand, V_info and the slices' V_rand of the held-out cells, for each random state and the average."""
-    method, boundary, train, held = run_slices(run)
+    method, boundary, train, held = run_slices(run, shapes)
     truths = [truth_cells(output["label"], boundary, IGNORE) for output in train]
     x, y = method.training_edges([output["affinities"] for output in train], truths)
     _, labels, _ = stacked(held, boundary)
@@ -82,9 +84,11 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="finished runs of experiment=isbi2012_cpu_affinities")
     parser.add_argument("--draws", type=int, default=8, help="random states 0 to DRAWS - 1, one classifier each")
     parser.add_argument("--averaged", type=int, default=8, help="postprocess.classifiers of the averaged fit")
+    parser.add_argument("--shapes", action="store_true", help="the edges' features with the regions' shapes")
     args = parser.parse_args()
     for run in args.runs:
-        print(f"{run}:\n\n{draws_table(draw_scores(run.resolve(), args.draws, args.averaged))}\n", flush=True)
+        scores = draw_scores(run.resolve(), args.draws, args.averaged, args.shapes)
+        print(f"{run}:\n\n{draws_table(scores)}\n", flush=True)
 
 
 if __name__ == "__main__":
