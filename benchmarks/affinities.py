@@ -30,6 +30,7 @@ from src.config import PROJECT_ROOT
 if str(PROJECT_ROOT) not in sys.path:  # run as a script (python benchmarks/affinities.py), not from the root
     sys.path.insert(0, str(PROJECT_ROOT))
 from benchmarks.headline import replace_block, run_seed  # noqa: E402
+from src.postprocess.learned_edges import UNRECORDED  # noqa: E402
 
 RESULTS = PROJECT_ROOT / "docs" / "affinities_results.json"
 PAGE = PROJECT_ROOT / "docs" / "affinities.md"
@@ -42,7 +43,7 @@ RECIPES = {
 NOT_SETTINGS = ("_target_", "offsets", "classifier")  # a decoder's class, the network's offsets, the run's file
 MUTEX_WATERSHED = {"fragments_h": 0.1, "stride": 8, "min_size": 100}  # the recipe's decoder before learned edges
 # decoder settings newer than some rows, at the value that decodes as those rows were
-ADDED_LATER = {"rounds": [], "classifiers": 1}
+ADDED_LATER = {"rounds": [], **UNRECORDED}
 
 
 def run(experiment: str, seed: int, fold: int, log_dir: Path) -> Path:
