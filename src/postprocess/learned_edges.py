@@ -37,11 +37,11 @@ def edge_features(
     regions: np.ndarray, affinities: np.ndarray, offsets: np.ndarray, attractive: int, stride: int, shapes: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every pair of ``regions`` (labelled 1..n) linked by some offset's pixel pair, as ``(E, 2)`` node pairs
-    (low, high), and its features ``(E, 3K + 3 + len(QUANTILES) + 2)``: per offset the mean affinity of its pairs
+    (low, high), and its features ``(E, 2K + 3 + len(QUANTILES) + 2)``: per offset the mean affinity of its pairs
     (-1 where it has none) and log(1 + their count); the mean of the attractive pairs, of the short and of the
     long repulsive ones; quantiles of the attractive pairs; log(1 + size) of the smaller and the larger region;
-    given ``shapes``, the pair's :func:`~src.postprocess.region_shapes.pair_shapes` too. Repulsive pairs are taken
-    one in ``stride`` along each axis."""
+    given ``shapes``, the pair's :func:`~src.postprocess.region_shapes.pair_shapes` too (``COUNT`` more). Repulsive
+    pairs are taken one in ``stride`` along each axis."""
     channels = len(offsets)
     strides = [1] * attractive + [stride] * (channels - attractive)
     u, v, k = offset_edges(regions.shape, offsets, strides)
@@ -283,7 +283,8 @@ def load_classifier(path: str | Path, offsets: Sequence[Sequence[int]], settings
             f"postprocess.classifier={path} was fitted for the offsets {record['offsets']}, not this network's "
             f"{[list(o) for o in offsets]}; give the classifier of the run that trained this network"
         )
-    fitted = {key: {**UNRECORDED, **record}.get(key) for key in settings or {}}
+    recorded = {**UNRECORDED, **record}
+    fitted = {key: recorded.get(key) for key in settings or {}}
     if fitted != (settings or {}):
         raise UserError(
             f"postprocess.classifier={path} was fitted on edges made with {_listed(fitted)}, not {_listed(settings)}; "
