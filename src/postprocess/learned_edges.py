@@ -249,7 +249,8 @@ def save_classifier(path: Path, model: Any, method: LearnedEdges) -> Path:
 
 
 def _read_record(path: str | Path) -> dict:
-    """The saved record at ``path`` (a run's own file: a pickle runs code, so read only files you made)."""
+    """The saved record at ``path`` (a run's own file: a pickle runs code, so read only files you made), with
+    :data:`UNRECORDED` for the settings a file from before them lacks."""
     try:
         with open(path, "rb") as file:
             record = pickle.load(file)  # noqa: S301 - the run's own file
@@ -259,7 +260,7 @@ def _read_record(path: str | Path) -> dict:
         ) from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise UserError(f"postprocess.classifier={path} is not an edge classifier this version wrote; retrain")
-    return record
+    return {**UNRECORDED, **record}
 
 
 def fitted_for(path: str | Path, config: dict) -> bool:
@@ -270,8 +271,7 @@ def fitted_for(path: str | Path, config: dict) -> bool:
     except UserError:
         return True
     defaults = {f.name: f.default for f in fields(LearnedEdges)}
-    recorded = {**UNRECORDED, **record}
-    return all(recorded.get(key) == config.get(key, defaults[key]) for key in RUN_FILE_KEYS)
+    return all(record.get(key) == config.get(key, defaults[key]) for key in RUN_FILE_KEYS)
 
 
 def load_classifier(path: str | Path, offsets: Sequence[Sequence[int]], settings: dict | None = None) -> Any:
@@ -283,8 +283,7 @@ def load_classifier(path: str | Path, offsets: Sequence[Sequence[int]], settings
             f"postprocess.classifier={path} was fitted for the offsets {record['offsets']}, not this network's "
             f"{[list(o) for o in offsets]}; give the classifier of the run that trained this network"
         )
-    recorded = {**UNRECORDED, **record}
-    fitted = {key: recorded.get(key) for key in settings or {}}
+    fitted = {key: record.get(key) for key in settings or {}}
     if fitted != (settings or {}):
         raise UserError(
             f"postprocess.classifier={path} was fitted on edges made with {_listed(fitted)}, not {_listed(settings)}; "
