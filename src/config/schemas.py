@@ -51,6 +51,9 @@ class AugmentationSchema:
     blur_sigma: list[float] = MISSING
     noise_p: float = MISSING
     noise_std: list[float] = MISSING
+    patch_blur_p: float = MISSING
+    patch_blur_sigma: list[float] = MISSING
+    patch_blur_grid: int = MISSING
 
 
 @dataclass

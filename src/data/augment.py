@@ -55,6 +55,38 @@ class CoarseGridElastic(A.DualTransform):
         return ("grid", "std")
 
 
+class PatchyBlur(A.ImageOnlyTransform):
+    """Blur in patches: the image blended with its Gaussian blur by a smooth random share, as a section that is
+    out of focus in parts, where membranes turn faint (PyTorch Connectomics' CutBlur blurs a box for the same).
+
+    The share is drawn uniformly in [0, 1] on a ``grid`` x ``grid`` lattice spanning the crop and interpolated
+    bicubically (clipped to [0, 1]); the blur's sigma is drawn from ``sigma`` (pixels) once a crop.
+    """
+
+    def __init__(self, sigma: tuple[float, float] = (1.0, 3.0), grid: int = 3, p: float = 0.5) -> None:
+        super().__init__(p=p)
+        if grid < 2:
+            raise ValueError(f"patch blur grid={grid} must be at least 2 points per side")
+        if not 0 < sigma[0] <= sigma[1]:
+            raise ValueError(f"patch blur sigma={list(sigma)} must be a range [low, high] with 0 < low <= high")
+        self.sigma = tuple(sigma)
+        self.grid = grid
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        height, width = params["shape"][:2]
+        coarse = self.random_generator.uniform(0.0, 1.0, size=(self.grid, self.grid)).astype(np.float32)
+        share = np.clip(cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+        return {"share": share, "sigma": float(self.random_generator.uniform(*self.sigma))}
+
+    def apply(self, img: np.ndarray, share: np.ndarray, sigma: float, **params: Any) -> np.ndarray:
+        blurred = cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101).reshape(img.shape)
+        share = share.reshape(share.shape + (1,) * (img.ndim - 2))
+        return (img + share * (blurred - img)).astype(img.dtype)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("sigma", "grid")
+
+
 def build_train_transform(
     crop_size: int,
     slice_shape: tuple[int, int] | None = None,
@@ -71,10 +103,13 @@ def build_train_transform(
     blur_sigma: tuple[float, float] = (0.5, 1.0),
     noise_p: float = 0.0,
     noise_std: tuple[float, float] = (0.02, 0.06),
+    patch_blur_p: float = 0.0,
+    patch_blur_sigma: tuple[float, float] = (1.0, 3.0),
+    patch_blur_grid: int = 3,
     random_crop: bool = True,
 ) -> A.Compose:
     """Random crop (mirror-padded when the slice is smaller), elastic deformation, the 8 flips/rotations,
-    then brightness/contrast, gamma, blur and noise, each with its own probability (0 leaves it out).
+    then brightness/contrast, gamma, blur, blur in patches and noise, each with its own probability (0 leaves it out).
 
     The weight map, when given, is passed as the additional target ``weight`` and moves like the label.
     ``slice_shape``: the (height, width) of every slice the transform will see, when known. Slices at least
@@ -101,6 +136,8 @@ def build_train_transform(
         steps.append(A.RandomGamma(gamma_limit=tuple(gamma_limit), p=gamma_p))
     if blur_p > 0:
         steps.append(A.GaussianBlur(blur_limit=0, sigma_limit=tuple(blur_sigma), p=blur_p))
+    if patch_blur_p > 0:
+        steps.append(PatchyBlur(sigma=tuple(patch_blur_sigma), grid=patch_blur_grid, p=patch_blur_p))
     if noise_p > 0:
         steps.append(A.GaussNoise(std_range=tuple(noise_std), p=noise_p))
     return A.Compose(steps, additional_targets={"weight": "mask"})

@@ -7,11 +7,13 @@ import subprocess
 import sys
 
 import albumentations as A
+import cv2
 import numpy as np
+import pytest
 import torch
 
 from src.config import PROJECT_ROOT
-from src.data.augment import CoarseGridElastic, build_train_transform
+from src.data.augment import CoarseGridElastic, PatchyBlur, build_train_transform
 from src.data.datasets import RandomCropDataset
 
 
@@ -40,6 +42,29 @@ def test_elastic_displacements_have_the_requested_spread():
         rows, cols = np.mgrid[0:96, 0:96]
         shifts.append((params["map_x"] - cols)[[0, 0, 95, 95], [0, 95, 0, 95]])  # corners = grid points
     assert 7 < np.std(shifts) < 13
+
+
+def test_patchy_blur_blurs_where_its_share_is_high_and_leaves_the_label():
+    rows = np.arange(64)[:, None] % 8 < 4
+    image = np.broadcast_to(rows, (64, 64)).astype(np.float32)  # 4-pixel stripes: a blur flattens them
+    label = (image > 0.5).astype(np.uint8)
+    transform = A.Compose([PatchyBlur(sigma=(2.0, 2.0), grid=3, p=1.0)])
+    transform.set_random_seed(3)
+    params = transform.transforms[0].get_params_dependent_on_data({"shape": (64, 64)}, {})
+    share = params["share"]
+    assert share.shape == (64, 64) and share.min() >= 0.0 and share.max() <= 1.0
+    assert share.max() - share.min() > 0.3  # patches: the blur's share varies across the crop
+    out = transform.transforms[0].apply(image, **params)
+    blurred = cv2.GaussianBlur(image, (0, 0), 2.0, borderType=cv2.BORDER_REFLECT_101)
+    assert np.allclose(out, image + share * (blurred - image), atol=1e-6)
+    contrast = np.abs(out - 0.5)  # a full blur takes the stripes near 0.5; unblurred they are 0.5 away
+    assert contrast[share < 0.2].mean() > contrast[share > 0.8].mean() + 0.2
+    assert np.array_equal(transform(image=image, mask=label)["mask"], label)
+
+
+def test_patchy_blur_refuses_a_reversed_sigma_range():
+    with pytest.raises(ValueError, match=r"patch blur sigma=\[3.0, 1.0\]"):
+        PatchyBlur(sigma=(3.0, 1.0))
 
 
 def test_crop_dataset_keeps_standardised_intensities_and_aligned_weights(isbi_stack):
