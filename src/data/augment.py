@@ -16,6 +16,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from src.utils.errors import UserError
+
 
 class CoarseGridElastic(A.DualTransform):
     """The U-Net paper's elastic deformation: random displacements on a coarse grid, smoothly interpolated.
@@ -141,3 +143,18 @@ def build_train_transform(
     if noise_p > 0:
         steps.append(A.GaussNoise(std_range=tuple(noise_std), p=noise_p))
     return A.Compose(steps, additional_targets={"weight": "mask"})
+
+
+def check_augmentation(settings: dict[str, Any], crop_size: int) -> None:
+    """The ``data.augmentation`` settings through the transforms they build (albumentations checks its own ranges),
+    as one line naming the setting, before any data is read or any file written."""
+    for key, p in settings.items():
+        if key.endswith("_p") and not 0 <= p <= 1:
+            raise UserError(f"data.augmentation.{key}={p} is a probability; give a value from 0 to 1")
+    try:
+        build_train_transform(crop_size, None, **settings)
+    except ValueError as exc:
+        lines = [line.strip() for line in str(exc).splitlines()]
+        if len(lines) > 2 and "validation error" in lines[0]:  # pydantic's, from albumentations: several lines
+            lines = [f"{lines[1]}: {lines[2].split(' [type=')[0].removeprefix('Value error, ')} (albumentations)"]
+        raise UserError(f"data.augmentation: {lines[0]}; fix it in conf/data/augmentation/ or override it") from None

@@ -85,29 +85,10 @@ def check_network(model: DictConfig, crop: int) -> None:
     check_crop(UNetSizes(model.depth, model.padding), crop, model.depth)
 
 
-def check_augmentation(augmentation: DictConfig, crop: int) -> None:
-    """The augmentation's settings through the transforms they build (albumentations checks its own ranges)."""
-    from src.data.augment import build_train_transform
-
-    settings = OmegaConf.to_container(augmentation, resolve=True)
-    for key, p in settings.items():
-        if key.endswith("_p") and not 0 <= p <= 1:
-            raise UserError(f"data.augmentation.{key}={p} is a probability; give a value from 0 to 1")
-    try:
-        build_train_transform(crop, None, **settings)
-    except ValueError as exc:
-        lines = [line.strip() for line in str(exc).splitlines()]
-        if len(lines) > 2 and "validation error" in lines[0]:  # pydantic's, from albumentations: several lines
-            lines = [f"{lines[1]}: {lines[2].split(' [type=')[0].removeprefix('Value error, ')} (albumentations)"]
-        raise UserError(f"data.augmentation: {lines[0]}; fix it in conf/data/augmentation/ or override it") from None
-
-
 def check_training_config(cfg: DictConfig) -> None:
     check_lr(cfg.optimizer)
     check_trainer(cfg)
     check_network(cfg.model, cfg.data.crop_size)
-    if "augmentation" in cfg.data:
-        check_augmentation(cfg.data.augmentation, cfg.data.crop_size)
     if cfg.get("train", True):
         net, init_from, _ = module_net(OmegaConf.to_container(cfg.model, resolve=True))  # the module's, as built
         resume = resume_path(cfg)  # ckpt_path=last with no earlier run's last.ckpt is refused here (fit looks again)

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from src.config import PROJECT_ROOT
-from src.data.augment import CoarseGridElastic, PatchyBlur, build_train_transform
+from src.data.augment import CoarseGridElastic, PatchyBlur, build_train_transform, check_augmentation
 from src.data.datasets import RandomCropDataset
+from src.utils.errors import UserError
 
 
 def test_elastic_deformation_moves_label_and_weights_with_the_image():
@@ -65,6 +66,16 @@ def test_patchy_blur_blurs_where_its_share_is_high_and_leaves_the_label():
 def test_patchy_blur_refuses_a_reversed_sigma_range():
     with pytest.raises(ValueError, match=r"patch blur sigma=\[3.0, 1.0\]"):
         PatchyBlur(sigma=(3.0, 1.0))
+
+
+def test_bad_augmentation_settings_are_named_in_one_line():
+    with pytest.raises(UserError, match=r"^data.augmentation.noise_p=2 is a probability; give a value from 0 to 1$"):
+        check_augmentation({"noise_p": 2}, 64)
+    with pytest.raises(
+        UserError, match=r"^data.augmentation: std_range: First value should be less .*\(albumentations\)"
+    ):
+        check_augmentation({"noise_p": 0.5, "noise_std": [0.5, 0.1]}, 64)
+    check_augmentation({"noise_p": 0.5, "noise_std": [0.1, 0.5], "patch_blur_p": 1.0}, 64)  # good settings pass
 
 
 def test_crop_dataset_keeps_standardised_intensities_and_aligned_weights(isbi_stack):
