@@ -147,7 +147,7 @@ def build_train_transform(
 
 def check_augmentation(settings: dict[str, Any], crop_size: int) -> None:
     """The ``data.augmentation`` settings through the transforms they build (albumentations checks its own ranges),
-    as one line naming the setting, before any data is read or any file written."""
+    refused in one line before the data module is built or any file written."""
     for key, p in settings.items():
         if key.endswith("_p") and not 0 <= p <= 1:
             raise UserError(f"data.augmentation.{key}={p} is a probability; give a value from 0 to 1")
