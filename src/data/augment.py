@@ -59,7 +59,7 @@ class CoarseGridElastic(A.DualTransform):
 
 class PatchyBlur(A.ImageOnlyTransform):
     """Blur in patches: the image blended with its Gaussian blur by a smooth random share, as a section that is
-    out of focus in parts, where membranes turn faint (PyTorch Connectomics' CutBlur blurs a box for the same).
+    out of focus in parts, where membranes turn faint (PyTorch Connectomics' CutBlur lowers a box's resolution).
 
     The share is drawn uniformly in [0, 1] on a ``grid`` x ``grid`` lattice spanning the crop and interpolated
     bicubically (clipped to [0, 1]); the blur's sigma is drawn from ``sigma`` (pixels) once a crop.
