@@ -68,7 +68,6 @@ def train(cfg: DictConfig) -> float | None:
     import lightning as L
     from hydra.utils import instantiate
 
-    from src.data.augment import check_augmentation
     from src.evaluation.figures import augmentation_figure
     from src.evaluation.held_out import headline_line
     from src.evaluation.wandb_pages import finish_runs
@@ -77,8 +76,6 @@ def train(cfg: DictConfig) -> float | None:
     from src.utils.atomic import write_json_atomic
     from src.utils.run_record import print_config_tree, save_run_record
 
-    if "augmentation" in cfg.data:  # albumentations imports torch: checked after the config's own checks
-        check_augmentation(OmegaConf.to_container(cfg.data.augmentation, resolve=True), cfg.data.crop_size)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)

@@ -145,9 +145,10 @@ def build_train_transform(
     return A.Compose(steps, additional_targets={"weight": "mask"})
 
 
-def check_augmentation(settings: dict[str, Any], crop_size: int) -> None:
-    """The ``data.augmentation`` settings through the transforms they build (albumentations checks its own ranges),
-    refused in one line before the data module is built or any file written."""
+def checked_augmentation(settings: dict[str, Any] | None, crop_size: int) -> dict[str, Any]:
+    """The ``data.augmentation`` settings, checked through the transforms they build (albumentations checks its own
+    ranges) and refused in one line when the data module is made, before any data is read or file written."""
+    settings = dict(settings or {})
     for key, p in settings.items():
         if key.endswith("_p") and not 0 <= p <= 1:
             raise UserError(f"data.augmentation.{key}={p} is a probability; give a value from 0 to 1")
@@ -158,3 +159,4 @@ def check_augmentation(settings: dict[str, Any], crop_size: int) -> None:
         if len(lines) > 2 and "validation error" in lines[0]:  # pydantic's, from albumentations: several lines
             lines = [f"{lines[1]}: {lines[2].split(' [type=')[0].removeprefix('Value error, ')} (albumentations)"]
         raise UserError(f"data.augmentation: {lines[0]}; fix it in conf/data/augmentation/ or override it") from None
+    return settings

@@ -21,7 +21,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
-from src.data.augment import build_train_transform
+from src.data.augment import build_train_transform, checked_augmentation
 from src.data.datasets import RandomCropDataset, SliceDataset
 from src.data.extra_stacks import CropMix, check_extra, crops_per_epoch, describe_extra, load_extra
 from src.data.label_widening import widen_boundary
@@ -101,7 +101,7 @@ class EMDataModule(L.LightningDataModule):
         self.crop_size, self.batch_size, self.val_batch_size = crop_size, batch_size, val_batch_size
         self.train_samples, self.num_workers, self.pin_memory = train_samples, num_workers, pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
-        self.augmentation = dict(augmentation or {})
+        self.augmentation = checked_augmentation(augmentation, crop_size)
         self.weight_map, self.membrane_widening = dict(weight_map) if weight_map else None, membrane_widening
         self.seed = draw_seed() if seed is None else seed
         self.loading, self.lazy_above_gib, self.fold_axis = loading, lazy_above_gib, fold_axis

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from src.config import PROJECT_ROOT
-from src.data.augment import CoarseGridElastic, PatchyBlur, build_train_transform, check_augmentation
+from src.data.augment import CoarseGridElastic, PatchyBlur, build_train_transform, checked_augmentation
 from src.data.datasets import RandomCropDataset
 from src.utils.errors import UserError
 
@@ -70,12 +70,13 @@ def test_patchy_blur_refuses_a_reversed_sigma_range():
 
 def test_bad_augmentation_settings_are_named_in_one_line():
     with pytest.raises(UserError, match=r"^data.augmentation.noise_p=2 is a probability; give a value from 0 to 1$"):
-        check_augmentation({"noise_p": 2}, 64)
+        checked_augmentation({"noise_p": 2}, 64)
     with pytest.raises(
         UserError, match=r"^data.augmentation: std_range: First value should be less .*\(albumentations\)"
     ):
-        check_augmentation({"noise_p": 0.5, "noise_std": [0.5, 0.1]}, 64)
-    check_augmentation({"noise_p": 0.5, "noise_std": [0.1, 0.5], "patch_blur_p": 1.0}, 64)  # good settings pass
+        checked_augmentation({"noise_p": 0.5, "noise_std": [0.5, 0.1]}, 64)
+    good = {"noise_p": 0.5, "noise_std": [0.1, 0.5], "patch_blur_p": 1.0}
+    assert checked_augmentation(good, 64) == good and checked_augmentation(None, 64) == {}
 
 
 def test_crop_dataset_keeps_standardised_intensities_and_aligned_weights(isbi_stack):

@@ -148,6 +148,8 @@ def test_auto_loading_reads_lazily_above_the_size_and_bad_choices_are_refused(tm
         auto.setup("fit")
     with pytest.raises(UserError, match="data.loading=disk must be one of auto, memory, lazy"):
         EMDataModule(source, loading="disk")
+    with pytest.raises(UserError, match="data.augmentation.blur_p=1.5 is a probability"):
+        EMDataModule(source, augmentation={"blur_p": 1.5})  # refused with the settings, before any read
 
 
 def test_folds_along_y_keep_training_crops_out_of_the_held_out_band(tmp_path):
