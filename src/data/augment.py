@@ -10,6 +10,7 @@ The probabilities and strengths live in ``conf/data/augmentation/*.yaml``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import albumentations as A
@@ -149,9 +150,16 @@ def checked_augmentation(settings: dict[str, Any] | None, crop_size: int) -> dic
     """The ``data.augmentation`` settings, checked through the transforms they build (albumentations checks its own
     ranges) and refused in one line when the data module is made, before any data is read or file written."""
     settings = dict(settings or {})
-    for key, p in settings.items():
-        if key.endswith("_p") and not 0 <= p <= 1:
-            raise UserError(f"data.augmentation.{key}={p} is a probability; give a value from 0 to 1")
+    for key, value in settings.items():
+        if key.endswith("_p") and not 0 <= value <= 1:
+            raise UserError(f"data.augmentation.{key}={value} is a probability; give a value from 0 to 1")
+        if isinstance(value, Sequence) and len(value) == 2 and value[0] > value[1]:  # some pass albumentations
+            raise UserError(f"data.augmentation.{key}={list(value)} is a range; give it as [low, high]")
+    brightness, contrast = settings.get("brightness_limit", 0.0), settings.get("contrast_limit", 0.0)
+    if not isinstance(brightness, Sequence) and not 0 <= brightness <= 1:
+        raise UserError(f"data.augmentation.brightness_limit={brightness} is a shift of the [0, 1] range; give 0 to 1")
+    if not isinstance(contrast, Sequence) and not 0 <= contrast < 1:  # a factor 1 +- limit at or below 0 inverts
+        raise UserError(f"data.augmentation.contrast_limit={contrast} must be from 0 up to (not) 1 (a factor 1 +- it)")
     try:
         build_train_transform(crop_size, None, **settings)
     except ValueError as exc:

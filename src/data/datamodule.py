@@ -87,7 +87,7 @@ class EMDataModule(L.LightningDataModule):
         super().__init__()
         check_settings(loading=loading, fold_axis=fold_axis, batch_size=batch_size, val_batch_size=val_batch_size,
                        crop_size=crop_size, train_samples=train_samples, membrane_widening=membrane_widening,
-                       class_balance=class_balance, weight_map=weight_map)  # fmt: skip
+                       class_balance=class_balance, weight_map=weight_map, num_workers=num_workers)  # fmt: skip
         self.class_map = _class_map(classes, ignore, boundary_class, labels, boundary_width)
         if self.class_map.boundary_index is None and (weight_map or membrane_widening):
             raise UserError(

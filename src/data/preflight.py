@@ -49,6 +49,7 @@ def check_settings(
     membrane_widening,
     class_balance,
     weight_map=None,
+    num_workers=0,
 ) -> None:
     """The data module's settings that need no data (it checks them too, for users who build it in Python)."""
     if loading not in LOADINGS:
@@ -67,6 +68,8 @@ def check_settings(
         raise UserError(f"data.membrane_widening={membrane_widening} must be 0 or more pixels")
     if not 0.0 <= class_balance <= 1.0:
         raise UserError(f"data.class_balance={class_balance} must be a share between 0 and 1")
+    if num_workers < 0:
+        raise UserError(f"data.num_workers={num_workers} must be 0 (load in the training process) or more processes")
 
 
 def reads_lazily(loading: str, image_bytes: int | None, lazy_above_gib: float) -> bool:

@@ -51,7 +51,7 @@ def make_recipe(settings: dict, postprocess: dict | None, prefix: str = "") -> d
             f"or set {prefix}scored=cells or probability"
         )
     try:
-        check_tiling(recipe["overlap"], 1, recipe["stitching"], recipe["tta"])
+        check_tiling(recipe["overlap"], 1, recipe["stitching"], recipe["tta"], recipe["sigma_scale"], recipe["halo"])
     except ValueError as exc:
         raise UserError(f"{prefix}{exc}") from None
     if not isinstance(recipe["tile_size"], int) or recipe["tile_size"] < 0:

@@ -39,10 +39,16 @@ def owned_ranges(starts: Sequence[int], tile: int, size: int) -> list[tuple[int,
     return [(max(0, lo), min(size, hi)) for lo, hi in zip(bounds, bounds[1:], strict=False)]
 
 
-def check_tiling(overlap: float, batch_size: int, stitching: str, tta: Sequence[int]) -> None:
+def check_tiling(
+    overlap: float, batch_size: int, stitching: str, tta: Sequence[int], sigma_scale: float = 0.0, halo: int = 0
+) -> None:
     """Tiling settings checked before any work: a ValueError names the bad one."""
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap={overlap} must be in [0, 1)")
+    if not sigma_scale >= 0.0:
+        raise ValueError(f"sigma_scale={sigma_scale} must be 0 (flat) or more, a fraction of the tile")
+    if halo < 0:
+        raise ValueError(f"halo={halo} must be 0 or more pixels")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
     if stitching not in STITCHINGS:

@@ -78,7 +78,7 @@ class TiledPredictor:
         output: str = "interior",
         affinity_channels: int = 0,  # how many of the network's last output channels are affinities
     ) -> None:
-        check_tiling(overlap, batch_size, stitching, tta)
+        check_tiling(overlap, batch_size, stitching, tta, sigma_scale, halo)
         if output not in ("interior", "classes", "all"):
             raise ValueError(f"output={output!r} must be interior, classes or all")
         if affinity_channels and tuple(tta) != (0,):

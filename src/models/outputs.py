@@ -60,4 +60,6 @@ def affinity_settings(net: dict) -> dict | None:
     net["num_classes"] += len(offsets)
     net["affinity_channels"] = len(offsets)
     weight = 1.0 if weight is None else float(weight)
+    if not weight > 0:  # 0 would leave the affinity channels, which the decoders read, untrained
+        raise UserError(f"model.affinity_weight={weight} must be positive (the affinity loss's weight)")
     return {"offsets": offsets, "loss": loss or "dice", "weight": weight, "boundary": boundary or "cut"}

@@ -36,6 +36,8 @@ def run_progress(step: int, total_steps: int, elapsed_s: float = 0.0, budget_s: 
 
 def warmup_cosine(optimizer: Optimizer, progress: Progress, warmup_steps: int = 50, min_factor: float = 0.01):
     """Linear warm-up over ``warmup_steps``, then cosine decay to ``min_factor`` of the base rate."""
+    if warmup_steps < 0 or not 0 <= min_factor <= 1:
+        raise ValueError(f"warmup_steps={warmup_steps} must be 0 or more and min_factor={min_factor} from 0 to 1")
 
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -47,4 +49,6 @@ def warmup_cosine(optimizer: Optimizer, progress: Progress, warmup_steps: int = 
 
 def poly(optimizer: Optimizer, progress: Progress, exponent: float = 0.9):
     """nnU-Net's polynomial decay: ``(1 - progress) ** exponent``."""
+    if exponent < 0:  # the rate would grow without bound at the end
+        raise ValueError(f"exponent={exponent} must be 0 or more")
     return LambdaLR(optimizer, lambda step: max(0.0, 1 - progress(step)) ** exponent)

@@ -26,11 +26,14 @@ def check_lr(optimizer: DictConfig) -> None:
 
 
 def check_trainer(cfg: DictConfig) -> None:
-    """Refuse a precision, device count or SyncBatchNorm this machine cannot run."""
+    """Refuse a precision, device count or SyncBatchNorm this machine cannot run, and a negative gradient clip."""
     accelerator = cfg.trainer.get("accelerator")
     on_cpu = runs_on_cpu(accelerator)
     check_precision(cfg.trainer.get("precision"), on_cpu)
     _check_devices(cfg.trainer.get("devices"), accelerator)
+    clip = cfg.trainer.get("gradient_clip_val")
+    if clip is not None and not clip >= 0:  # torch scales the gradients by max_norm / norm: below 0 they turn round
+        raise UserError(f"trainer.gradient_clip_val={clip} must be 0 (no clipping) or more")
     if cfg.trainer.get("sync_batchnorm") and cfg.model.get("norm") == "batch" and on_cpu:
         raise UserError(
             "trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm is CUDA-only); on CPUs set "

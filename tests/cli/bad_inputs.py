@@ -424,7 +424,14 @@ CASES: list[Case] = [
         "config",
         "data.augmentation.patch_blur_sigma=[3,1] (a reversed range)",
         lambda f: train(f, "data.augmentation.patch_blur_p=0.5", "data.augmentation.patch_blur_sigma=[3,1]"),
-        "patch blur sigma",
+        "patch_blur_sigma",
+    ),
+    Case(
+        "gamma_reversed",
+        "config",
+        "data.augmentation.gamma_limit=[120,80] (a reversed range albumentations takes)",
+        lambda f: train(f, "data.augmentation.gamma_p=0.5", "data.augmentation.gamma_limit=[120,80]"),
+        "gamma_limit",
     ),
     Case(
         "augmentation_p_above_one",
@@ -441,6 +448,27 @@ CASES: list[Case] = [
         "sigma_limit",
     ),
     Case("negative_lr", "config", "optimizer.lr=-0.001", lambda f: train(f, "optimizer.lr=-0.001"), "lr"),
+    Case(
+        "negative_weight_decay",
+        "config",
+        "optimizer.weight_decay=-1 (torch's own check, at the optimizer's making)",
+        lambda f: train(f, "optimizer.weight_decay=-1"),
+        "weight_decay",
+    ),
+    Case(
+        "negative_schedule_floor",
+        "config",
+        "scheduler.min_factor=-1 (the rate would end below 0)",
+        lambda f: train(f, "scheduler.min_factor=-1"),
+        "min_factor",
+    ),
+    Case(
+        "negative_gradient_clip",
+        "config",
+        "trainer.gradient_clip_val=-1 (the gradients would turn round)",
+        lambda f: train(f, "trainer.gradient_clip_val=-1"),
+        "gradient_clip_val",
+    ),
     Case("negative_batch", "config", "data.batch_size=-2", lambda f: train(f, "data.batch_size=-2"), "batch_size"),
     Case("fold_out_of_range", "config", "data.fold=7 of 5 folds", lambda f: train(f, "data.fold=7"), "fold"),
     Case(

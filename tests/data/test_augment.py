@@ -71,12 +71,26 @@ def test_patchy_blur_refuses_a_reversed_sigma_range():
 def test_bad_augmentation_settings_are_named_in_one_line():
     with pytest.raises(UserError, match=r"^data.augmentation.noise_p=2 is a probability; give a value from 0 to 1$"):
         checked_augmentation({"noise_p": 2}, 64)
-    with pytest.raises(
-        UserError, match=r"^data.augmentation: std_range: First value should be less .*\(albumentations\)"
-    ):
-        checked_augmentation({"noise_p": 0.5, "noise_std": [0.5, 0.1]}, 64)
+    with pytest.raises(UserError, match=r"^data.augmentation: std_range: All values in .* >= 0 .*\(albumentations\)"):
+        checked_augmentation({"noise_p": 0.5, "noise_std": [-0.1, 0.5]}, 64)
     good = {"noise_p": 0.5, "noise_std": [0.1, 0.5], "patch_blur_p": 1.0}
     assert checked_augmentation(good, 64) == good and checked_augmentation(None, 64) == {}
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ({"gamma_p": 1, "gamma_limit": [120, 80]}, r"gamma_limit=\[120, 80\] is a range; give it as \[low, high\]"),
+        ({"blur_sigma": [1.0, 0.5]}, r"blur_sigma=\[1.0, 0.5\] is a range"),
+        ({"brightness_limit": -0.2}, r"brightness_limit=-0.2 is a shift of the \[0, 1\] range"),
+        ({"contrast_limit": 1.5}, r"contrast_limit=1.5 must be from 0 up to \(not\) 1"),
+    ],
+)
+def test_settings_albumentations_would_take_reversed_or_inverting_are_refused(settings, words):
+    """albumentations takes these without a word: a reversed gamma or blur range, a negative brightness limit (a
+    reversed shift) and a contrast limit of 1 or more (a factor at or below 0 inverts the crop)."""
+    with pytest.raises(UserError, match=f"^data.augmentation.{words}"):
+        checked_augmentation(settings, 64)
 
 
 def test_crop_dataset_keeps_standardised_intensities_and_aligned_weights(isbi_stack):

@@ -105,6 +105,7 @@ print(sorted(name for name in ("torch", "lightning", "albumentations") if name i
         ("data.fold=7", "data.fold=7 is out of range: choose 0 to 4"),
         ("data.val_fold=5", "data.val_fold=5 is out of range"),
         ("data.loading=disk", "data.loading=disk must be one of auto, memory, lazy"),
+        ("data.num_workers=-1", "data.num_workers=-1 must be 0"),
     ],
 )
 def test_settings_are_refused_before_any_file_is_read(tmp_path, override, words):

@@ -36,6 +36,10 @@ def test_a_recipe_must_make_the_output_it_scores():
         make_recipe({**SETTINGS, "scored": "best"}, None)
     with pytest.raises(UserError, match="tile_size=-1"):
         make_recipe({**SETTINGS, "tile_size": -1, "scored": "probability"}, None)
+    with pytest.raises(UserError, match="inference.sigma_scale=-1 must be 0"):
+        make_recipe({**SETTINGS, "sigma_scale": -1, "scored": "probability"}, None, prefix="inference.")
+    with pytest.raises(UserError, match="halo=-2 must be 0 or more"):
+        make_recipe({**SETTINGS, "halo": -2, "scored": "probability"}, None)
 
 
 def test_overrides_win_and_a_scored_output_they_no_longer_make_falls_back():

@@ -36,3 +36,12 @@ def test_affinity_settings_take_the_boundary_rule():
     assert affinity_settings(net)["boundary"] == "nearest_cell" and net["num_classes"] == 3
     with pytest.raises(UserError, match="model.affinity_boundary=grow must be one of cut, nearest_cell"):
         affinity_settings({"num_classes": 2, "target": "affinities", "offsets": [[-1, 0]], "affinity_boundary": "grow"})
+
+
+def test_the_affinity_loss_weight_must_be_positive():
+    net = {"num_classes": 2, "target": "affinities", "offsets": [[-1, 0]], "affinity_weight": 0.5}
+    assert affinity_settings(net)["weight"] == 0.5
+    for bad in (0, -1):
+        net = {"num_classes": 2, "target": "affinities", "offsets": [[-1, 0]], "affinity_weight": bad}
+        with pytest.raises(UserError, match=f"model.affinity_weight={float(bad)} must be positive"):
+            affinity_settings(net)

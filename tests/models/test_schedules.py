@@ -52,3 +52,18 @@ def test_a_run_too_slow_for_its_budget_is_led_by_the_clock_and_ends_with_it():
 def test_progress_is_capped_at_both_ends():
     assert run_progress(0, 0) == 0.0 and run_progress(3000, 1500) == 1.0
     assert run_progress(10, 1500, elapsed_s=900.0, budget_s=600.0) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("schedule", "settings", "words"),
+    [
+        (warmup_cosine, {"min_factor": -0.5}, "min_factor=-0.5 from 0 to 1"),
+        (warmup_cosine, {"min_factor": 2.0}, "min_factor=2.0 from 0 to 1"),
+        (warmup_cosine, {"warmup_steps": -5}, "warmup_steps=-5 must be 0 or more"),
+        (poly, {"exponent": -1.0}, "exponent=-1.0 must be 0 or more"),
+    ],
+)
+def test_a_schedule_that_would_turn_the_rate_negative_or_unbounded_is_refused(schedule, settings, words):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ValueError, match=words):
+        schedule(optimizer, lambda step: 0.0, **settings)

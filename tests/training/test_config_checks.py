@@ -28,6 +28,7 @@ def _cfg(*overrides: str):
         (["model.depth=6"], "data.crop_size=32 does not fit model.depth=6"),
         (["data.crop_size=36"], "data.crop_size=36 does not fit model.depth=3"),
         (["model.dropout=1.5"], "model.dropout=1.5 must be in"),
+        (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1.0 must be 0"),
         (["model.target=affinities", "model.offsets=[[-1,0,0],[0,-1,0]]"], "model.offsets"),
     ],
 )
