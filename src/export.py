@@ -42,6 +42,11 @@ def export(cfg: DictConfig) -> dict:
     logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # one line per merged weight otherwise
     if cfg.format not in SUFFIX:
         raise UserError(f"format={cfg.format} is not one of {', '.join(SUFFIX)}")
+    sides = list(cfg.check_sides)
+    if not sides or any(side < 1 for side in sides) or not cfg.tolerance >= 0:
+        raise UserError(
+            f"check_sides={sides} must list one or more positive sizes and tolerance={cfg.tolerance} be 0 or more"
+        )
     ckpt = Path(cfg.ckpt_path)
     # Default: beside the checkpoint, named for it and the network, e.g. checkpoints/last-unet.onnx.
     path = Path(cfg.output) if cfg.output else ckpt.with_name(f"{ckpt.stem}-unet{SUFFIX[cfg.format]}")
@@ -57,7 +62,7 @@ def export(cfg: DictConfig) -> dict:
         print(f"bioimage.io package (passed bioimageio.core's test): {summary['path']}", file=sys.stderr)
         return summary
     model, output = exported_model(module)
-    sizes = check_sizes(module.net, list(cfg.check_sides))
+    sizes = check_sizes(module.net, sides)
     example = torch.randn(2, 1, sizes[0], sizes[0])  # batch 2: a batch of 1 would be fixed in the graph
     with atomic_path(path) as tmp:
         with torch.no_grad():

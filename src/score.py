@@ -29,6 +29,8 @@ def score(cfg: DictConfig) -> dict:
     output = Path(cfg.output) if cfg.output else None
     if output is not None and output.exists() and not cfg.overwrite:
         raise UserError(f"output {output} exists; choose another path or pass overwrite=true")
+    if cfg.workers < 0:
+        raise UserError(f"workers={cfg.workers} must be 0 (one process per CPU core) or more")
     slices = {
         k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
         for k, v in (("prediction_slices", cfg.prediction_slices), ("label_slices", cfg.label_slices))

@@ -87,6 +87,9 @@ def write_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int, 
         dynamic_shapes={"image": dims},
         verbose=False,
     )
+    written = program.model.opset_imports.get("", opset)
+    if written != opset:  # where it cannot convert down that far it keeps its own opset without a word
+        raise UserError(f"opset={opset}: torch's ONNX exporter wrote opset {written} instead; ask for a higher opset")
     program.save(str(path))
 
 

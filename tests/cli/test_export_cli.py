@@ -7,9 +7,11 @@ import pytest
 import tifffile
 import torch
 
+from src.export import export
 from src.models.checkpoint import load_module
 from src.models.exported import InteriorProbability
-from tests.conftest import run_cli
+from src.utils.errors import UserError
+from tests.conftest import compose_config, run_cli
 
 
 def _expected(ckpt, x: np.ndarray) -> np.ndarray:
@@ -53,6 +55,13 @@ def test_existing_file_and_bad_format_are_refused(small_checkpoint, tmp_path):
         result = run_cli("src.export", f"ckpt_path={small_checkpoint}", *extra, f"paths.log_dir={tmp_path / 'l'}")
         assert result.returncode == 2 and words in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert out.read_text() == "mine"
+
+
+@pytest.mark.parametrize("setting", ["check_sides=[]", "check_sides=[-5]", "tolerance=-1"])
+def test_checks_that_would_check_nothing_are_refused_before_the_checkpoint_is_read(tmp_path, setting):
+    cfg = compose_config("export", [f"ckpt_path={tmp_path / 'not_there.ckpt'}", setting])
+    with pytest.raises(UserError, match=r"check_sides=\[.*\] must list one or more positive sizes and tolerance="):
+        export(cfg)
 
 
 def test_without_output_the_file_goes_beside_the_checkpoint_and_the_path_is_said(small_checkpoint, tmp_path):

@@ -8,7 +8,9 @@ import tifffile
 
 from src.data.tiff import StackWriter
 from src.data.volume import open_volume
-from tests.conftest import run_cli, run_clis
+from src.predict import predict
+from src.utils.errors import UserError
+from tests.conftest import compose_config, run_cli, run_clis
 
 
 @pytest.mark.parametrize(
@@ -180,3 +182,20 @@ def test_an_output_folder_under_a_file_is_refused_with_the_output_names_before_t
         output_paths(cfg, recipe, ["boundary", "cells"], 0)
     cfg.output = str(tmp_path / "fine" / "a")
     assert output_paths(cfg, recipe, ["boundary", "cells"], 0)["prob"] == tmp_path / "fine" / "a" / "in_prob.tif"
+
+
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [
+        ("batch_size=0", "batch_size=0 must be at least 1"),
+        ("num_workers=-1", "num_workers=-1 0 or more"),
+        ("queue_megapixels=-1", "queue_megapixels=-1.0 positive"),
+        ("block_halo=-4", "block_halo=-4 must be auto"),
+    ],
+)
+def test_bad_settings_are_refused_before_the_input_or_checkpoint_is_read(tmp_path, setting, words):
+    missing = tmp_path / "not_there"
+    paths = [f"ckpt_path={missing}.ckpt", f"input={missing}.tif", f"output={tmp_path / 'out.zarr'}"]
+    with pytest.raises(UserError, match=words):
+        predict(compose_config("predict", [*paths, setting]))
+    assert list(tmp_path.iterdir()) == []

@@ -11,7 +11,9 @@ from scipy import ndimage
 from skimage.metrics import adapted_rand_error, variation_of_information
 
 from src.metrics.isbi import thinned_segments, truth_segments
-from tests.conftest import run_cli, run_clis
+from src.score import score
+from src.utils.errors import UserError
+from tests.conftest import compose_config, run_cli, run_clis
 
 
 def _prediction(labels: np.ndarray, seed: int) -> np.ndarray:
@@ -114,3 +116,9 @@ def test_a_failed_score_in_an_empty_folder_leaves_it_as_it_was(tmp_path):
     )
     assert result.returncode == 2 and "prediction not found: missing.tif" in result.stderr
     assert work.is_dir() and list(work.iterdir()) == []
+
+
+def test_a_negative_number_of_workers_is_refused_before_the_files_are_read(tmp_path):
+    cfg = compose_config("score", [f"prediction={tmp_path / 'p.tif'}", f"labels={tmp_path / 'l.tif'}", "workers=-1"])
+    with pytest.raises(UserError, match=r"workers=-1 must be 0 \(one process per CPU core\) or more"):
+        score(cfg)

@@ -1,10 +1,12 @@
 """The export engine: the exported module is the network's interior probability; the checked sizes fit the net."""
 
+import pytest
 import torch
 
 from src.inference.regions import class_probabilities
-from src.models.exported import InteriorProbability, check_sizes, largest_difference
+from src.models.exported import InteriorProbability, check_sizes, largest_difference, write_onnx
 from src.models.unet import UNet
+from src.utils.errors import UserError
 
 
 def test_interior_probability_is_the_softmax_of_the_interior_channel():
@@ -23,6 +25,14 @@ def test_interior_probability_is_the_softmax_of_the_interior_channel():
 def test_checked_sizes_are_inputs_the_network_takes():
     net = UNet(depth=3, base_channels=4, padding="same")
     assert check_sizes(net, [20, 64, 70]) == [24, 64, 72]
+
+
+def test_an_opset_the_exporter_cannot_convert_down_to_is_refused_not_replaced(tmp_path):
+    """torch's exporter keeps its own opset (18) without a word where it cannot convert down to the one asked."""
+    net = InteriorProbability(UNet(depth=2, base_channels=4).eval()).eval()
+    with torch.no_grad(), pytest.raises(UserError, match="opset=10: torch's ONNX exporter wrote opset 18 instead"):
+        write_onnx(net, torch.randn(2, 1, 32, 32), tmp_path / "model.onnx", 10)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_largest_difference_of_the_model_with_itself_is_zero():
