@@ -61,8 +61,11 @@ def _figure(outputs: list, held_out: dict, module, output_dir: Path) -> str:
 def evaluate(cfg: DictConfig) -> dict:
     from src.data.preflight import checked_source
     from src.models.checkpoint import read_checkpoint
+    from src.utils.errors import UserError
 
-    # a bad checkpoint, then the user's own stacks, fail here, before Lightning's seconds of imports
+    # a bad setting or checkpoint, then the user's own stacks, fail here, before Lightning's seconds of imports
+    if cfg.figure_slices < 0:
+        raise UserError(f"figure_slices={cfg.figure_slices} must be 0 (no figure) or more")
     checkpoint = read_checkpoint(cfg.ckpt_path)
     data_source = checked_source(cfg.data)
     import lightning as L

@@ -68,6 +68,11 @@ def check_settings(
         raise UserError(f"data.membrane_widening={membrane_widening} must be 0 or more pixels")
     if not 0.0 <= class_balance <= 1.0:
         raise UserError(f"data.class_balance={class_balance} must be a share between 0 and 1")
+    if weight_map is not None and not (weight_map.get("sigma", 5.0) > 0 and weight_map.get("w0", 10.0) >= 0):
+        raise UserError(
+            f"data.weight_map: sigma={weight_map.get('sigma')} must be positive (pixels) and w0={weight_map.get('w0')} "
+            "0 or more (the paper's 5 and 10)"
+        )
     if num_workers < 0:
         raise UserError(f"data.num_workers={num_workers} must be 0 (load in the training process) or more processes")
 

@@ -26,11 +26,13 @@ def check_lr(optimizer: DictConfig) -> None:
 
 
 def check_trainer(cfg: DictConfig) -> None:
-    """Refuse a precision, device count or SyncBatchNorm this machine cannot run, and a negative gradient clip."""
+    """Refuse a precision, device count or SyncBatchNorm this machine cannot run, and steps that cannot run."""
     accelerator = cfg.trainer.get("accelerator")
     on_cpu = runs_on_cpu(accelerator)
     check_precision(cfg.trainer.get("precision"), on_cpu)
     _check_devices(cfg.trainer.get("devices"), accelerator)
+    if cfg.trainer.get("accumulate_grad_batches", 1) < 1:
+        raise UserError(f"trainer.accumulate_grad_batches={cfg.trainer.accumulate_grad_batches} must be at least 1")
     clip = cfg.trainer.get("gradient_clip_val")
     if clip is not None and not clip >= 0:  # torch scales the gradients by max_norm / norm: below 0 they turn round
         raise UserError(f"trainer.gradient_clip_val={clip} must be 0 (no clipping) or more")
@@ -89,6 +91,9 @@ def check_network(model: DictConfig, crop: int) -> None:
 
 
 def check_training_config(cfg: DictConfig) -> None:
+    for key in ("figure_slices", "augmentation_preview"):
+        if cfg.get(key, 0) < 0:
+            raise UserError(f"{key}={cfg[key]} must be 0 (none) or more")
     check_lr(cfg.optimizer)
     check_trainer(cfg)
     check_network(cfg.model, cfg.data.crop_size)

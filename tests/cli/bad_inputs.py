@@ -463,6 +463,20 @@ CASES: list[Case] = [
         "min_factor",
     ),
     Case(
+        "no_accumulated_batches",
+        "config",
+        "trainer.accumulate_grad_batches=0 (Lightning divides by it)",
+        lambda f: train(f, "trainer.accumulate_grad_batches=0"),
+        "accumulate_grad_batches",
+    ),
+    Case(
+        "weight_map_no_width",
+        "config",
+        "loss=weighted_ce data.weight_map.sigma=0 (the border weights need a width)",
+        lambda f: train(f, "loss=weighted_ce", "data.weight_map.sigma=0"),
+        "sigma",
+    ),
+    Case(
         "negative_gradient_clip",
         "config",
         "trainer.gradient_clip_val=-1 (the gradients would turn round)",

@@ -112,3 +112,15 @@ def test_settings_are_refused_before_any_file_is_read(tmp_path, override, words)
     missing = tmp_path / "not_there.tif"  # a setting fails first, so the missing stacks are never looked for
     with pytest.raises(UserError, match=words):
         checked_source(_data(missing, missing, override))
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [("data.weight_map.sigma=0", "data.weight_map: sigma=0.0 must be positive"), ("data.weight_map.w0=-10", "w0=-10")],
+)
+def test_a_weight_map_without_width_or_with_negative_weights_is_refused_before_any_file_is_read(
+    tmp_path, override, words
+):
+    missing = tmp_path / "not_there.tif"
+    with pytest.raises(UserError, match=words):
+        checked_source(_data(missing, missing, "loss=weighted_ce", override))

@@ -29,6 +29,9 @@ def _cfg(*overrides: str):
         (["data.crop_size=36"], "data.crop_size=36 does not fit model.depth=3"),
         (["model.dropout=1.5"], "model.dropout=1.5 must be in"),
         (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1.0 must be 0"),
+        (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches=0 must be at least 1"),
+        (["figure_slices=-1"], "figure_slices=-1 must be 0"),
+        (["augmentation_preview=-2"], "augmentation_preview=-2 must be 0"),
         (["model.target=affinities", "model.offsets=[[-1,0,0],[0,-1,0]]"], "model.offsets"),
     ],
 )
