@@ -35,6 +35,8 @@ class CrossEntropy(nn.Module):
 
     def __init__(self, weighted: bool = False, label_smoothing: float = 0.0) -> None:
         super().__init__()
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"loss.label_smoothing={label_smoothing} must be from 0 up to (not) 1")
         self.weighted = weighted
         self.label_smoothing = label_smoothing
 
@@ -182,6 +184,11 @@ class DiceCrossEntropy(nn.Module):
         cldice_iterations: int = 5,
     ) -> None:
         super().__init__()
+        terms = {"dice_weight": dice_weight, "ce_weight": ce_weight, "cldice_weight": cldice_weight}
+        if min(terms.values()) < 0 or not sum(terms.values()) > 0:  # a negative term would be maximised
+            raise ValueError(
+                f"loss.{', loss.'.join(f'{k}={v}' for k, v in terms.items())} must be 0 or more, not all 0"
+            )
         self.dice_weight = dice_weight
         self.ce_weight = ce_weight
         self.cldice_weight = cldice_weight

@@ -463,6 +463,13 @@ CASES: list[Case] = [
         "min_factor",
     ),
     Case(
+        "negative_loss_term",
+        "config",
+        "loss=dice_ce loss.ce_weight=-1 (the term would be maximised)",
+        lambda f: train(f, "loss=dice_ce", "loss.ce_weight=-1"),
+        "ce_weight=-1",
+    ),
+    Case(
         "no_accumulated_batches",
         "config",
         "trainer.accumulate_grad_batches=0 (Lightning divides by it)",

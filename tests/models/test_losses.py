@@ -166,3 +166,16 @@ def test_unlabelled_pixels_count_in_no_loss(loss):
     assert torch.isfinite(value) and logits.grad[..., 4:].abs().max() == 0  # no gradient from unlabelled pixels
     cut = loss(logits[..., :4].detach(), label[..., :4])
     assert torch.allclose(value, cut, atol=1e-6)  # the same as the labelled part alone
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda: DiceCrossEntropy(ce_weight=-1.0), r"loss.dice_weight=1.0, loss.ce_weight=-1.0, .* must be 0 or more"),
+        (lambda: DiceCrossEntropy(dice_weight=0.0, ce_weight=0.0), "not all 0"),
+        (lambda: CrossEntropy(label_smoothing=1.5), r"loss.label_smoothing=1.5 must be from 0 up to \(not\) 1"),
+    ],
+)
+def test_a_loss_that_would_be_maximised_or_empty_is_refused(make, words):
+    with pytest.raises(ValueError, match=words):
+        make()
