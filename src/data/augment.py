@@ -147,13 +147,14 @@ def build_train_transform(
 
 
 def checked_augmentation(settings: dict[str, Any] | None, crop_size: int) -> dict[str, Any]:
-    """The ``data.augmentation`` settings, checked through the transforms they build (albumentations checks its own
-    ranges) and refused in one line when the data module is made, before any data is read or file written."""
+    """The ``data.augmentation`` settings, checked (probabilities in [0, 1], ranges low to high, brightness and
+    contrast limits that cannot invert a crop: albumentations takes those) and through the transforms they build,
+    and refused in one line when the data module is made, before any data is read or file written."""
     settings = dict(settings or {})
     for key, value in settings.items():
         if key.endswith("_p") and not 0 <= value <= 1:
             raise UserError(f"data.augmentation.{key}={value} is a probability; give a value from 0 to 1")
-        if isinstance(value, Sequence) and len(value) == 2 and value[0] > value[1]:  # some pass albumentations
+        if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2 and value[0] > value[1]:
             raise UserError(f"data.augmentation.{key}={list(value)} is a range; give it as [low, high]")
     brightness, contrast = settings.get("brightness_limit", 0.0), settings.get("contrast_limit", 0.0)
     if not isinstance(brightness, Sequence) and not 0 <= brightness <= 1:
