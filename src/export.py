@@ -43,10 +43,10 @@ def export(cfg: DictConfig) -> dict:
     if cfg.format not in SUFFIX:
         raise UserError(f"format={cfg.format} is not one of {', '.join(SUFFIX)}")
     sides = list(cfg.check_sides)
-    if not sides or any(side < 1 for side in sides) or not cfg.tolerance >= 0:
-        raise UserError(
-            f"check_sides={sides} must list one or more positive sizes and tolerance={cfg.tolerance} be 0 or more"
-        )
+    if not sides or any(side < 1 for side in sides):
+        raise UserError(f"check_sides={sides} must list one or more positive sizes the export is compared at")
+    if not cfg.tolerance >= 0:
+        raise UserError(f"tolerance={cfg.tolerance} must be 0 or more (the largest accepted difference)")
     ckpt = Path(cfg.ckpt_path)
     # Default: beside the checkpoint, named for it and the network, e.g. checkpoints/last-unet.onnx.
     path = Path(cfg.output) if cfg.output else ckpt.with_name(f"{ckpt.stem}-unet{SUFFIX[cfg.format]}")

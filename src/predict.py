@@ -193,11 +193,12 @@ def _check_settings(cfg: DictConfig) -> None:
     """This command's own settings, before the input or the checkpoint is read."""
     if cfg.prob_dtype not in ("float32", "uint8"):
         raise UserError(f"prob_dtype={cfg.prob_dtype} must be float32 or uint8")
-    if cfg.batch_size < 1 or cfg.num_workers < 0 or not cfg.queue_megapixels > 0:
-        raise UserError(
-            f"batch_size={cfg.batch_size} must be at least 1, num_workers={cfg.num_workers} 0 or more and "
-            f"queue_megapixels={cfg.queue_megapixels} positive"
-        )
+    if cfg.batch_size < 1:
+        raise UserError(f"batch_size={cfg.batch_size} must be at least 1 (tiles a forward pass)")
+    if cfg.num_workers < 0:
+        raise UserError(f"num_workers={cfg.num_workers} must be 0 (read in this process) or more processes")
+    if not cfg.queue_megapixels > 0:
+        raise UserError(f"queue_megapixels={cfg.queue_megapixels} must be positive")
     if cfg.block_halo != "auto" and not (isinstance(cfg.block_halo, int) and cfg.block_halo >= 0):
         raise UserError(f"block_halo={cfg.block_halo} must be auto (the network's reach) or 0 or more pixels")
 

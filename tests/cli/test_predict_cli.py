@@ -188,8 +188,8 @@ def test_an_output_folder_under_a_file_is_refused_with_the_output_names_before_t
     ("setting", "words"),
     [
         ("batch_size=0", "batch_size=0 must be at least 1"),
-        ("num_workers=-1", "num_workers=-1 0 or more"),
-        ("queue_megapixels=-1", "queue_megapixels=-1.0 positive"),
+        ("num_workers=-1", "num_workers=-1 must be 0"),
+        ("queue_megapixels=-1", "queue_megapixels=-1.0 must be positive"),
         ("block_halo=-4", "block_halo=-4 must be auto"),
     ],
 )
