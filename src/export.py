@@ -23,6 +23,18 @@ from src.utils.errors import UserError
 log = logging.getLogger(__name__)
 
 
+def _checked_settings(cfg: DictConfig, formats: dict) -> list[int]:
+    """The format and the check's sizes and tolerance, refused before the checkpoint is read; the sizes."""
+    if cfg.format not in formats:
+        raise UserError(f"format={cfg.format} is not one of {', '.join(formats)}")
+    sides = list(cfg.check_sides)
+    if not sides or any(side < 1 for side in sides):
+        raise UserError(f"check_sides={sides} must list one or more positive sizes the export is compared at")
+    if not cfg.tolerance >= 0:
+        raise UserError(f"tolerance={cfg.tolerance} must be 0 or more (the largest accepted difference)")
+    return sides
+
+
 def export(cfg: DictConfig) -> dict:
     # Imported once the config is composed: a bad key fails in about a second (docs/speed.md).
     import torch
@@ -40,13 +52,7 @@ def export(cfg: DictConfig) -> dict:
     from src.utils.atomic import atomic_path
 
     logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # one line per merged weight otherwise
-    if cfg.format not in SUFFIX:
-        raise UserError(f"format={cfg.format} is not one of {', '.join(SUFFIX)}")
-    sides = list(cfg.check_sides)
-    if not sides or any(side < 1 for side in sides):
-        raise UserError(f"check_sides={sides} must list one or more positive sizes the export is compared at")
-    if not cfg.tolerance >= 0:
-        raise UserError(f"tolerance={cfg.tolerance} must be 0 or more (the largest accepted difference)")
+    sides = _checked_settings(cfg, SUFFIX)
     ckpt = Path(cfg.ckpt_path)
     # Default: beside the checkpoint, named for it and the network, e.g. checkpoints/last-unet.onnx.
     path = Path(cfg.output) if cfg.output else ckpt.with_name(f"{ckpt.stem}-unet{SUFFIX[cfg.format]}")
