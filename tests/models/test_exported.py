@@ -28,9 +28,10 @@ def test_checked_sizes_are_inputs_the_network_takes():
 
 
 def test_an_opset_the_exporter_cannot_convert_down_to_is_refused_not_replaced(tmp_path):
-    """torch's exporter keeps its own opset (18) without a word where it cannot convert down to the one asked."""
+    """Where torch's exporter cannot convert down to the opset asked, it keeps its own (18 in torch 2.13) without a
+    word: refused, and no file is left."""
     net = InteriorProbability(UNet(depth=2, base_channels=4).eval()).eval()
-    with torch.no_grad(), pytest.raises(UserError, match="opset=10: torch's ONNX exporter wrote opset 18 instead"):
+    with torch.no_grad(), pytest.raises(UserError, match=r"opset=10: torch's ONNX exporter wrote opset \d+ instead"):
         write_onnx(net, torch.randn(2, 1, 32, 32), tmp_path / "model.onnx", 10)
     assert list(tmp_path.iterdir()) == []
 
