@@ -102,7 +102,7 @@ class TiledPredictor:
             self.context = (self.tile_in - self.tile_out) // 2
             self.crop = 0
         else:
-            if not 0 <= 2 * halo < self.tile_in:
+            if 2 * halo >= self.tile_in:  # a negative halo is refused by check_tiling above
                 raise ValueError(f"halo={halo} must leave part of the {self.tile_in}-pixel tile")
             self.tile_out = self.tile_in - 2 * halo
             self.context = halo
