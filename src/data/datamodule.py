@@ -15,6 +15,7 @@ crops to training only (src/data/extra_stacks.py).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import lightning as L
@@ -85,9 +86,8 @@ class EMDataModule(L.LightningDataModule):
         extra: dict | None = None,
     ) -> None:
         super().__init__()
-        check_settings(loading=loading, fold_axis=fold_axis, batch_size=batch_size, val_batch_size=val_batch_size,
-                       crop_size=crop_size, train_samples=train_samples, membrane_widening=membrane_widening,
-                       class_balance=class_balance, weight_map=weight_map, num_workers=num_workers)  # fmt: skip
+        checked = inspect.signature(check_settings).parameters  # the settings checked as the config's are
+        check_settings(**{key: value for key, value in locals().items() if key in checked})
         self.class_map = _class_map(classes, ignore, boundary_class, labels, boundary_width)
         if self.class_map.boundary_index is None and (weight_map or membrane_widening):
             raise UserError(

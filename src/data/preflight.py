@@ -50,6 +50,7 @@ def check_settings(
     class_balance,
     weight_map=None,
     num_workers=0,
+    lazy_above_gib=2.0,
 ) -> None:
     """The data module's settings that need no data (it checks them too, for users who build it in Python)."""
     if loading not in LOADINGS:
@@ -75,6 +76,8 @@ def check_settings(
         )
     if num_workers < 0:
         raise UserError(f"data.num_workers={num_workers} must be 0 (load in the training process) or more processes")
+    if lazy_above_gib < 0:
+        raise UserError(f"data.lazy_above_gib={lazy_above_gib} must be 0 (read every stack lazily) or more GiB")
 
 
 def reads_lazily(loading: str, image_bytes: int | None, lazy_above_gib: float) -> bool:

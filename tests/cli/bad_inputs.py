@@ -490,6 +490,13 @@ CASES: list[Case] = [
         lambda f: train(f, "trainer.gradient_clip_val=-1"),
         "gradient_clip_val",
     ),
+    Case(
+        "negative_lazy_size",
+        "config",
+        "data.lazy_above_gib=-1 (taken as 0 without a word before)",
+        lambda f: train(f, "data.lazy_above_gib=-1"),
+        "lazy_above_gib",
+    ),
     Case("negative_batch", "config", "data.batch_size=-2", lambda f: train(f, "data.batch_size=-2"), "batch_size"),
     Case("fold_out_of_range", "config", "data.fold=7 of 5 folds", lambda f: train(f, "data.fold=7"), "fold"),
     Case(

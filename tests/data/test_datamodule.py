@@ -148,6 +148,8 @@ def test_auto_loading_reads_lazily_above_the_size_and_bad_choices_are_refused(tm
         auto.setup("fit")
     with pytest.raises(UserError, match="data.loading=disk must be one of auto, memory, lazy"):
         EMDataModule(source, loading="disk")
+    with pytest.raises(UserError, match="data.lazy_above_gib=-1 must be 0"):
+        EMDataModule(source, lazy_above_gib=-1)  # taken as 0 (every stack lazy) without a word before
     with pytest.raises(UserError, match="data.augmentation.blur_p=1.5 is a probability"):
         EMDataModule(source, augmentation={"blur_p": 1.5})  # refused with the settings, before any read
 

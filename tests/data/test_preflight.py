@@ -106,6 +106,7 @@ print(sorted(name for name in ("torch", "lightning", "albumentations") if name i
         ("data.val_fold=5", "data.val_fold=5 is out of range"),
         ("data.loading=disk", "data.loading=disk must be one of auto, memory, lazy"),
         ("data.num_workers=-1", "data.num_workers=-1 must be 0"),
+        ("data.lazy_above_gib=-0.5", "data.lazy_above_gib=-0.5 must be 0"),
     ],
 )
 def test_settings_are_refused_before_any_file_is_read(tmp_path, override, words):
