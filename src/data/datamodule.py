@@ -15,7 +15,6 @@ crops to training only (src/data/extra_stacks.py).
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import lightning as L
@@ -28,7 +27,7 @@ from src.data.extra_stacks import CropMix, check_extra, crops_per_epoch, describ
 from src.data.label_widening import widen_boundary
 from src.data.labels import ClassMap
 from src.data.normalize import normalize_slices
-from src.data.preflight import LAZY_WEIGHT_MAP, check_fold, check_settings, reads_lazily
+from src.data.preflight import LAZY_WEIGHT_MAP, check_fold, check_settings_in, reads_lazily
 from src.data.sampling import EpochSeededSampler, draw_seed
 from src.data.volume_datasets import VolumeBoxDataset, VolumeCropDataset
 from src.data.volume_sampling import sample_statistics
@@ -86,8 +85,7 @@ class EMDataModule(L.LightningDataModule):
         extra: dict | None = None,
     ) -> None:
         super().__init__()
-        checked = inspect.signature(check_settings).parameters  # the settings checked as the config's are
-        check_settings(**{key: value for key, value in locals().items() if key in checked})
+        check_settings_in(locals())  # the settings checked as the config's are
         self.class_map = _class_map(classes, ignore, boundary_class, labels, boundary_width)
         if self.class_map.boundary_index is None and (weight_map or membrane_widening):
             raise UserError(

@@ -80,6 +80,11 @@ def check_settings(
         raise UserError(f"data.lazy_above_gib={lazy_above_gib} must be 0 (read every stack lazily) or more GiB")
 
 
+def check_settings_in(values) -> None:
+    """:func:`check_settings` on the entries of ``values`` it names: a data config, or the data module's arguments."""
+    check_settings(**{key: values[key] for key in inspect.signature(check_settings).parameters})
+
+
 def reads_lazily(loading: str, image_bytes: int | None, lazy_above_gib: float) -> bool:
     """Whether training reads the volumes box by box: ``data.loading=lazy``, or auto with an image volume over
     ``lazy_above_gib`` (``image_bytes`` None: a source generated in memory)."""
@@ -90,7 +95,7 @@ def reads_lazily(loading: str, image_bytes: int | None, lazy_above_gib: float) -
 def checked_source(data: DictConfig) -> Any:
     """The data config's source, instantiated after its settings are checked; read and checked now where it is the
     user's own stacks held in memory (``data.loading`` memory, or auto below ``data.lazy_above_gib``)."""
-    check_settings(**{key: data[key] for key in inspect.signature(check_settings).parameters})
+    check_settings_in(data)
     check_fold(data.num_folds, data.fold)
     if data.val_fold is not None:
         check_fold(data.num_folds, data.val_fold, "data.val_fold")
