@@ -1,6 +1,6 @@
-"""Per-class Dice and IoU from one confusion matrix, as a torchmetrics Metric and as plain numpy.
+"""Per-class Dice and IoU from one confusion matrix, in plain numpy (no torch: ``src.score`` starts in a second).
 
-One ``bincount`` of ``label * C + prediction`` a batch counts every class at once; unlabelled pixels
+One ``bincount`` of ``label * C + prediction`` counts every class at once; unlabelled pixels
 (:data:`~src.data.labels.IGNORE`) are left out. A class that is neither labelled nor predicted anywhere has no
 defined score: it is left out of the per-class results and of the mean.
 """
@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
-from torchmetrics import Metric
 
 from src.data.labels import IGNORE
 
@@ -25,9 +23,10 @@ def confusion_matrix(pred: np.ndarray, label: np.ndarray, num_classes: int) -> n
     return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
-def scores_of_confusion(matrix: np.ndarray | torch.Tensor, names: Sequence[str]) -> dict:
-    """``{"dice": {name: ..}, "iou": {name: ..}, "mean_dice", "mean_iou", "accuracy"}`` of a confusion matrix."""
-    matrix = np.asarray(matrix.cpu() if isinstance(matrix, torch.Tensor) else matrix, dtype=np.float64)
+def scores_of_confusion(matrix, names: Sequence[str]) -> dict:
+    """``{"dice": {name: ..}, "iou": {name: ..}, "mean_dice", "mean_iou", "accuracy"}`` of a confusion matrix
+    (a numpy array, or a CPU tensor)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
     tp = np.diag(matrix)
     labelled, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
     union = labelled + predicted - tp
@@ -46,39 +45,3 @@ def scores_of_confusion(matrix: np.ndarray | torch.Tensor, names: Sequence[str])
 def class_scores(pred: np.ndarray, label: np.ndarray, names: Sequence[str]) -> dict:
     """:func:`scores_of_confusion` of a predicted class-id stack against a labelled one."""
     return scores_of_confusion(confusion_matrix(pred, label, len(names)), names)
-
-
-class ClassScores(Metric):
-    """``update(pred, label)``: predicted class ids (or ``(B, C, H, W)`` scores, argmax taken) and labelled ids.
-    ``compute()`` gives ``{prefix}accuracy``, ``{prefix}dice/mean``, ``{prefix}dice/<name>`` and
-    ``{prefix}iou/<name>`` for every class with a defined score."""
-
-    full_state_update = False
-    higher_is_better = True
-
-    def __init__(self, names: Sequence[str], prefix: str = "", **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.names = list(names)
-        self.prefix = prefix
-        size = len(self.names)
-        self.add_state("matrix", default=torch.zeros(size * size, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, pred: torch.Tensor, label: torch.Tensor) -> None:
-        pred = pred.detach()
-        if pred.dim() == label.dim() + 1:
-            pred = pred.argmax(dim=1)
-        label = label.detach()
-        size = len(self.names)
-        keep = label != IGNORE
-        index = label[keep].long() * size + pred[keep].long()
-        self.matrix += torch.bincount(index, minlength=size * size)
-
-    def scores(self) -> dict:
-        return scores_of_confusion(self.matrix.view(len(self.names), -1), self.names)
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        scores = self.scores()
-        out = {f"{self.prefix}accuracy": scores["accuracy"], f"{self.prefix}dice/mean": scores["mean_dice"]}
-        out.update({f"{self.prefix}dice/{name}": value for name, value in scores["dice"].items()})
-        out.update({f"{self.prefix}iou/{name}": value for name, value in scores["iou"].items()})
-        return {key: torch.tensor(value, dtype=torch.float32) for key, value in out.items()}

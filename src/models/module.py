@@ -18,7 +18,7 @@ from src.data.labels import IGNORE
 from src.inference.class_outputs import cell_probability
 from src.inference.regions import output_probabilities
 from src.inference.whole import predict_logits
-from src.metrics.classes import ClassScores
+from src.metrics.torchmetrics_classes import ClassScores
 from src.metrics.torchmetrics_isbi import ISBIScores
 from src.models.affinities import AffinityLoss, affinity_targets
 from src.models.losses import CrossEntropy
@@ -78,7 +78,7 @@ class SegmentationModule(L.LightningModule):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
         self.loss = instantiate(loss) if loss else CrossEntropy()
-        # Accuracy and per-class Dice and IoU from one confusion matrix a batch (src/metrics/classes.py).
+        # Accuracy and per-class Dice and IoU from one confusion matrix a batch (src/metrics/torchmetrics_classes.py).
         self.train_pixel = ClassScores(self.classes, prefix="train/")
         self.val_pixel = ClassScores(self.classes, prefix="val/")
         self.test_pixel = ClassScores(self.classes, prefix="test/")

@@ -74,6 +74,18 @@ def test_postprocessing_is_scored_beside_the_sweep(stacks):
     assert post["method"] == "SeededWatershed" and 0.0 < post["vrand"] <= 1.0 and len(post["per_slice"]) == 6
 
 
+def test_the_referee_never_imports_torch(stacks):
+    """Scoring needs no network: src.score starts without torch's seconds of import, postprocessing included."""
+    pred_path, label_path, *_ = stacks
+    args = [f"prediction={pred_path}", f"labels={label_path}", "label_slices=24:26", "postprocess=agglomeration"]
+    result = run_cli("src.score", *args, "prediction_slices=0:2", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout)["postprocess"]["method"] == "Agglomeration"
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert {"numpy", "skimage.segmentation", "src.postprocess.instances"} <= imported
+    assert not imported & {"torch", "torchmetrics", "lightning"}
+
+
 def test_output_file_is_written_and_never_overwritten(stacks, tmp_path):
     pred_path, label_path, *_ = stacks
     out = tmp_path / "scores.json"
