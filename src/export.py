@@ -39,7 +39,7 @@ def export(cfg: DictConfig) -> dict:
     # Imported once the config is composed: a bad key fails in about a second (docs/speed.md).
     import torch
 
-    from src.models.checkpoint import load_module
+    from src.models.checkpoint import load_network
     from src.models.exported import (
         SUFFIX,
         check_sizes,
@@ -58,7 +58,7 @@ def export(cfg: DictConfig) -> dict:
     path = Path(cfg.output) if cfg.output else ckpt.with_name(f"{ckpt.stem}-unet{SUFFIX[cfg.format]}")
     if path.exists() and not cfg.overwrite:
         raise UserError(f"{path} exists; choose another output= or pass overwrite=true")
-    module = load_module(ckpt)
+    module = load_network(ckpt)
     if cfg.format == "bioimageio":
         from src.models.bioimageio_package import write_package
 

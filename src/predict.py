@@ -205,7 +205,7 @@ def _check_settings(cfg: DictConfig) -> None:
 
 def predict(cfg: DictConfig) -> dict:
     from src.data.volume import open_volume
-    from src.models.checkpoint import load_module, saved_outputs
+    from src.models.checkpoint import load_network, saved_outputs
 
     _check_settings(cfg)
     if str(cfg.output).rstrip("/").endswith(".zarr"):
@@ -214,14 +214,14 @@ def predict(cfg: DictConfig) -> dict:
         checkpoint, recipe, _ = _recipe(cfg)
         _, boundary, offsets = saved_outputs(checkpoint["hyper_parameters"])
         postprocess = _postprocess(recipe, offsets, boundary, blockwise=True)
-        return predict_blocks(cfg, load_module(cfg.ckpt_path, checkpoint=checkpoint), recipe, postprocess)
+        return predict_blocks(cfg, load_network(cfg.ckpt_path, checkpoint=checkpoint), recipe, postprocess)
     # the input, then the checkpoint, then the outputs are checked before the module's seconds of building
     with open_volume(cfg.input, cfg.input_key, "input", "check input= and input_key=") as reader:
         checkpoint, recipe, source = _recipe(cfg)
         classes, boundary, offsets = saved_outputs(checkpoint["hyper_parameters"])
         paths = output_paths(cfg, recipe, classes, boundary, offsets)
         postprocess = _postprocess(recipe, offsets, boundary)
-        module = load_module(cfg.ckpt_path, checkpoint=checkpoint)
+        module = load_network(cfg.ckpt_path, checkpoint=checkpoint)
         return _predict_stack(cfg, reader, module, recipe, source, paths, postprocess)
 
 

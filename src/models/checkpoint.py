@@ -1,4 +1,5 @@
-"""Loading a trained SegmentationModule from a checkpoint file, with clear errors for bad files."""
+"""Reading a checkpoint src.train wrote, as the training module or as its network alone, with clear errors for bad
+files."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from src.utils.errors import UserError
 
 if TYPE_CHECKING:
     from src.models.module import SegmentationModule
+    from src.models.network import TrainedNetwork
 
 log = logging.getLogger(__name__)
 
@@ -113,20 +115,38 @@ def saved_outputs(hparams: dict) -> tuple[list[str], int | None, tuple]:
 
 
 def load_module(ckpt_path: str | Path, map_location: str = "cpu", checkpoint: dict | None = None) -> SegmentationModule:
-    """The module saved in ``ckpt_path``; ``checkpoint``: its contents when :func:`read_checkpoint` has read them."""
+    """The training module saved in ``ckpt_path`` (for src.eval); ``checkpoint``: its contents when
+    :func:`read_checkpoint` has read them. Prediction needs only :func:`load_network`."""
     path = Path(ckpt_path)
     checkpoint = read_checkpoint(path, map_location) if checkpoint is None else checkpoint
     hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if k != "class_weights"}  # pre-`loss` files
     from src.models.module import SegmentationModule  # Lightning's seconds of imports, once the file is known good
 
     module = SegmentationModule(**hparams)
+    _load_state(module, checkpoint["state_dict"], path)
+    return module.eval()
+
+
+def load_network(ckpt_path: str | Path, map_location: str = "cpu", checkpoint: dict | None = None) -> TrainedNetwork:
+    """The network saved in ``ckpt_path`` with its outputs named, in eval mode: what src.predict and src.export
+    need, built with torch alone (no Lightning); ``checkpoint``: its contents when already read."""
+    path = Path(ckpt_path)
+    checkpoint = read_checkpoint(path, map_location) if checkpoint is None else checkpoint
+    from src.models.network import TrainedNetwork
+
+    network = TrainedNetwork(checkpoint["hyper_parameters"])
+    weights = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}  # the network's alone
+    _load_state(network, weights, path)
+    return network.eval()
+
+
+def _load_state(module, state_dict: dict, path: Path) -> None:
     try:
-        module.load_state_dict(checkpoint["state_dict"])
+        module.load_state_dict(state_dict)
     except RuntimeError as exc:
         raise UserError(
             f"checkpoint {path} does not match its own network config: {str(exc).splitlines()[0]}"
         ) from None
-    return module.eval()
 
 
 def _with_defaults(net: dict) -> dict:

@@ -16,15 +16,12 @@ from lightning.pytorch.callbacks import Timer
 
 from src.data.labels import IGNORE
 from src.inference.class_outputs import cell_probability
-from src.inference.regions import output_probabilities
-from src.inference.whole import predict_logits
 from src.metrics.torchmetrics_classes import ClassScores
 from src.metrics.torchmetrics_isbi import ISBIScores
 from src.models.affinities import AffinityLoss, affinity_targets
 from src.models.losses import CrossEntropy
-from src.models.outputs import named_outputs
+from src.models.network import NetworkOutputs
 from src.models.schedules import run_progress
-from src.models.unet import UNet, UNetEnsemble
 from src.utils.errors import NonFiniteLossError, UserError
 
 
@@ -34,7 +31,7 @@ def _center_crop_to(label: torch.Tensor, height: int, width: int) -> torch.Tenso
     return label[..., top : top + height, left : left + width]
 
 
-class SegmentationModule(L.LightningModule):
+class SegmentationModule(NetworkOutputs, L.LightningModule):
     """U-Net + a configurable loss, with per-stage pixel metrics and the ISBI scores on whole held-out slices.
 
     Args:
@@ -69,14 +66,9 @@ class SegmentationModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.net: UNet | UNetEnsemble = instantiate(net)
-        num_classes = (self.net.members[0] if isinstance(self.net, UNetEnsemble) else self.net).num_classes
-        self.classes, self.offsets = named_outputs(num_classes, classes, affinities)
+        self.build_network(net, classes, boundary_class, affinities, channels_last)
         self.affinity_loss = AffinityLoss(affinities.get("loss", "dice"), offsets=self.offsets) if affinities else None
         self.nearest_cell = bool(affinities) and affinities.get("boundary") == "nearest_cell"  # affinity targets
-        self.boundary_class = boundary_class
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.net.to(memory_format=self.memory_format)
         self.loss = instantiate(loss) if loss else CrossEntropy()
         # Accuracy and per-class Dice and IoU from one confusion matrix a batch (src/metrics/torchmetrics_classes.py).
         self.train_pixel = ClassScores(self.classes, prefix="train/")
@@ -86,24 +78,6 @@ class SegmentationModule(L.LightningModule):
         self.test_isbi = ISBIScores()
         self.figure_examples: list[dict[str, torch.Tensor]] = []
         self.train_clock_s = 0.0  # seconds of training the schedule reads: rank 0's, shared (_share_clock)
-
-    # ----- forward -----------------------------------------------------------------------------------
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Logits for an image batch of any size (mirror-padded to fit the network, cropped back)."""
-        return predict_logits(self.net, image.contiguous(memory_format=self.memory_format))
-
-    def class_probabilities(self, image: torch.Tensor) -> torch.Tensor:
-        """Softmax class probabilities ``(B, C, H, W)``, float32."""
-        return self.probabilities(image)[:, : len(self.classes)]
-
-    def probabilities(self, image: torch.Tensor) -> torch.Tensor:
-        """Class probabilities, then the affinities (sigmoid) where the network has them: ``(B, C + K, H, W)``."""
-        logits = self(image)
-        return output_probabilities(logits, logits.shape[1] - len(self.classes))
-
-    def interior_probability(self, image: torch.Tensor) -> torch.Tensor:
-        """Probability of the cells (not the boundary class) ``(B, H, W)``: what V_rand and V_info score."""
-        return cell_probability(self.class_probabilities(image), self.boundary_class)
 
     # ----- steps -------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -34,8 +34,12 @@ def test_outputs_have_the_input_shape(small_checkpoint, tmp_path, shape, dtype, 
         f"stitching={stitching}",
         "progress=false",
         f"paths.log_dir={tmp_path / 'logs'}",
+        env={"PYTHONPROFILEIMPORTTIME": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # the network is built with torch alone: no seconds of Lightning's imports before the first slice
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "src.models.network" in imported and not imported & {"lightning", "torchmetrics"}
     summary = json.loads(result.stdout[result.stdout.index("{") :])
     prob = tifffile.imread(out / "in_prob.tif").reshape(-1, *shape[-2:])
     cells = tifffile.imread(out / "in_cells.tif").reshape(-1, *shape[-2:])
