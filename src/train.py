@@ -61,10 +61,11 @@ def _test(module, datamodule, trainer, output_dir: Path, record: dict) -> dict:
 
 def train(cfg: DictConfig) -> float | None:
     from src.data.preflight import checked_source
-    from src.training.config_checks import check_training_config
+    from src.training.config_checks import check_training_config, check_training_parts
 
     check_training_config(cfg)  # bad settings or stacks fail here, before Lightning's seconds of imports
     source = checked_source(cfg.data)
+    check_training_parts(cfg)  # then the optimizer, loss and augmentation, made once (torch, no Lightning)
     import lightning as L
     from hydra.utils import instantiate
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.inference.recipe import make_recipe
 from src.models.module import SegmentationModule
 from src.models.outputs import module_net
-from src.training.config_checks import check_crop, check_lr, check_trainer
-from src.utils.errors import UserError
+from src.training.config_checks import check_crop, check_optimizer, check_trainer
 
 
 def instantiate_group(node: DictConfig | None) -> list[Any]:
@@ -21,24 +19,6 @@ def instantiate_group(node: DictConfig | None) -> list[Any]:
     if not node:
         return []
     return [instantiate(value) for value in node.values() if isinstance(value, DictConfig) and "_target_" in value]
-
-
-def check_optimizer(optimizer: DictConfig, scheduler: DictConfig | None) -> None:
-    """The optimizer and schedule made once on a stand-in parameter, so that a setting they refuse (a negative
-    weight decay, betas outside [0, 1), a schedule's floor below 0) ends in one line now, not in a traceback when
-    training starts."""
-    check_lr(optimizer)
-    made = _made("optimizer", optimizer, params=[torch.nn.Parameter(torch.zeros(1))])
-    if scheduler:
-        _made("scheduler", scheduler, optimizer=made, progress=lambda step: 0.0)
-
-
-def _made(group: str, node: DictConfig, **arguments: Any) -> Any:
-    try:
-        return instantiate(node)(**arguments)
-    except (ValueError, TypeError) as exc:
-        name = node.get("_target_", group)
-        raise UserError(f"{group} ({name}): {exc}; fix it in conf/{group}/ or override it") from None
 
 
 def build_module(cfg: DictConfig) -> SegmentationModule:

@@ -25,6 +25,48 @@ def check_lr(optimizer: DictConfig) -> None:
         raise UserError(f"optimizer.lr={lr} must be positive (e.g. optimizer.lr=0.001)")
 
 
+def check_optimizer(optimizer: DictConfig, scheduler: DictConfig | None) -> None:
+    """The optimizer and schedule made once on a stand-in parameter, so that a setting they refuse (a negative
+    weight decay, betas outside [0, 1), a schedule's floor below 0) ends in one line, not in a traceback when
+    training starts."""
+    import torch
+
+    check_lr(optimizer)
+    made = _made("optimizer", optimizer, params=[torch.nn.Parameter(torch.zeros(1))])
+    if scheduler:
+        _made("scheduler", scheduler, optimizer=made, progress=lambda step: 0.0)
+
+
+def _made(group: str, node: DictConfig, **arguments: Any) -> Any:
+    """``node`` instantiated (called with ``arguments`` when it is a partial); what it refuses, in one line."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        made = instantiate(node)
+        return made(**arguments) if arguments else made
+    except (ValueError, TypeError, InstantiationException) as exc:
+        cause = exc.__cause__ if isinstance(exc, InstantiationException) else exc  # what the target refused
+        if not isinstance(cause, ValueError | TypeError):
+            raise  # a target that cannot be found, or a refusal that already says what to do
+        name = node.get("_target_", group)
+        raise UserError(f"{group} ({name}): {cause}; fix it in conf/{group}/ or override it") from None
+
+
+def check_training_parts(cfg: DictConfig) -> None:
+    """The optimizer, schedule, loss and augmentation made once, before the data module and Lightning: what they
+    refuse (with torch and albumentations, after the settings and stacks are checked) ends in one line."""
+    from src.data.augment import checked_augmentation
+
+    check_optimizer(cfg.optimizer, cfg.get("scheduler"))
+    if cfg.get("loss"):
+        _made("loss", cfg.loss)
+    augmentation = cfg.data.get("augmentation")
+    checked_augmentation(
+        OmegaConf.to_container(augmentation, resolve=True) if augmentation else None, cfg.data.crop_size
+    )
+
+
 def check_trainer(cfg: DictConfig) -> None:
     """Refuse a precision, device count or SyncBatchNorm this machine cannot run, and steps that cannot run."""
     accelerator = cfg.trainer.get("accelerator")

@@ -3,6 +3,7 @@ a good config passes, and none of it imports Lightning."""
 
 import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 
@@ -100,3 +101,37 @@ print(sorted(name for name in ("lightning", "torchmetrics", "torch") if name in 
     # torch too, where the wheel is CPU-only (src.config.hardware.cuda_available needs no import to say so)
     expected = "[]" if importlib.metadata.version("torch").endswith("+cpu") else "['torch']"
     assert out.stdout.strip().splitlines()[-1] == expected
+
+
+PARTS = [
+    (["optimizer.weight_decay=-1"], r"optimizer \(torch.optim.AdamW\): Invalid weight_decay value: -1"),
+    (["scheduler.min_factor=-1"], r"scheduler \(src.models.schedules.warmup_cosine\): .*min_factor=-1 from 0 to 1"),
+    (["loss=dice_ce", "loss.ce_weight=-1"], r"loss.ce_weight=-1, .* must be 0 or more"),
+    (["data.augmentation.blur_p=1.5"], r"data.augmentation.blur_p=1.5 is a probability"),
+    (["data.augmentation.blur_p=0.5", "data.augmentation.blur_sigma=[-1,2]"], r"sigma_limit: .*\(albumentations\)"),
+]
+
+
+def test_the_optimizer_loss_and_augmentation_are_made_once_and_refused_before_lightning():
+    """What torch, the schedule, the loss or albumentations refuse ends in one line before the data module is made;
+    a good config passes, and none of it imports Lightning."""
+    script = f"""
+import sys
+from tests.conftest import compose_config
+from src.training.config_checks import check_training_parts
+from src.utils.errors import UserError
+SMALL = {SMALL!r}
+check_training_parts(compose_config("train", SMALL))
+for overrides, words in {PARTS!r}:
+    try:
+        check_training_parts(compose_config("train", [*SMALL, *overrides]))
+        print("passed", overrides)
+    except UserError as exc:
+        print(str(exc))
+print(sorted(name for name in ("lightning", "torchmetrics") if name in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    *refusals, imported = out.stdout.strip().splitlines()[-len(PARTS) - 1 :]
+    for refusal, (_, words) in zip(refusals, PARTS, strict=True):
+        assert re.search(words, refusal) and "\n" not in refusal, refusal
+    assert imported == "[]"
