@@ -154,6 +154,23 @@ def write_small_checkpoint(path: Path, depth: int = 3, padding: str = "valid") -
     return path
 
 
+def small_module(members: int = 1, classes: list[str] | None = None, affinities: list | None = None):
+    """A small, untrained SegmentationModule of ``members`` U-Nets whose outputs are ``classes`` (None: membrane and
+    interior, with the membrane as the boundary; named classes have none) and the affinities of ``affinities``."""
+    from src.models.module import SegmentationModule
+
+    net = {"_target_": "src.models.unet.build_unet", "members": members, "depth": 2, "base_channels": 4}
+    if classes or affinities:
+        net["num_classes"] = len(classes or ["membrane", "interior"]) + len(affinities or [])
+    return SegmentationModule(
+        net=net,
+        optimizer={"_target_": "torch.optim.Adam", "_partial_": True},
+        classes=classes,
+        boundary_class=None if classes else 0,
+        affinities={"offsets": affinities} if affinities else None,
+    )
+
+
 @pytest.fixture(scope="session")
 def small_checkpoint(tmp_path_factory) -> Path:
     """A checkpoint of a small, untrained valid-padding U-Net."""

@@ -5,6 +5,7 @@ from omegaconf import OmegaConf
 
 from src.models.checkpoint import find_last_checkpoint, resume_path
 from src.utils.errors import UserError
+from tests.conftest import small_module
 
 
 def _last(run, mtime: int):
@@ -142,17 +143,7 @@ def test_a_checkpoints_outputs_are_named_from_its_hyperparameters_as_the_module_
     members, classes, affinities
 ):
     from src.models.checkpoint import saved_outputs
-    from src.models.module import SegmentationModule
 
-    net = {"_target_": "src.models.unet.build_unet", "members": members, "depth": 2, "base_channels": 4}
-    if classes:
-        net["num_classes"] = len(classes) + len(affinities)
-    module = SegmentationModule(
-        net=net,
-        optimizer={"_target_": "torch.optim.Adam", "_partial_": True},
-        classes=classes,
-        boundary_class=None if classes else 0,
-        affinities={"offsets": affinities} if affinities else None,
-    )
+    module = small_module(members, classes, affinities)
     assert saved_outputs(dict(module.hparams)) == (module.classes, module.boundary_class, module.offsets)
     assert module.classes == (classes or ["membrane", "interior"]) and len(module.offsets) == len(affinities or [])

@@ -8,22 +8,13 @@ import pytest
 import torch
 
 from src.models.checkpoint import load_module, load_network
-from src.models.module import SegmentationModule
 from src.utils.errors import UserError
+from tests.conftest import small_module
 
 
-def _checkpoint(path, members=1, classes=None, affinities=None, **net):
+def _checkpoint(path, members=1, classes=None, affinities=None):
     torch.manual_seed(0)
-    net = {"_target_": "src.models.unet.build_unet", "members": members, "depth": 2, "base_channels": 4, **net}
-    if classes or affinities:
-        net["num_classes"] = len(classes or ["membrane", "interior"]) + len(affinities or [])
-    module = SegmentationModule(
-        net=net,
-        optimizer={"_target_": "torch.optim.Adam", "_partial_": True},
-        classes=classes,
-        boundary_class=None if classes else 0,
-        affinities={"offsets": affinities} if affinities else None,
-    )
+    module = small_module(members, classes, affinities)
     for norm in (m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # statistics of a trained net
         norm.running_mean.uniform_(-0.5, 0.5)
         norm.running_var.uniform_(0.5, 2.0)
