@@ -203,18 +203,31 @@ def _check_settings(cfg: DictConfig) -> None:
         raise UserError(f"block_halo={cfg.block_halo} must be auto (the network's reach) or 0 or more pixels")
 
 
+def _check_zarr_output(cfg: DictConfig) -> None:
+    """A Zarr output's own refusals, before the checkpoint is read."""
+    if Path(cfg.output).exists() and not cfg.overwrite:
+        raise UserError(f"{Path(cfg.output)} exists; choose another output or pass overwrite=true")
+    if cfg.slices is not None:
+        raise UserError("slices= chooses slices of a TIFF output; a Zarr output holds the whole volume")
+
+
 def predict(cfg: DictConfig) -> dict:
     from src.data.volume import open_volume
     from src.models.checkpoint import load_network, saved_outputs
 
     _check_settings(cfg)
     if str(cfg.output).rstrip("/").endswith(".zarr"):
-        from src.inference.block_run import predict_blocks
+        _check_zarr_output(cfg)
+        from src.inference.block_plan import plan_blocks
 
         checkpoint, recipe, _ = _recipe(cfg)
         _, boundary, offsets = saved_outputs(checkpoint["hyper_parameters"])
         postprocess = _postprocess(recipe, offsets, boundary, blockwise=True)
-        return predict_blocks(cfg, load_network(cfg.ckpt_path, checkpoint=checkpoint), recipe, postprocess)
+        network = load_network(cfg.ckpt_path, checkpoint=checkpoint)
+        plan = plan_blocks(cfg, network, recipe, postprocess)  # everything it refuses is refused before Lightning
+        from src.inference.block_run import predict_blocks
+
+        return predict_blocks(cfg, network, plan)
     # the input, then the checkpoint, then the outputs are checked before the module's seconds of building
     with open_volume(cfg.input, cfg.input_key, "input", "check input= and input_key=") as reader:
         checkpoint, recipe, source = _recipe(cfg)

@@ -177,6 +177,11 @@ def small_checkpoint(tmp_path_factory) -> Path:
     return write_small_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.ckpt")
 
 
+def imported_modules(result: subprocess.CompletedProcess) -> set[str]:
+    """The modules a command run with ``PYTHONPROFILEIMPORTTIME=1`` imported (from its import log on stderr)."""
+    return {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+
+
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether two labellings of the same pixels are the same up to their numbers (0 counted as a label too)."""
     pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)

@@ -17,11 +17,10 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
 from src.data.normalize import standardise
-from src.data.tiff import Calibration
 from src.data.volume import open_volume
-from src.inference.block_cells import BlockCells, check_halo, cut_cells
+from src.inference.block_cells import BlockCells, cut_cells
+from src.inference.block_plan import BlockPlan
 from src.inference.blockwise import Block, BlockPredictor
-from src.inference.zarr_output import ZarrOutput
 from src.utils.errors import UserError
 
 IDLE = -1  # the block index of an idle step (BlockPredictionModule.predict_dataloader)
@@ -103,16 +102,16 @@ class BlockPredictionModule(L.LightningModule):
 class ZarrBlockWriter(BasePredictionWriter):
     """Makes (or, resuming, checks) the output on the first process, writes each predicted block, names it at the end.
 
-    ``create`` holds the arguments of :meth:`ZarrOutput.create`; ``settings`` the command's settings that a resumed
-    run must share; ``volume`` the input (for the per-slice statistics, computed once and kept in the output).
+    ``plan`` gives the output, the arguments of :meth:`ZarrOutput.create` (the settings a resumed run must share
+    among them), the input (for the per-slice statistics, computed once and kept in the output) and the cells to cut.
     """
 
-    def __init__(self, output: ZarrOutput, create: dict, resume: bool, volume_args: tuple, boundary, total: int):
+    def __init__(self, plan: BlockPlan, resume: bool, boundary):
         super().__init__(write_interval="batch")
-        self.output, self.create, self.resume, self.volume_args = output, create, resume, volume_args
-        self.settings, self.boundary, self.total = create["settings"], boundary, total
+        self.output, self.create, self.volume_args = plan.output, plan.create, plan.volume_args
+        self.settings, self.total, self.cells = plan.create["settings"], len(plan.blocks), plan.cells
+        self.resume, self.boundary = resume, boundary
         self.stats: np.ndarray | None = None
-        self.cells: tuple | None = None  # (post-processing, halo): cut the cells once every block is written
         self.cell_count: int | None = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -123,19 +122,7 @@ class ZarrBlockWriter(BasePredictionWriter):
         self.stats = np.asarray(self.output.settings()["slice_statistics"])
 
     def _prepare(self) -> None:
-        if self.output.partial.exists():
-            if not self.resume:
-                raise UserError(
-                    f"{self.output.partial} holds an interrupted prediction; pass resume=true to finish it, "
-                    "or delete it to start again"
-                )
-            found = {k: v for k, v in self.output.settings().items() if k != "slice_statistics"}
-            if found != self.settings:
-                changed = sorted(k for k in set(found) | set(self.settings) if found.get(k) != self.settings.get(k))
-                raise UserError(
-                    f"{self.output.partial} was started with other settings ({', '.join(changed)} differ); "
-                    "resume with the same command, or delete it to start again"
-                )
+        if self.output.check_resumable(self.resume, self.settings):
             return
         with open_volume(*self.volume_args) as volume:
             stats = slice_statistics(volume)
@@ -163,27 +150,6 @@ class ZarrBlockWriter(BasePredictionWriter):
             self.output.finish(self.total)
 
 
-def _settings(cfg, recipe: dict, shape, block_shape, halo: int) -> dict:
-    """What a resumed run must share with the run it finishes (JSON-plain, as stored in the output)."""
-    import json
-    from pathlib import Path
-
-    settings = {
-        "input": str(Path(cfg.input).resolve()),
-        "input_key": cfg.input_key,
-        "checkpoint": str(Path(cfg.ckpt_path).resolve()),
-        "shape": list(shape),
-        "block_shape": block_shape,
-        "halo": halo,
-        "tta": list(recipe["tta"]),
-        "prob_dtype": cfg.prob_dtype,
-        "num_workers": cfg.num_workers,
-        "postprocess": recipe["postprocess"],
-        "cells_halo": cfg.cells_halo,
-    }
-    return json.loads(json.dumps(settings))
-
-
 def _trainer(cfg, writer: ZarrBlockWriter):
     """The predict loop's trainer, from the same trainer config as training (devices, nodes, strategy)."""
     from hydra.utils import instantiate
@@ -200,59 +166,31 @@ def _trainer(cfg, writer: ZarrBlockWriter):
     )
 
 
-def predict_blocks(cfg, module, recipe: dict, method=None) -> dict:
-    """Predict ``cfg.input`` block by block into the OME-Zarr folder ``cfg.output`` (see the module's docstring),
-    then cut its cells by ``method`` (the recipe's post-processing, built; None: no cells)."""
+def predict_blocks(cfg, module, plan: BlockPlan) -> dict:
+    """Predict ``cfg.input`` block by block into the OME-Zarr folder ``cfg.output`` as ``plan`` says (see the
+    module's docstring), then cut its cells."""
     import json
     import time
 
-    from src.inference.blockwise import block_grid, network_reach
-
-    output = ZarrOutput(cfg.output)
-    if output.path.exists() and not cfg.overwrite:
-        raise UserError(f"{output.path} exists; choose another output or pass overwrite=true")
-    if cfg.slices is not None:
-        raise UserError("slices= chooses slices of a TIFF output; a Zarr output holds the whole volume")
-    volume_args = (cfg.input, cfg.input_key, "input", "check input= and input_key=")
-    with open_volume(*volume_args) as volume:
-        shape, calibration = volume.shape, Calibration.chosen(cfg.voxel_size, cfg.voxel_unit, volume)
-    voxel_size, unit = (calibration.voxel_size, calibration.unit) if calibration else (volume.voxel_size, None)
-    halo = network_reach(module.net) if cfg.block_halo == "auto" else int(cfg.block_halo)
-    predictor = BlockPredictor(module, recipe["tta"], halo, shape[1:])
-    block_shape = [min(int(b), n) for b, n in zip(cfg.block_shape, shape, strict=True)]
-    blocks = block_grid(shape, block_shape)
-    create = dict(
-        shape=shape,
-        block_shape=block_shape,
-        classes=module.classes,
-        boundary=module.boundary_class,
-        voxel_size=voxel_size,
-        unit=unit,
-        prob_dtype=cfg.prob_dtype,
-        settings=_settings(cfg, recipe, shape, block_shape, halo),
-        offsets=[list(o) for o in getattr(module, "offsets", ())],
-    )
-    writer = ZarrBlockWriter(output, create, cfg.resume, volume_args, module.boundary_class, len(blocks))
-    if method is not None:
-        check_halo(cfg.cells_halo)  # before any block is predicted
-        writer.cells = (method, int(cfg.cells_halo))
+    create = plan.create
+    writer = ZarrBlockWriter(plan, cfg.resume, module.boundary_class)
     trainer = _trainer(cfg, writer)
     started = time.perf_counter()
     trainer.predict(
-        BlockPredictionModule(module, predictor, blocks, writer, path=cfg.input, key=cfg.input_key),
+        BlockPredictionModule(module, plan.predictor, plan.blocks, writer, path=cfg.input, key=cfg.input_key),
         return_predictions=False,
     )
     seconds = time.perf_counter() - started
     summary = {
-        "output": str(output.path),
+        "output": str(plan.output.path),
         "class_names": module.classes,
-        "shape": list(shape),
-        "block_shape": block_shape,
-        "blocks": len(blocks),
-        "halo": halo,
+        "shape": list(create["shape"]),
+        "block_shape": create["block_shape"],
+        "blocks": len(plan.blocks),
+        "halo": create["settings"]["halo"],
         "processes": trainer.world_size,
         "seconds": round(seconds, 3),
-        "megavoxels_per_second": round(np.prod(shape) / 1e6 / seconds, 4),
+        "megavoxels_per_second": round(np.prod(create["shape"]) / 1e6 / seconds, 4),
         **({"cells": writer.cell_count} if writer.cell_count is not None else {}),
     }
     if trainer.is_global_zero:

@@ -107,6 +107,25 @@ class ZarrOutput:
                 f"{self.partial} is not a partial prediction output (no settings in it); delete it and start again"
             ) from None
 
+    def check_resumable(self, resume: bool, settings: dict) -> bool:
+        """Whether an interrupted run's partial output is here to finish; refused unless ``resume`` and it was started
+        with these ``settings``."""
+        if not self.partial.exists():
+            return False
+        if not resume:
+            raise UserError(
+                f"{self.partial} holds an interrupted prediction; pass resume=true to finish it, or delete it to start "
+                "again"
+            )
+        found = {k: v for k, v in self.settings().items() if k != "slice_statistics"}
+        if found != settings:
+            changed = sorted(k for k in set(found) | set(settings) if found.get(k) != settings.get(k))
+            raise UserError(
+                f"{self.partial} was started with other settings ({', '.join(changed)} differ); resume with the same "
+                "command, or delete it to start again"
+            )
+        return True
+
     def open(self) -> None:
         import zarr
 

@@ -10,7 +10,7 @@ from src.data.tiff import StackWriter
 from src.data.volume import open_volume
 from src.predict import predict
 from src.utils.errors import UserError
-from tests.conftest import compose_config, run_cli, run_clis
+from tests.conftest import compose_config, imported_modules, run_cli, run_clis, write_small_checkpoint
 
 
 @pytest.mark.parametrize(
@@ -38,7 +38,7 @@ def test_outputs_have_the_input_shape(small_checkpoint, tmp_path, shape, dtype, 
     )
     assert result.returncode == 0, result.stderr[-3000:]
     # the network is built with torch alone: no seconds of Lightning's imports before the first slice
-    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    imported = imported_modules(result)
     assert "src.models.network" in imported and not imported & {"lightning", "torchmetrics"}
     summary = json.loads(result.stdout[result.stdout.index("{") :])
     prob = tifffile.imread(out / "in_prob.tif").reshape(-1, *shape[-2:])
@@ -203,3 +203,19 @@ def test_bad_settings_are_refused_before_the_input_or_checkpoint_is_read(tmp_pat
     with pytest.raises(UserError, match=words):
         predict(compose_config("predict", [*paths, setting]))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupted_zarr_output_is_refused_before_lightning_is_imported(tmp_path):
+    from src.inference.zarr_output import ZarrOutput
+
+    ckpt = write_small_checkpoint(tmp_path / "same.ckpt", depth=2, padding="same")
+    tifffile.imwrite(tmp_path / "in.tif", np.zeros((2, 64, 64), np.uint8))
+    ZarrOutput(tmp_path / "out.zarr").create((2, 64, 64), (1, 64, 64), ["membrane", "interior"], 0, None, None,
+                                             "float32", {"slice_statistics": []})  # fmt: skip
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    args = [f"ckpt_path={ckpt}", f"input={tmp_path / 'in.tif'}", f"output={tmp_path / 'out.zarr'}", "progress=false"]
+    result = run_cli("src.predict", *args, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 2 and "holds an interrupted prediction; pass resume=true" in result.stderr
+    imported = imported_modules(result)  # the plan is made with torch alone, seconds before Lightning's imports
+    assert "src.inference.block_plan" in imported and not imported & {"lightning", "src.inference.block_run"}
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # the partial output kept as it was

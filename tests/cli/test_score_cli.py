@@ -13,7 +13,7 @@ from skimage.metrics import adapted_rand_error, variation_of_information
 from src.metrics.isbi import thinned_segments, truth_segments
 from src.score import score
 from src.utils.errors import UserError
-from tests.conftest import compose_config, run_cli, run_clis
+from tests.conftest import compose_config, imported_modules, run_cli, run_clis
 
 
 def _prediction(labels: np.ndarray, seed: int) -> np.ndarray:
@@ -81,7 +81,7 @@ def test_the_referee_never_imports_torch(stacks):
     result = run_cli("src.score", *args, "prediction_slices=0:2", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout)["postprocess"]["method"] == "Agglomeration"
-    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    imported = imported_modules(result)
     assert {"numpy", "skimage.segmentation", "src.postprocess.instances"} <= imported
     assert not imported & {"torch", "torchmetrics", "lightning"}
 
