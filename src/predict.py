@@ -209,6 +209,11 @@ def _check_zarr_output(cfg: DictConfig) -> None:
         raise UserError(f"{Path(cfg.output)} exists; choose another output or pass overwrite=true")
     if cfg.slices is not None:
         raise UserError("slices= chooses slices of a TIFF output; a Zarr output holds the whole volume")
+    if len(cfg.block_shape) != 3 or min(cfg.block_shape) < 1:  # the config's schema makes them integers
+        raise UserError(
+            f"block_shape={list(cfg.block_shape)} must be three positive sizes (z, y, x), "
+            "e.g. block_shape=[4,1024,1024]"
+        )
 
 
 def predict(cfg: DictConfig) -> dict:

@@ -596,6 +596,17 @@ CASES: list[Case] = [
         ],
         "cells_halo=0 must be at least 1",
     ),
+    Case(
+        "block_shape_2d",
+        "config",
+        "src.predict output=OUT.zarr with a block_shape of two sizes (y, x)",
+        lambda f: [
+            *(a for a in predict(f) if not a.startswith("output=")),
+            f"output={f / 'out.zarr'}",
+            "block_shape=[64,64]",
+        ],
+        "block_shape=[64, 64] must be three positive sizes",
+    ),
     Case("existing_scores", "output", "src.score output=scores.json that exists", _score_existing, "overwrite=true"),
     Case(
         "unwritable_output",

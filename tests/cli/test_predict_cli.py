@@ -195,6 +195,9 @@ def test_an_output_folder_under_a_file_is_refused_with_the_output_names_before_t
         ("num_workers=-1", "num_workers=-1 must be 0"),
         ("queue_megapixels=-1", "queue_megapixels=-1.0 must be positive"),
         ("block_halo=-4", "block_halo=-4 must be auto"),
+        ("block_shape=[64,64]", r"block_shape=\[64, 64\] must be three positive sizes \(z, y, x\)"),
+        ("block_shape=[1,0,64]", "must be three positive sizes"),
+        ("slices=0:2", "slices= chooses slices of a TIFF output"),
     ],
 )
 def test_bad_settings_are_refused_before_the_input_or_checkpoint_is_read(tmp_path, setting, words):
