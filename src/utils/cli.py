@@ -32,8 +32,21 @@ USER_ERRORS = (UserError, HydraException, OmegaConfBaseException)
 _NOISE = ("full_key:", "object_type=", "reference_type=", "Set the environment variable HYDRA_FULL_ERROR")
 
 
+OUT_OF_MEMORY = (
+    "out of memory ({}); ask for less at once (a smaller tile_size, batch_size, crop_size or block_shape) or run on a "
+    "machine with more memory"
+)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """numpy's or the host's ``MemoryError``, or torch's ``OutOfMemoryError`` (a device's), without importing torch."""
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+
+
 def one_line(exc: BaseException) -> str:
     """The message of ``exc`` (for a rejected config target: its reason) folded into one line."""
+    if _out_of_memory(exc):
+        return OUT_OF_MEMORY.format(" ".join(str(exc).split()) or type(exc).__name__)
     if isinstance(exc, InstantiationException) and exc.__cause__ is not None:
         target = str(exc).split("'")[1] if str(exc).count("'") >= 2 else "a config target"
         cause = exc.__cause__
@@ -69,7 +82,7 @@ def suggest_keys(message: str) -> str:
 def is_user_error(exc: BaseException) -> bool:
     if isinstance(exc, InstantiationException):
         return True  # a target rejected its arguments: the message names the config node and the reason
-    return isinstance(exc, USER_ERRORS)
+    return isinstance(exc, USER_ERRORS) or _out_of_memory(exc)  # settings asking for more memory than there is
 
 
 # What a run writes before it does any work: Hydra's record, the log, the resolved config, the run record, how the

@@ -35,3 +35,20 @@ def test_a_misspelt_key_gets_the_closest_keys_of_its_schema_instead_of_the_appen
     far = "Could not override 'zzz'. To append to your config use +zzz=1 Key 'zzz' not in 'TrainSchema'"
     assert suggest_keys(far) == "Could not override 'zzz'. Key 'zzz' not in 'TrainSchema'"
     assert suggest_keys("data.crop_size=0 must be positive") == "data.crop_size=0 must be positive"
+
+
+def test_running_out_of_memory_is_one_line_that_says_what_to_ask_less_of():
+    import torch
+
+    host = MemoryError("Unable to allocate 74.5 GiB for an array with shape (100000, 100000) and data type float64")
+    device = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.\nGPU 0 has 1.2 GiB free.")
+    for error, reason in (
+        (host, "Unable to allocate 74.5 GiB"),
+        (device, "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has"),
+    ):
+        assert is_user_error(error)
+        assert one_line(error).startswith(f"out of memory ({reason}") and "\n" not in one_line(error)
+        assert "a smaller tile_size, batch_size, crop_size or block_shape" in one_line(error)
+    assert not is_user_error(RuntimeError("a bug")) and one_line(MemoryError()).startswith(
+        "out of memory (MemoryError)"
+    )
