@@ -39,8 +39,10 @@ OUT_OF_MEMORY = (
 
 
 def _out_of_memory(exc: BaseException) -> bool:
-    """numpy's or the host's ``MemoryError``, or torch's ``OutOfMemoryError`` (a device's), without importing torch."""
-    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+    """numpy's or the host's ``MemoryError``, torch's ``OutOfMemoryError`` (a device's) or the ``RuntimeError`` of
+    torch's CPU allocator, told apart without importing torch."""
+    cpu_allocator = isinstance(exc, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(exc)
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or cpu_allocator
 
 
 def one_line(exc: BaseException) -> str:

@@ -42,8 +42,13 @@ def test_running_out_of_memory_is_one_line_that_says_what_to_ask_less_of():
 
     host = MemoryError("Unable to allocate 74.5 GiB for an array with shape (100000, 100000) and data type float64")
     device = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.\nGPU 0 has 1.2 GiB free.")
+    cpu = RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to "
+        "allocate 80000000000 bytes. Error code 12 (Cannot allocate memory)"
+    )  # what torch 2.13's CPU allocator raises
     for error, reason in (
         (host, "Unable to allocate 74.5 GiB"),
+        (cpu, "[enforce fail at alloc_cpu.cpp:127]"),
         (device, "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has"),
     ):
         assert is_user_error(error)
