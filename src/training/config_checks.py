@@ -56,9 +56,11 @@ def _made(group: str, node: DictConfig, **arguments: Any) -> Any:
 
 
 def check_training_parts(cfg: DictConfig) -> None:
-    """The optimizer, schedule, loss and augmentation made once, before the data module and Lightning: what they
-    refuse (with torch and albumentations, after the settings and stacks are checked) ends in one line."""
+    """The optimizer, schedule, loss, augmentation and post-processing made once, before the data module and
+    Lightning: what they refuse (with torch and albumentations, after the settings and stacks are checked) ends in one
+    line, not after training (the post-processing is the checkpoint's recipe, decoded after the last step)."""
     from src.data.augment import checked_augmentation
+    from src.postprocess.instances import build_postprocess
 
     check_optimizer(cfg.optimizer, cfg.get("scheduler"))
     if cfg.get("loss"):
@@ -67,6 +69,11 @@ def check_training_parts(cfg: DictConfig) -> None:
     checked_augmentation(
         OmegaConf.to_container(augmentation, resolve=True) if augmentation else None, cfg.data.crop_size
     )
+    if cfg.get("postprocess"):  # e.g. a decoder of affinities asked of a network that predicts classes only
+        affinities = affinity_settings(OmegaConf.to_container(cfg.model, resolve=True))
+        build_postprocess(
+            OmegaConf.to_container(cfg.postprocess, resolve=True), affinities["offsets"] if affinities else ()
+        )
 
 
 def check_trainer(cfg: DictConfig) -> None:

@@ -607,6 +607,13 @@ CASES: list[Case] = [
         ],
         "block_shape=[64, 64] must be three positive sizes",
     ),
+    Case(
+        "affinity_decoder_for_classes",
+        "config",
+        "src.train postprocess=mutex_watershed for a network that predicts classes only",
+        lambda f: train(f, "postprocess=mutex_watershed"),
+        "reads affinities, but this network predicts classes only",
+    ),
     Case("existing_scores", "output", "src.score output=scores.json that exists", _score_existing, "overwrite=true"),
     Case(
         "unwritable_output",

@@ -109,25 +109,32 @@ PARTS = [
     (["loss=dice_ce", "loss.ce_weight=-1"], r"loss.ce_weight=-1, .* must be 0 or more"),
     (["data.augmentation.blur_p=1.5"], r"data.augmentation.blur_p=1.5 is a probability"),
     (["data.augmentation.blur_p=0.5", "data.augmentation.blur_sigma=[-1,2]"], r"sigma_limit: .*\(albumentations\)"),
+    (
+        ["postprocess=mutex_watershed"],
+        r"postprocess MutexWatershed reads affinities, but this network predicts classes",
+    ),
+    (["model.target=affinities", "postprocess=learned_edges", "postprocess.classifiers=0"], r"classifiers=0 must be"),
 ]
 
 
-def test_the_optimizer_loss_and_augmentation_are_made_once_and_refused_before_lightning():
-    """What torch, the schedule, the loss or albumentations refuse ends in one line before the data module is made;
-    a good config passes, and none of it imports Lightning."""
+def test_the_optimizer_loss_augmentation_and_post_processing_are_made_once_and_refused_before_lightning():
+    """What torch, the schedule, the loss, albumentations or the post-processing refuse ends in one line before the
+    data module is made (a decoder of affinities for a classes network used to be refused after training); good
+    configs pass, and none of it imports Lightning."""
     script = f"""
 import sys
 from tests.conftest import compose_config
 from src.training.config_checks import check_training_parts
-from src.utils.errors import UserError
+from src.utils.cli import is_user_error, one_line
 SMALL = {SMALL!r}
 check_training_parts(compose_config("train", SMALL))
+check_training_parts(compose_config("train", [*SMALL, "model.target=affinities", "postprocess=mutex_watershed"]))
 for overrides, words in {PARTS!r}:
     try:
         check_training_parts(compose_config("train", [*SMALL, *overrides]))
         print("passed", overrides)
-    except UserError as exc:
-        print(str(exc))
+    except Exception as exc:
+        print(one_line(exc) if is_user_error(exc) else repr(exc))
 print(sorted(name for name in ("lightning", "torchmetrics") if name in sys.modules))
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
