@@ -84,6 +84,14 @@ def check_trainer(cfg: DictConfig) -> None:
     _check_devices(cfg.trainer.get("devices"), accelerator)
     if cfg.trainer.get("accumulate_grad_batches", 1) < 1:
         raise UserError(f"trainer.accumulate_grad_batches={cfg.trainer.accumulate_grad_batches} must be at least 1")
+    interval, every = cfg.trainer.get("val_check_interval"), cfg.trainer.get("check_val_every_n_epoch")
+    if interval is not None and not interval > 0:  # Lightning takes 0 for either, then divides by it mid-epoch
+        raise UserError(
+            f"trainer.val_check_interval={interval} must be a fraction of an epoch above 0 (up to 1.0) or a number "
+            "of batches (1 or more)"
+        )
+    if every is not None and every < 1:
+        raise UserError(f"trainer.check_val_every_n_epoch={every} must be at least 1 (validate every n-th epoch)")
     clip = cfg.trainer.get("gradient_clip_val")
     if clip is not None and not clip >= 0:  # torch scales the gradients by max_norm / norm: below 0 they turn round
         raise UserError(f"trainer.gradient_clip_val={clip} must be 0 (no clipping) or more")

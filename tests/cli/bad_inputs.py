@@ -614,6 +614,13 @@ CASES: list[Case] = [
         lambda f: train(f, "postprocess=mutex_watershed"),
         "reads affinities, but this network predicts classes only",
     ),
+    Case(
+        "val_check_interval_zero",
+        "config",
+        "src.train trainer.val_check_interval=0 (Lightning took it, then divided by it after the first step)",
+        lambda f: train(f, "trainer.val_check_interval=0"),
+        "val_check_interval=0 must be",
+    ),
     Case("existing_scores", "output", "src.score output=scores.json that exists", _score_existing, "overwrite=true"),
     Case(
         "unwritable_output",

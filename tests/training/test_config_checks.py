@@ -77,6 +77,20 @@ def test_a_trainer_that_cannot_run_here_is_refused(overrides, words):
         check_training_config(_cfg(*overrides))
 
 
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("trainer.val_check_interval=0", r"val_check_interval=0 must be a fraction of an epoch above 0"),
+        ("trainer.val_check_interval=0.0", r"val_check_interval=0.0 must be"),
+        ("trainer.check_val_every_n_epoch=0", r"check_val_every_n_epoch=0 must be at least 1"),
+    ],
+)
+def test_validation_intervals_of_zero_are_refused(override, words):
+    # Lightning accepted both and divided by them after the first training step (ZeroDivisionError)
+    with pytest.raises(UserError, match=words):
+        check_training_config(_cfg(override))
+
+
 @pytest.mark.parametrize("experiment", ["isbi2012_cpu", "isbi2012_cpu_affinities", "isbi2012_paper"])
 def test_the_recipes_pass(experiment):
     check_training_config(compose_config("train", [f"experiment={experiment}", "trainer.accelerator=cpu"]))
