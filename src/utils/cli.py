@@ -39,10 +39,11 @@ OUT_OF_MEMORY = (
 
 
 def _out_of_memory(exc: BaseException) -> bool:
-    """numpy's or the host's ``MemoryError``, torch's ``OutOfMemoryError`` (a device's) or the ``RuntimeError`` of
-    torch's CPU allocator, told apart without importing torch."""
+    """numpy's or the host's ``MemoryError``, torch's ``OutOfMemoryError`` (a device's), the ``RuntimeError`` of
+    torch's CPU allocator or OpenCV's (albumentations') allocation error, told apart without importing either."""
     cpu_allocator = isinstance(exc, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(exc)
-    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or cpu_allocator
+    opencv = type(exc).__module__.startswith("cv2") and "(-4:Insufficient memory)" in str(exc)
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or cpu_allocator or opencv
 
 
 def one_line(exc: BaseException) -> str:

@@ -46,7 +46,14 @@ def test_running_out_of_memory_is_one_line_that_says_what_to_ask_less_of():
         "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to "
         "allocate 80000000000 bytes. Error code 12 (Cannot allocate memory)"
     )  # what torch 2.13's CPU allocator raises
+    import cv2
+
+    opencv = cv2.error(
+        "OpenCV(5.1.0) alloc.cpp:73: error: (-4:Insufficient memory) Failed to allocate 40000000000 bytes in "
+        "function 'OutOfMemoryError'"
+    )  # albumentations padding a crop of 100000 pixels
     for error, reason in (
+        (opencv, "OpenCV(5.1.0) alloc.cpp:73"),
         (host, "Unable to allocate 74.5 GiB"),
         (cpu, "[enforce fail at alloc_cpu.cpp:127]"),
         (device, "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has"),
