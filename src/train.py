@@ -65,7 +65,7 @@ def train(cfg: DictConfig) -> float | None:
 
     check_training_config(cfg)  # bad settings or stacks fail here, before Lightning's seconds of imports
     source = checked_source(cfg.data)
-    check_training_parts(cfg)  # then the optimizer, loss and augmentation, made once (torch, no Lightning)
+    check_training_parts(cfg)  # then the optimizer, loss, augmentation and post-processing (torch, no Lightning)
     import lightning as L
     from hydra.utils import instantiate
 

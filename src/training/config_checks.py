@@ -2,9 +2,9 @@
 
 Importing torch, Lightning and our modules takes seconds; :func:`check_training_config` needs only the config
 (torch only to count GPUs, and to ask for one where the wheel is not CPU-only), so a bad setting fails before that
-wait. :func:`check_training_parts` then makes the optimizer, schedule, loss and augmentation once (torch and
-albumentations, still no Lightning). :mod:`src.training.build` checks the optimizer and trainer again for users who
-build in Python.
+wait. :func:`check_training_parts` then makes the optimizer, schedule, loss, augmentation and post-processing once
+(torch and albumentations, still no Lightning). :mod:`src.training.build` checks the optimizer and trainer again
+for users who build in Python.
 """
 
 from __future__ import annotations
