@@ -6,8 +6,8 @@ scaled by their maximum; binary masks are probabilities of 0 and 1), ``labels``:
 ``src.predict`` writes ``<name>_classes.tif``), scored by per-class Dice and IoU and, where the classes name a
 boundary, by the protocol on its cells, or ``affinities`` (``<name>_affinities.tif`` of an affinity network), made
 into cells by ``postprocess=mutex_watershed`` (or ``mean_affinity``, ``learned_edges``) and scored as labels.
-``auto`` takes a TIFF whose metadata names classes as a class map, floats, 8-bit and {0, 1} images as probabilities
-and other integer images as labels.
+``auto`` takes a TIFF whose metadata names classes as a class map, one whose metadata holds offsets as
+affinities, floats, 8-bit and {0, 1} images as probabilities and other integer images as labels.
 
 Labels are binary (0 = membrane, 255 or 1 = interior) unless a data config's :class:`~src.data.labels.ClassMap`
 is given (``src.score data=vnc2013``): then they are read in that data set's own convention.
@@ -23,6 +23,7 @@ import numpy as np
 
 from src.data.labels import ClassMap, binary_labels
 from src.data.slices import parse_slices
+from src.data.tiff import stack_metadata
 from src.data.volume import open_volume, read_slices
 from src.metrics.classes import class_scores
 from src.metrics.isbi import THRESHOLDS, score_probabilities, score_segmentations
@@ -176,6 +177,13 @@ def score_files(
     """Read the chosen slices of two volumes (any format :func:`open_volume` reads; ``prediction_key`` and
     ``label_key`` name datasets in containers) and score them (keyword arguments as :func:`score_arrays`)."""
     keys = kwargs.pop("prediction_key", None), kwargs.pop("label_key", None)
+    if kwargs.get("kind", "auto") == "auto" and "offsets" in stack_metadata(prediction):
+        kwargs["kind"] = "affinities"  # src.predict's <name>_affinities.tif
+    if kwargs.get("kind") != "affinities" and reads_affinities(kwargs.get("postprocess")):
+        raise UserError(
+            f"the postprocess= chosen makes cells from affinities, and prediction {prediction} holds none: score "
+            "src.predict's <name>_affinities.tif of a network trained with model.target=affinities"
+        )
     if kwargs.get("kind") == "affinities":
         affinities, offsets = read_affinities(prediction)
         saved_classes, pred_count = None, len(affinities)
@@ -235,6 +243,8 @@ def read_affinities(path: str | Path) -> tuple[np.ndarray, list]:
             metadata = dict(tif.shaped_metadata[0]) if tif.shaped_metadata else {}
     except (OSError, ValueError, tifffile.TiffFileError) as exc:
         raise UserError(f"prediction {path} cannot be read as a TIFF ({exc}); check prediction=") from None
+    if stack.ndim == 3 and len(stack) == len(metadata.get("offsets", ())):
+        stack = stack[None]  # one slice's (K, H, W): a TIFF keeps no axis of length one
     if "offsets" not in metadata or stack.ndim != 4 or stack.shape[1] != len(metadata["offsets"]):
         raise UserError(
             f"prediction {path} is not an affinity stack of src.predict (an (N, K, H, W) TIFF with its offsets in "
@@ -247,7 +257,7 @@ def decode_affinities(affinities: np.ndarray, offsets: list, postprocess: Any, w
     """Cells of each affinity slice by a post-processing that reads affinities (``postprocess=mutex_watershed``)."""
     if postprocess is None or not reads_affinities(postprocess):
         raise UserError(
-            f"kind=affinities: {where} holds affinities; choose how cells are made from them with "
+            f"prediction {where} holds affinities (kind=affinities); choose how cells are made from them with "
             "postprocess=mutex_watershed, mean_affinity or learned_edges (with postprocess.classifier=RUN's "
             "edge_classifier.pkl)"
         )

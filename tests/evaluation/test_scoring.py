@@ -55,3 +55,28 @@ def test_arrays_and_files_give_the_same_scores(stacks):
     from_arrays = score_arrays(pred, labels[24:26], slice_ids=[24, 25])
     assert from_files["vrand"] == from_arrays["vrand"] and from_files["per_slice"] == from_arrays["per_slice"]
     assert from_files["prediction_slices"] == [0, 1] and from_files["label_slices"] == [24, 25]
+
+
+def test_one_slice_of_affinities_is_found_by_kind_auto_and_decoded(isbi_stack, tmp_path):
+    from src.data.tiff import StackWriter
+    from src.models.affinities import affinities_of_cells, cells_of_labels
+    from src.postprocess.mutex_watershed import MutexWatershed
+
+    labels = isbi_stack[1][24:25, :128, :128]
+    offsets = [[-1, 0], [0, -1], [-9, 0], [0, -9]]
+    cells = cells_of_labels((labels[0] > 0).astype(np.uint8), boundary=0, nearest_cell=True)  # classes 0, 1
+    affinities, _ = affinities_of_cells(cells, offsets)
+    path = tmp_path / "slice_affinities.tif"
+    with StackWriter(path, {"offsets": offsets}) as writer:  # as src.predict writes one 2-D image's: (K, H, W)
+        writer.write(affinities)
+        writer.commit()
+    assert tifffile.imread(path).shape == (4, 128, 128)
+    label_path = _write(tmp_path / "labels.tif", labels)
+    decoder = MutexWatershed(fragments_h=0.0, min_size=0)
+    scored = score_files(path, label_path, postprocess=decoder)
+    assert scored["kind"] == "labels" and scored["slices"] == 1 and scored["vrand"] == pytest.approx(1.0)
+    with pytest.raises(UserError, match=r"holds affinities \(kind=affinities\); choose how cells are made"):
+        score_files(path, label_path)
+    probability = _write(tmp_path / "prob.tif", (labels > 0).astype(np.float32))
+    with pytest.raises(UserError, match="makes cells from affinities, and prediction .* holds none"):
+        score_files(probability, label_path, postprocess=decoder)
