@@ -121,7 +121,9 @@ def _write_slices(
     with _progress(cfg.progress) as bar:
         slices = bar.add_task("slices", total=len(ids))
         tiles = bar.add_task("tiles", total=len(ids) * predictor.tiles_per_slice(height, width))
-        normalised = (normalize_slices(reader.read(index)[None])[0] for index in ids)
+        normalised = (
+            normalize_slices(reader.read(index)[None], f"input {cfg.input} slice {index}")[0] for index in ids
+        )
 
         def as_stored(prob: np.ndarray) -> np.ndarray:
             return np.round(prob * 255).astype(np.uint8) if cfg.prob_dtype == "uint8" else prob.astype(np.float32)

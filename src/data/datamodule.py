@@ -27,22 +27,13 @@ from src.data.extra_stacks import CropMix, check_extra, crops_per_epoch, describ
 from src.data.label_widening import widen_boundary
 from src.data.labels import ClassMap
 from src.data.normalize import normalize_slices
-from src.data.preflight import LAZY_WEIGHT_MAP, check_fold, check_settings_in, reads_lazily
+from src.data.preflight import LAZY_WEIGHT_MAP, check_settings_in, fold_slices, reads_lazily
 from src.data.sampling import EpochSeededSampler, draw_seed
 from src.data.volume_datasets import VolumeBoxDataset, VolumeCropDataset
 from src.data.volume_sampling import sample_statistics
 from src.data.volume_splits import FOLD_AXES, held_out_boxes, training_pieces
 from src.data.weight_map import border_weight_maps
 from src.utils.errors import UserError
-
-
-def fold_slices(num_slices: int, num_folds: int, fold: int) -> list[int]:
-    """Slice indices of block ``fold`` when ``num_slices`` are cut into ``num_folds`` consecutive blocks."""
-    check_fold(num_folds, fold)
-    if num_slices < num_folds:
-        raise UserError(f"the stack has {num_slices} slices, fewer than data.num_folds={num_folds}")
-    bounds = np.linspace(0, num_slices, num_folds + 1).round().astype(int)
-    return list(range(bounds[fold], bounds[fold + 1]))
 
 
 def _class_map(classes: dict | None, ignore, boundary_class, labels: str, boundary_width: int) -> ClassMap:
@@ -143,8 +134,8 @@ class EMDataModule(L.LightningDataModule):
         images, labels = volumes
         shape = images.volume.shape
         axis = FOLD_AXES.index(self.fold_axis)
-        test = fold_slices(shape[axis], self.num_folds, self.fold)
-        val = test if self.val_fold is None else fold_slices(shape[axis], self.num_folds, self.val_fold)
+        test = fold_slices(shape[axis], self.num_folds, self.fold, self.fold_axis)
+        val = test if self.val_fold is None else fold_slices(shape[axis], self.num_folds, self.val_fold, self.fold_axis)
         held = [(test[0], test[-1] + 1), (val[0], val[-1] + 1)]
         self.pieces = training_pieces(shape, self.fold_axis, held)
         train = sorted(set(range(shape[axis])) - set(test) - set(val))

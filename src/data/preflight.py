@@ -4,8 +4,8 @@ file fails without that wait.
 Importing Lightning, building the trainer and the loggers take several seconds before the data module reads its
 data. A :class:`~src.data.sources.TiffSource` that training would hold in memory is read here instead, by the same
 functions that training uses, and checked as training checks it (present, readable, matching shapes, label values
-in the classes, finite pixels); the source keeps the stacks, so training reads nothing twice. Published data
-sets (fetched on one process per node) and volumes read lazily are left to the data module.
+in the classes, finite pixels, enough slices for the folds); the source keeps the stacks, so training reads nothing
+twice. Published data sets (fetched on one process per node) and volumes read lazily are left to the data module.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -30,6 +31,21 @@ def check_fold(num_folds: int, fold: int, key: str = "data.fold") -> None:
         raise UserError(f"data.num_folds={num_folds} must be at least 2")
     if not 0 <= fold < num_folds:
         raise UserError(f"{key}={fold} is out of range: choose 0 to {num_folds - 1}")
+
+
+def fold_slices(num_slices: int, num_folds: int, fold: int, axis: str = "z") -> list[int]:
+    """Slice indices of block ``fold`` when ``num_slices`` are cut into ``num_folds`` consecutive blocks (slices along
+    ``axis``, named in the message when they are too few)."""
+    check_fold(num_folds, fold)
+    if num_slices < num_folds:
+        fewer = f"set data.num_folds={num_slices} or fewer" if num_slices >= 2 else "give a stack of more slices"
+        raise UserError(
+            f"the stack is {num_slices} {'slice' if num_slices == 1 else 'slices'} along {axis}, fewer than "
+            f"data.num_folds={num_folds}: {fewer}, or hold out bands of every slice "
+            "(data.loading=lazy data.fold_axis=y)"
+        )
+    bounds = np.linspace(0, num_slices, num_folds + 1).round().astype(int)
+    return list(range(bounds[fold], bounds[fold + 1]))
 
 
 LAZY_WEIGHT_MAP = (
@@ -51,6 +67,10 @@ def check_settings(
     weight_map=None,
     num_workers=0,
     lazy_above_gib=2.0,
+    eval_box=512,
+    eval_boxes=8,
+    statistics_box=256,
+    statistics_boxes=16,
 ) -> None:
     """The data module's settings that need no data (it checks them too, for users who build it in Python)."""
     if loading not in LOADINGS:
@@ -78,6 +98,12 @@ def check_settings(
         raise UserError(f"data.num_workers={num_workers} must be 0 (load in the training process) or more processes")
     if lazy_above_gib < 0:
         raise UserError(f"data.lazy_above_gib={lazy_above_gib} must be 0 (read every stack lazily) or more GiB")
+    for key, value in (("eval_box", eval_box), ("eval_boxes", eval_boxes)) + (
+        ("statistics_box", statistics_box),
+        ("statistics_boxes", statistics_boxes),
+    ):
+        if value < 1:
+            raise UserError(f"data.{key}={value} must be positive (the lazy reading's held-out and statistics boxes)")
 
 
 def check_settings_in(values) -> None:
@@ -112,6 +138,8 @@ def checked_source(data: DictConfig) -> Any:
     if reads_lazily(loading, size, data.get("lazy_above_gib", 2.0)):
         return source
     images, labels = source.load()
+    for fold in {data.fold, data.val_fold} - {None}:
+        fold_slices(len(images), data.num_folds, fold)
     class_map.encode(labels, source.label_path)
-    check_finite(images)
+    check_finite(images, f"image stack {source.images}")
     return source

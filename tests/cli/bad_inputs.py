@@ -394,6 +394,13 @@ CASES: list[Case] = [
     Case("nan_images", "data", "a NaN pixel in a float stack", lambda f: train(f, images=_NAN), "NaN"),
     Case("inf_images", "data", "an infinite pixel in a float stack", lambda f: train(f, images=_INF), "infinite"),
     Case(
+        "fewer_slices_than_folds",
+        "data",
+        "a stack of 3 slices for 5 folds",
+        lambda f: train(f, images=em_like(3)[0], labels=em_like(3)[1]),
+        "data.num_folds=3 or fewer",
+    ),
+    Case(
         "crop_larger_than_slices",
         "data",
         "64x64 slices, crops of 128 (mirror-padded, as the paper's 572-pixel tiles from 512-pixel slices)",

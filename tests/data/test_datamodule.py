@@ -16,6 +16,8 @@ def test_folds_are_five_blocks_of_six_consecutive_slices():
     assert sorted(sum(blocks, [])) == list(range(30))
     with pytest.raises(UserError, match="data.fold=5 is out of range"):
         fold_slices(30, 5, 5)
+    with pytest.raises(UserError, match="1 slice along y, fewer than data.num_folds=5: give a stack of more slices"):
+        fold_slices(1, 5, 0, "y")
 
 
 @pytest.fixture(scope="module")

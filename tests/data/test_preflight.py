@@ -30,7 +30,7 @@ def test_the_stacks_read_and_checked_are_the_ones_training_uses(synthetic_tiffs)
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ("nan", "1 NaN or infinite pixels"),
+        ("nan", r"image stack \S+images\S* holds 1 NaN or infinite pixels"),
         ("label", "label value 7"),
         ("missing", "not found"),
     ],
@@ -49,6 +49,13 @@ def test_bad_stacks_fail_before_training(synthetic_tiffs, change, message):
         labels.unlink()
     with pytest.raises(UserError, match=message):
         checked_source(_data(images, labels))
+
+
+def test_a_stack_of_fewer_slices_than_folds_is_refused_with_what_to_set(synthetic_tiffs):
+    images, labels = synthetic_tiffs  # 10 slices
+    with pytest.raises(UserError, match=r"10 slices along z, fewer than data.num_folds=12: set data.num_folds=10 or"):
+        checked_source(_data(images, labels, "data.num_folds=12", "data.fold=3"))
+    checked_source(_data(images, labels, "data.num_folds=10", "data.fold=9"))
 
 
 @pytest.mark.parametrize("overrides", [["data.loading=lazy"], ["data.lazy_above_gib=0.00001"]])
@@ -107,6 +114,8 @@ print(sorted(name for name in ("torch", "lightning", "albumentations") if name i
         ("data.loading=disk", "data.loading=disk must be one of auto, memory, lazy"),
         ("data.num_workers=-1", "data.num_workers=-1 must be 0"),
         ("data.lazy_above_gib=-0.5", "data.lazy_above_gib=-0.5 must be 0"),
+        ("data.eval_box=0", "data.eval_box=0 must be positive"),
+        ("data.statistics_boxes=-1", "data.statistics_boxes=-1 must be positive"),
     ],
 )
 def test_settings_are_refused_before_any_file_is_read(tmp_path, override, words):
