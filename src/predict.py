@@ -203,6 +203,10 @@ def _check_settings(cfg: DictConfig) -> None:
         raise UserError(f"queue_megapixels={cfg.queue_megapixels} must be positive")
     if cfg.block_halo != "auto" and not (isinstance(cfg.block_halo, int) and cfg.block_halo >= 0):
         raise UserError(f"block_halo={cfg.block_halo} must be auto (the network's reach) or 0 or more pixels")
+    if cfg.voxel_size is not None:  # a size and unit given (without them the input's own, known once it is read)
+        from src.data.tiff import Calibration
+
+        Calibration.chosen(cfg.voxel_size, cfg.voxel_unit, None)
 
 
 def _check_zarr_output(cfg: DictConfig) -> None:

@@ -28,10 +28,32 @@ def read_stack(
     return read_volume(path, key, what, hint)
 
 
-CENTIMETRES_PER_UNIT = {
-    "nanometer": 1e-7, "nm": 1e-7, "angstrom": 1e-8, "micrometer": 1e-4, "micron": 1e-4, "um": 1e-4, "µm": 1e-4,
-    "millimeter": 0.1, "mm": 0.1, "centimeter": 1.0, "cm": 1.0, "meter": 100.0, "m": 100.0,
-}  # fmt: skip
+# The units of length OME-NGFF names (UDUNITS-2), and the short or other spellings microscopes and users write.
+# fmt: off
+SPACE_UNITS = frozenset((
+    "angstrom", "attometer", "centimeter", "decimeter", "exameter", "femtometer", "foot", "gigameter", "hectometer",
+    "inch", "kilometer", "megameter", "meter", "micrometer", "mile", "millimeter", "nanometer", "parsec", "petameter",
+    "picometer", "terameter", "yard", "yoctometer", "yottameter", "zeptometer", "zettameter",
+))
+UNIT_ALIASES = {"nm": "nanometer", "um": "micrometer", "µm": "micrometer", "μm": "micrometer", "\\u00B5m": "micrometer",
+                "micron": "micrometer", "mm": "millimeter", "cm": "centimeter", "m": "meter", "pm": "picometer",
+                "A": "angstrom", "Å": "angstrom"}
+CENTIMETRES_PER_UNIT = {"angstrom": 1e-8, "picometer": 1e-10, "nanometer": 1e-7, "micrometer": 1e-4, "millimeter": 0.1,
+                        "centimeter": 1.0, "meter": 100.0, "inch": 2.54}
+# fmt: on
+
+
+def unit_name(unit: str) -> str | None:
+    """OME-NGFF's name of a unit of length (``nm`` and ``nanometres`` as ``nanometer``, ``micron`` as
+    ``micrometer``), or None when it is none this project knows (ImageJ's ``pixel``)."""
+    text = str(unit).strip()
+    if text in UNIT_ALIASES:  # case matters: A (angstrom), m
+        return UNIT_ALIASES[text]
+    text = text.lower().replace("metre", "meter")
+    if text.endswith("s") and (text[:-1] in SPACE_UNITS or text[:-1] in UNIT_ALIASES):
+        text = text[:-1]
+    text = UNIT_ALIASES.get(text, text)
+    return text if text in SPACE_UNITS else None
 
 
 @dataclass(frozen=True)
@@ -63,12 +85,17 @@ class Calibration:
                 f"voxel_size={voxel_size} (voxel_unit={unit}) is not a voxel size: give three positive numbers "
                 "(z, y, x) and a unit, e.g. voxel_size=[50,4,4] voxel_unit=nanometer, or voxel_size=null"
             )
-        return cls(sizes, str(unit))  # type: ignore[arg-type]
+        if unit_name(unit) is None:
+            raise UserError(
+                f"voxel_unit={unit} is not a unit of length: give one OME-NGFF names (nanometer, micrometer, angstrom, "
+                "millimeter, ...) or its short form (nm, um)"
+            )
+        return cls(sizes, unit_name(unit))  # type: ignore[arg-type]
 
     def tiff_resolution(self) -> dict:
         """TIFF ``XResolution`` / ``YResolution`` in pixels per centimetre (the standard's metric unit), or per
         ``unit`` with no absolute unit when it is not a length this table knows."""
-        per_cm = CENTIMETRES_PER_UNIT.get(self.unit.lower())
+        per_cm = CENTIMETRES_PER_UNIT.get(unit_name(self.unit))
         scale, unit = (per_cm, "CENTIMETER") if per_cm else (1.0, "NONE")
         _, y, x = self.voxel_size
         return {"resolution": (1.0 / (x * scale), 1.0 / (y * scale)), "resolutionunit": unit}

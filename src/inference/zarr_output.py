@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from src.data.tiff import unit_name
 from src.inference.class_outputs import cell_probability, class_map
 from src.utils.atomic import partial_path
 from src.utils.errors import UserError
@@ -28,12 +29,8 @@ NGFF = "0.4"
 CLASS_COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180)]
 
 
-UNITS = {"nm": "nanometer", "um": "micrometer", "µm": "micrometer", "\\u00B5m": "micrometer", "micron": "micrometer",
-         "mm": "millimeter", "A": "angstrom", "Å": "angstrom"}  # fmt: skip
-
-
 def _image_attrs(axes: str, scale: list[float], unit: str | None, name: str) -> dict:
-    unit = UNITS.get(unit, unit) if unit else None  # OME-NGFF names units in full (UCUM)
+    unit = (unit_name(unit) or unit) if unit else None  # OME-NGFF names units in full (UDUNITS-2)
     kinds = {"c": "channel", "z": "space", "y": "space", "x": "space"}
     described = [{"name": a, "type": kinds[a], **({"unit": unit} if unit and a != "c" else {})} for a in axes]
     level = {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}

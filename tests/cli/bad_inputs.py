@@ -391,6 +391,13 @@ CASES: list[Case] = [
         lambda f: [*predict(f)[:2], f"input={f / 'no_such_folder' / 'stack.tif'}", *predict(f)[3:]],
         "not found",
     ),
+    Case(
+        "voxel_unit_misspelt",
+        "config",
+        "src.predict voxel_unit=nanometr (a typo)",
+        lambda f: predict(f, "voxel_size=[50,4,4]", "voxel_unit=nanometr"),
+        "is not a unit of length",
+    ),
     Case("nan_images", "data", "a NaN pixel in a float stack", lambda f: train(f, images=_NAN), "NaN"),
     Case("inf_images", "data", "an infinite pixel in a float stack", lambda f: train(f, images=_INF), "infinite"),
     Case(

@@ -198,13 +198,15 @@ def test_an_output_folder_under_a_file_is_refused_with_the_output_names_before_t
         ("block_shape=[64,64]", r"block_shape=\[64, 64\] must be three positive sizes \(z, y, x\)"),
         ("block_shape=[1,0,64]", "must be three positive sizes"),
         ("slices=0:2", "slices= chooses slices of a TIFF output"),
+        ("voxel_size=[4,4]", "is not a voxel size"),
+        ("voxel_size=[50,4,4] voxel_unit=nanometr", "voxel_unit=nanometr is not a unit of length"),
     ],
 )
 def test_bad_settings_are_refused_before_the_input_or_checkpoint_is_read(tmp_path, setting, words):
     missing = tmp_path / "not_there"
     paths = [f"ckpt_path={missing}.ckpt", f"input={missing}.tif", f"output={tmp_path / 'out.zarr'}"]
     with pytest.raises(UserError, match=words):
-        predict(compose_config("predict", [*paths, setting]))
+        predict(compose_config("predict", [*paths, *setting.split()]))
     assert list(tmp_path.iterdir()) == []
 
 

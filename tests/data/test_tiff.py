@@ -73,3 +73,14 @@ def test_a_given_voxel_size_overrides_the_input_and_bad_ones_are_one_line(tmp_pa
         for bad, unit in (([4, 4], "nm"), ([50, 0, 4], "nm"), ("x", "nm"), ([50, 4, 4], "")):
             with pytest.raises(UserError, match=r"is not a voxel size: give three positive numbers \(z, y, x\)"):
                 Calibration.chosen(bad, unit, volume)
+        # a unit is stated by the name OME-NGFF gives it; one that is no length (a typo) is refused in one line
+        for written, name in (
+            ("nm", "nanometer"),
+            ("Nanometres", "nanometer"),
+            ("µm", "micrometer"),
+            ("A", "angstrom"),
+        ):
+            assert Calibration.chosen([50, 4, 4], written, volume).unit == name
+        for bad in ("pixel", "nanometr", "a"):
+            with pytest.raises(UserError, match=f"voxel_unit={bad} is not a unit of length: give one OME-NGFF names"):
+                Calibration.chosen([50, 4, 4], bad, volume)
