@@ -32,6 +32,17 @@ def _checked_settings(cfg: DictConfig, formats: dict) -> list[int]:
         raise UserError(f"check_sides={sides} must list one or more positive sizes the export is compared at")
     if not cfg.tolerance >= 0:
         raise UserError(f"tolerance={cfg.tolerance} must be 0 or more (the largest accepted difference)")
+    suffix, named = Path(cfg.output or "").suffix.lower(), {s: f for f, s in formats.items() if f != cfg.format}
+    if suffix in named:  # another format's file name: the wrong format= or a misleading name
+        raise UserError(
+            f"output={cfg.output} has the suffix of format={named[suffix]}, but format={cfg.format} writes "
+            f"{formats[cfg.format]}; pass format={named[suffix]} or name the output *{formats[cfg.format]}"
+        )
+    if cfg.format == "bioimageio" and not list(cfg.bioimageio.authors):
+        raise UserError(
+            "bioimageio.authors=[] names no one; give the package's authors, e.g. 'bioimageio.authors=[Ada L]' "
+            "(the bioimage.io Model Zoo asks for at least one)"
+        )
     return sides
 
 

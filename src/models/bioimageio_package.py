@@ -43,7 +43,7 @@ def run_facts(ckpt: Path) -> dict:
 def test_slice(facts: dict, test_input: str | None, index: int) -> np.ndarray:
     """The raw held-out slice the package is tested on: slice ``index`` of ``test_input`` or, by default, of the
     run's held-out images (``predictions/test_images.tif``)."""
-    import tifffile
+    from src.data.volume import open_volume
 
     if test_input is None:
         files = facts.get("metrics", {}).get("held_out", {}).get("files", {})
@@ -53,11 +53,13 @@ def test_slice(facts: dict, test_input: str | None, index: int) -> np.ndarray:
                 "raw slices> for the package's test tensor"
             )
         test_input = str(facts["run"] / files["test_images.tif"])
-    stack = tifffile.imread(test_input)
-    stack = stack[None] if stack.ndim == 2 else stack
-    if stack.ndim != 3 or not 0 <= index < len(stack):
-        raise UserError(f"test_input={test_input}: slice {index} of a stack of shape {stack.shape} does not exist")
-    return stack[index].astype(np.float32)
+    with open_volume(test_input, None, "bioimageio.test_input", "check bioimageio.test_input=") as volume:
+        if not 0 <= index < len(volume):
+            raise UserError(
+                f"bioimageio.test_slice={index} is out of range: {test_input} has {len(volume)} slices "
+                f"(0 to {len(volume) - 1})"
+            )
+        return volume.read(index).astype(np.float32)
 
 
 def dataset_terms(facts: dict, datasets: dict) -> dict:

@@ -392,6 +392,19 @@ CASES: list[Case] = [
         "not found",
     ),
     Case(
+        "bioimageio_test_input_missing",
+        "data",
+        "src.export format=bioimageio with a test image that does not exist",
+        lambda f: [
+            "src.export",
+            f"ckpt_path={small_checkpoint(f / 'model.ckpt')}",
+            "format=bioimageio",
+            f"output={f / 'model.zip'}",
+            f"bioimageio.test_input={f / 'no_such_image.tif'}",
+        ],
+        "not found",
+    ),
+    Case(
         "voxel_unit_misspelt",
         "config",
         "src.predict voxel_unit=nanometr (a typo)",

@@ -63,10 +63,13 @@ def test_existing_file_and_bad_format_are_refused(small_checkpoint, tmp_path):
         ("check_sides=[]", r"check_sides=\[\] must list one or more positive sizes"),
         ("check_sides=[-5]", r"check_sides=\[-5\] must list"),
         ("tolerance=-1", "tolerance=-1.0 must be 0 or more"),
+        ("format=torchscript output=m.onnx", "m.onnx has the suffix of format=onnx, but format=torchscript writes .pt"),
+        ("format=onnx output=m.zip", "pass format=bioimageio or name the output \\*.onnx"),
+        ("format=bioimageio bioimageio.authors=[]", r"bioimageio.authors=\[\] names no one"),
     ],
 )
 def test_checks_that_would_check_nothing_are_refused_before_the_checkpoint_is_read(tmp_path, setting, words):
-    cfg = compose_config("export", [f"ckpt_path={tmp_path / 'not_there.ckpt'}", setting])
+    cfg = compose_config("export", [f"ckpt_path={tmp_path / 'not_there.ckpt'}", *setting.split()])
     with pytest.raises(UserError, match=words):
         export(cfg)
 

@@ -41,8 +41,13 @@ def test_the_test_slice_comes_from_the_runs_held_out_images_or_is_asked_for(tmp_
     tifffile.imwrite(tmp_path / "predictions" / "test_images.tif", stack)
     facts = {"run": tmp_path, "metrics": {"held_out": {"files": {"test_images.tif": "predictions/test_images.tif"}}}}
     assert np.array_equal(package.test_slice(facts, None, 1), stack[1].astype(np.float32))
-    with pytest.raises(UserError, match="slice 2 of a stack of shape"):
+    with pytest.raises(UserError, match=r"bioimageio.test_slice=2 is out of range: .* has 2 slices \(0 to 1\)"):
         package.test_slice(facts, None, 2)
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((2, 8, 8, 3), np.uint8))
+    with pytest.raises(UserError, match=r"bioimageio.test_input .*rgb.tif has shape \(2, 8, 8, 3\); expected a grey"):
+        package.test_slice(facts, str(tmp_path / "rgb.tif"), 0)
+    with pytest.raises(UserError, match=r"bioimageio.test_input not found: .*missing.tif \(check bioimageio"):
+        package.test_slice(facts, str(tmp_path / "missing.tif"), 0)
     with pytest.raises(UserError, match="pass test_input="):
         package.test_slice({"run": tmp_path}, None, 0)
 
