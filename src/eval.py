@@ -29,14 +29,24 @@ def _held_out_fold(cfg: DictConfig, recipe: dict) -> None:
             cfg.data[key] = value
 
 
-def _check_classes(module, datamodule, cfg: DictConfig) -> None:
-    """The data config must name the checkpoint's classes, in its order."""
+def _check_checkpoint(checkpoint: dict, cfg: DictConfig) -> None:
+    """The recipe with this command's keys must be one inference runs (its post-processing one this network's
+    outputs feed), and the data config must name the checkpoint's classes, in its order: all refused from the
+    checkpoint's contents, before Lightning."""
+    from src.data.labels import class_map_of
+    from src.inference.recipe import checkpoint_recipe
+    from src.models.checkpoint import saved_outputs
+    from src.postprocess.instances import build_postprocess
     from src.utils.errors import UserError
 
-    names = datamodule.class_map.names
-    if names != module.classes:
+    recipe, _ = checkpoint_recipe(checkpoint["hyper_parameters"].get("inference"), cfg)
+    classes, _, offsets = saved_outputs(checkpoint["hyper_parameters"])
+    if recipe["postprocess"]:  # its settings, and whether this network has the outputs it reads
+        build_postprocess(recipe["postprocess"], offsets)
+    names = class_map_of(cfg.data).names
+    if names != classes:
         raise UserError(
-            f"checkpoint {cfg.ckpt_path} predicts the classes {module.classes} but data.classes names {names}; "
+            f"checkpoint {cfg.ckpt_path} predicts the classes {classes} but data.classes names {names}; "
             "choose the data config the checkpoint was trained on"
         )
 
@@ -67,6 +77,7 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.figure_slices < 0:
         raise UserError(f"figure_slices={cfg.figure_slices} must be 0 (no figure) or more")
     checkpoint = read_checkpoint(cfg.ckpt_path)
+    _check_checkpoint(checkpoint, cfg)
     data_source = checked_source(cfg.data)
     import lightning as L
     from hydra.utils import instantiate
@@ -95,7 +106,6 @@ def evaluate(cfg: DictConfig) -> dict:
     log.info("inference: %s (%s)", describe(recipe), source)
     module.to(trainer.strategy.root_device)
     compare = OmegaConf.to_container(cfg.compare, resolve=True) if cfg.get("compare") else None
-    _check_classes(module, datamodule, cfg)
     recipe = with_fitted_edges(module, datamodule, trainer, recipe, output_dir)  # learned edges not fitted yet
     dataset, images, labels = datamodule.held_out("test")
     outputs = predict_slices(module, dataset, trainer, recipe)

@@ -58,3 +58,23 @@ def test_eval_of_a_checkpoint_without_a_recipe_follows_the_default_one_and_takes
     assert "headline: interior probability, best of the threshold sweep" in report
     assert "| compared: cells of Agglomeration (" in report and "| cells of SeededWatershed at its fixed cut" in report
     assert not (run / "figures").exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [
+        ("data=vnc2013", "predicts the classes ['membrane', 'interior'] but data.classes names ['membrane', 'glia'"),
+        ("tta=[9]", "tta=[9] must be true, false or a list of transforms 0..7"),
+        ("postprocess=mutex_watershed", "reads affinities, but this network predicts classes only"),
+    ],
+)
+def test_a_recipe_or_data_config_the_checkpoint_cannot_take_is_refused_before_lightning(
+    small_checkpoint, tmp_path, setting, words
+):
+    from tests.conftest import imported_modules
+
+    args = ["data=synthetic", f"ckpt_path={small_checkpoint}", setting, f"paths.log_dir={tmp_path}"]
+    result = run_cli("src.eval", *args, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 2 and words in result.stderr, result.stderr[-2000:]
+    assert "src.models.checkpoint" in imported_modules(result) and "lightning" not in imported_modules(result)
+    assert not [path for path in tmp_path.rglob("*") if path.is_file()]  # no run folder kept, nothing written
