@@ -22,9 +22,13 @@ from src.utils.errors import UserError
 
 
 def check_lr(optimizer: DictConfig) -> None:
+    """The step size, and a momentum below 1 (torch takes one of 1 or more, with which the steps grow without end)."""
     lr = optimizer.get("lr")
     if lr is not None and not lr > 0:
         raise UserError(f"optimizer.lr={lr} must be positive (e.g. optimizer.lr=0.001)")
+    momentum = optimizer.get("momentum")
+    if momentum is not None and not 0 <= momentum < 1:
+        raise UserError(f"optimizer.momentum={momentum} must be from 0 to below 1 (e.g. optimizer.momentum=0.99)")
 
 
 def check_optimizer(optimizer: DictConfig, scheduler: DictConfig | None) -> None:
