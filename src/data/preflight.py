@@ -125,11 +125,11 @@ def checked_source(data: DictConfig) -> Any:
     check_fold(data.num_folds, data.fold)
     if data.val_fold is not None:
         check_fold(data.num_folds, data.val_fold, "data.val_fold")
+    class_map = class_map_of(data)  # classes sharing a value, a boundary class or data.ignore that is not one
     source = instantiate(data.source)
     loading = data.get("loading", "auto")
     if not isinstance(source, TiffSource) or loading == "lazy":
         return source
-    class_map = class_map_of(data)
     source.prepare()
     images, labels = source.volumes()
     size = images.volume.nbytes

@@ -115,6 +115,8 @@ print(sorted(name for name in ("torch", "lightning", "albumentations") if name i
         ("data.num_workers=-1", "data.num_workers=-1 must be 0"),
         ("data.lazy_above_gib=-0.5", "data.lazy_above_gib=-0.5 must be 0"),
         ("data.eval_box=0", "data.eval_box=0 must be positive"),
+        ("data.ignore=0", "data.ignore=0 is also a value of data.classes.membrane"),
+        ("data.boundary_class=glia", "data.boundary_class=glia is not one of data.classes"),
         ("data.statistics_boxes=-1", "data.statistics_boxes=-1 must be positive"),
     ],
 )
