@@ -28,7 +28,6 @@ from src.utils.errors import UserError
 # fails in about a second instead of after several seconds of imports (docs/speed.md).
 log = logging.getLogger(__name__)
 
-
 OUTPUT_OF_SCORED = {"probability": "prob", "cells": "cells", "contours": "contours"}
 
 

@@ -167,6 +167,19 @@ def _score_class_map(
     return result
 
 
+def _affinities_or(kind: str, prediction: str | Path, postprocess: Any) -> str:
+    """``affinities`` for src.predict's ``<name>_affinities.tif`` (its metadata holds the offsets) under ``auto``,
+    else ``kind``; a decoder of affinities is refused for any other prediction."""
+    if kind == "auto" and "offsets" in stack_metadata(prediction):
+        kind = "affinities"
+    if kind != "affinities" and reads_affinities(postprocess):
+        raise UserError(
+            f"the postprocess= chosen makes cells from affinities, and prediction {prediction} holds none: score "
+            "src.predict's <name>_affinities.tif of a network trained with model.target=affinities"
+        )
+    return kind
+
+
 def score_files(
     prediction: str | Path,
     labels: str | Path,
@@ -177,13 +190,7 @@ def score_files(
     """Read the chosen slices of two volumes (any format :func:`open_volume` reads; ``prediction_key`` and
     ``label_key`` name datasets in containers) and score them (keyword arguments as :func:`score_arrays`)."""
     keys = kwargs.pop("prediction_key", None), kwargs.pop("label_key", None)
-    if kwargs.get("kind", "auto") == "auto" and "offsets" in stack_metadata(prediction):
-        kwargs["kind"] = "affinities"  # src.predict's <name>_affinities.tif
-    if kwargs.get("kind") != "affinities" and reads_affinities(kwargs.get("postprocess")):
-        raise UserError(
-            f"the postprocess= chosen makes cells from affinities, and prediction {prediction} holds none: score "
-            "src.predict's <name>_affinities.tif of a network trained with model.target=affinities"
-        )
+    kwargs["kind"] = _affinities_or(kwargs.get("kind", "auto"), prediction, kwargs.get("postprocess"))
     if kwargs.get("kind") == "affinities":
         affinities, offsets = read_affinities(prediction)
         saved_classes, pred_count = None, len(affinities)

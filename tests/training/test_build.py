@@ -33,7 +33,7 @@ def test_the_module_gets_the_configs_network_and_optimizer():
         (["optimizer.lr=0"], "optimizer.lr=0 must be positive"),
         (["optimizer.weight_decay=-1"], r"optimizer \(torch.optim.AdamW\): Invalid weight_decay value: -1"),
         (["+optimizer.betas=[0.9,1.5]"], "Invalid beta parameter at index 1: 1.5"),
-        (["optimizer=sgd", "optimizer.momentum=-0.5"], "Invalid momentum value: -0.5"),
+        (["optimizer=sgd", "optimizer.momentum=-0.5"], "optimizer.momentum=-0.5 must be from 0 to below 1"),
         (["+optimizer.beta=0.9"], "unexpected keyword argument 'beta'"),
         (["scheduler.min_factor=-1"], r"scheduler \(src.models.schedules.warmup_cosine\): .*min_factor=-1 from 0 to 1"),
         (["model.padding=valid", "model.depth=4", "data.crop_size=64"], "does not fit model.depth=4"),
