@@ -4,8 +4,9 @@ What the prediction holds (``kind``): ``probability`` of cell interior (floats i
 scaled by their maximum; binary masks are probabilities of 0 and 1), ``labels``: cells numbered 1..n with
 0 for borders, scored as they are (thinned, no sweep), or ``classes``: a class map (class ids, as
 ``src.predict`` writes ``<name>_classes.tif``), scored by per-class Dice and IoU and, where the classes name a
-boundary, by the protocol on its cells, or ``affinities`` (``<name>_affinities.tif`` of an affinity network), made
-into cells by ``postprocess=mutex_watershed`` (or ``mean_affinity``, ``learned_edges``) and scored as labels.
+boundary, by the protocol on its cells, or ``affinities`` (an affinity network's ``<name>_affinities.tif``, or the
+``affinities`` of a Zarr output: :mod:`src.evaluation.affinity_files`), made into cells by
+``postprocess=mutex_watershed`` (or ``mean_affinity``, ``learned_edges``) and scored as labels.
 ``auto`` takes a TIFF whose metadata names classes as a class map, one whose metadata holds offsets as
 affinities, floats, 8-bit and {0, 1} images as probabilities and other integer images as labels.
 
@@ -23,8 +24,8 @@ import numpy as np
 
 from src.data.labels import ClassMap, binary_labels
 from src.data.slices import parse_slices
-from src.data.tiff import stack_metadata
 from src.data.volume import open_volume, read_slices
+from src.evaluation.affinity_files import affinity_offsets, read_affinities
 from src.metrics.classes import class_scores
 from src.metrics.isbi import THRESHOLDS, score_probabilities, score_segmentations
 from src.postprocess.instances import postprocess_stack, reads_affinities
@@ -167,10 +168,10 @@ def _score_class_map(
     return result
 
 
-def _affinities_or(kind: str, prediction: str | Path, postprocess: Any) -> str:
-    """``affinities`` for src.predict's ``<name>_affinities.tif`` (its metadata holds the offsets) under ``auto``,
-    else ``kind``; a decoder of affinities is refused for any other prediction."""
-    if kind == "auto" and "offsets" in stack_metadata(prediction):
+def _affinities_or(kind: str, prediction: str | Path, key: str | None, postprocess: Any) -> str:
+    """``affinities`` for affinities src.predict wrote (:mod:`src.evaluation.affinity_files`) under ``auto``, else
+    ``kind``; a decoder of affinities is refused for any other prediction."""
+    if kind == "auto" and affinity_offsets(prediction, key):
         kind = "affinities"
     if kind != "affinities" and reads_affinities(postprocess):
         raise UserError(
@@ -190,9 +191,9 @@ def score_files(
     """Read the chosen slices of two volumes (any format :func:`open_volume` reads; ``prediction_key`` and
     ``label_key`` name datasets in containers) and score them (keyword arguments as :func:`score_arrays`)."""
     keys = kwargs.pop("prediction_key", None), kwargs.pop("label_key", None)
-    kwargs["kind"] = _affinities_or(kwargs.get("kind", "auto"), prediction, kwargs.get("postprocess"))
+    kwargs["kind"] = _affinities_or(kwargs.get("kind", "auto"), prediction, keys[0], kwargs.get("postprocess"))
     if kwargs.get("kind") == "affinities":
-        affinities, offsets = read_affinities(prediction)
+        affinities, offsets = read_affinities(prediction, keys[0])
         saved_classes, pred_count = None, len(affinities)
     else:
         with open_volume(prediction, keys[0], "prediction", hint="check prediction= and prediction_key=") as volume:
@@ -238,26 +239,6 @@ def score_files(
         "label_slices": label_ids,
         **result,
     }
-
-
-def read_affinities(path: str | Path) -> tuple[np.ndarray, list]:
-    """The ``(N, K, H, W)`` affinity stack ``src.predict`` writes (``<name>_affinities.tif``) and its offsets."""
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            stack = tif.asarray()
-            metadata = dict(tif.shaped_metadata[0]) if tif.shaped_metadata else {}
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
-        raise UserError(f"prediction {path} cannot be read as a TIFF ({exc}); check prediction=") from None
-    if stack.ndim == 3 and len(stack) == len(metadata.get("offsets", ())):
-        stack = stack[None]  # one slice's (K, H, W): a TIFF keeps no axis of length one
-    if "offsets" not in metadata or stack.ndim != 4 or stack.shape[1] != len(metadata["offsets"]):
-        raise UserError(
-            f"prediction {path} is not an affinity stack of src.predict (an (N, K, H, W) TIFF with its offsets in "
-            "the metadata, <name>_affinities.tif); for probabilities or cells leave kind=auto"
-        )
-    return stack, metadata["offsets"]
 
 
 def decode_affinities(affinities: np.ndarray, offsets: list, postprocess: Any, where: str | Path) -> np.ndarray:
