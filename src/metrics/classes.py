@@ -45,3 +45,10 @@ def scores_of_confusion(matrix, names: Sequence[str]) -> dict:
 def class_scores(pred: np.ndarray, label: np.ndarray, names: Sequence[str]) -> dict:
     """:func:`scores_of_confusion` of a predicted class-id stack against a labelled one."""
     return scores_of_confusion(confusion_matrix(pred, label, len(names)), names)
+
+
+def score_keys(names: Sequence[str], prefix: str = "") -> list[str]:
+    """The keys of the scores :class:`~src.metrics.torchmetrics_classes.ClassScores` logs for classes ``names``
+    (a class with no defined score in a stage is left out there)."""
+    per_class = [f"{prefix}{score}/{name}" for score in ("dice", "iou") for name in names]
+    return [f"{prefix}accuracy", f"{prefix}dice/mean", *per_class]

@@ -27,6 +27,7 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 
 THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(10))
+STACK_KEYS = ("vrand", "threshold", "vinfo", "vinfo_threshold", "pixel_error")  # what validation logs of a stack
 _FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from src.metrics.isbi import THRESHOLDS, pixel_error, slice_scores, stack_report
+from src.metrics.isbi import STACK_KEYS, THRESHOLDS, pixel_error, slice_scores, stack_report
 
 
 class ISBIScores(Metric):
@@ -54,8 +54,7 @@ class ISBIScores(Metric):
 
     def compute(self) -> dict[str, torch.Tensor]:
         report = self._report()
-        keys = ("vrand", "threshold", "vinfo", "vinfo_threshold", "pixel_error")
-        return {key: torch.tensor(report[key], dtype=torch.float32) for key in keys}
+        return {key: torch.tensor(report[key], dtype=torch.float32) for key in STACK_KEYS}
 
 
 class _OneScore(ISBIScores):

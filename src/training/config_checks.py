@@ -153,12 +153,30 @@ def check_network(model: DictConfig, crop: int) -> None:
     check_crop(UNetSizes(model.depth, model.padding), crop, model.depth)
 
 
+def check_optimized_metric(cfg: DictConfig) -> None:
+    """A validation metric the best checkpoint is chosen on must be one validation logs: Lightning finds a misspelt
+    one only at the first validation, in a traceback. Other stages' (train/loss) are Lightning's to check."""
+    from src.data.labels import class_map_of
+    from src.metrics.classes import score_keys
+    from src.metrics.isbi import STACK_KEYS
+
+    metric = str(cfg.get("optimized_metric") or "")
+    if not metric.startswith("val/"):
+        return
+    class_map = class_map_of(cfg.data)
+    logged = ["val/loss", *score_keys(class_map.names, "val/")]
+    logged += [f"val/{key}" for key in STACK_KEYS] if class_map.boundary_index is not None else []
+    if metric not in logged:
+        raise UserError(f"optimized_metric={metric} is not logged at validation; choose one of {', '.join(logged)}")
+
+
 def check_training_config(cfg: DictConfig) -> None:
     for key in ("figure_slices", "augmentation_preview"):
         if cfg.get(key, 0) < 0:
             raise UserError(f"{key}={cfg[key]} must be 0 (none) or more")
     check_lr(cfg.optimizer)
     check_trainer(cfg)
+    check_optimized_metric(cfg)
     check_network(cfg.model, cfg.data.crop_size)
     if cfg.get("train", True):
         net, init_from, _ = module_net(OmegaConf.to_container(cfg.model, resolve=True))  # the module's, as built

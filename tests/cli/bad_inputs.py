@@ -476,6 +476,13 @@ CASES: list[Case] = [
     ),
     Case("negative_lr", "config", "optimizer.lr=-0.001", lambda f: train(f, "optimizer.lr=-0.001"), "lr"),
     Case(
+        "optimized_metric_misspelt",
+        "config",
+        "optimized_metric=val/vrnad (a typo; Lightning found it at the first validation, in a traceback)",
+        lambda f: train(f, "optimized_metric=val/vrnad"),
+        "not logged at validation",
+    ),
+    Case(
         "negative_weight_decay",
         "config",
         "optimizer.weight_decay=-1 (torch's own check, at the optimizer's making)",

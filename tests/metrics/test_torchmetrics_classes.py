@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from src.data.labels import IGNORE
-from src.metrics.classes import class_scores
+from src.metrics.classes import class_scores, score_keys
 from src.metrics.torchmetrics_classes import ClassScores
 
 NAMES = ["membrane", "glia", "mitochondria"]
@@ -26,6 +26,7 @@ def test_metric_equals_numpy_leaving_out_unlabelled_pixels():
     assert abs(float(logged["val/dice/mean"]) - np.mean(list(numpy_scores["dice"].values()))) < 1e-6
     assert abs(float(logged["val/accuracy"]) - numpy_scores["accuracy"]) < 1e-6
     assert 0.6 < numpy_scores["accuracy"] < 0.9
+    assert sorted(logged) == sorted(score_keys(NAMES, "val/"))  # the keys optimized_metric is checked against
 
 
 def test_scores_taken_from_class_scores_or_argmax_and_absent_classes_left_out():

@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from src.metrics.isbi import score_probabilities
+from src.metrics.isbi import STACK_KEYS, score_probabilities
 from src.metrics.torchmetrics_isbi import ISBIScores, PixelError, VInfo, VRand
 
 
@@ -34,6 +34,7 @@ def test_metric_matches_the_numpy_protocol_and_counts_repeated_slices_once(isbi_
     assert float(result["pixel_error"]) == pytest.approx(expected["pixel_error"], abs=1e-6)
     assert float(result["threshold"]) == pytest.approx(expected["threshold"])
     assert metric.report()["per_slice"] == expected["per_slice"]
+    assert tuple(result) == STACK_KEYS  # the keys optimized_metric is checked against
     for cls, key in ((VRand, "vrand"), (VInfo, "vinfo"), (PixelError, "pixel_error")):
         single = cls()
         single.update(torch.from_numpy(probs), torch.from_numpy(labels), torch.tensor([10, 11, 12]))

@@ -26,6 +26,10 @@ def _cfg(*overrides: str):
     [
         (["optimizer.lr=-0.001"], "optimizer.lr=-0.001 must be positive"),
         (["optimizer=sgd", "optimizer.momentum=2"], "optimizer.momentum=2 must be from 0 to below 1"),
+        (
+            ["optimized_metric=val/vrnad"],
+            "optimized_metric=val/vrnad is not logged at validation; choose one of",
+        ),
         (["model.depth=0"], "model.depth=0 must be at least 1"),
         (["model.depth=6"], "data.crop_size=32 does not fit model.depth=6"),
         (["data.crop_size=36"], "data.crop_size=36 does not fit model.depth=3"),
