@@ -176,7 +176,8 @@ def _affinities_or(kind: str, prediction: str | Path, key: str | None, postproce
     if kind != "affinities" and reads_affinities(postprocess):
         raise UserError(
             f"the postprocess= chosen makes cells from affinities, and prediction {prediction} holds none: score "
-            "src.predict's <name>_affinities.tif of a network trained with model.target=affinities"
+            "those src.predict wrote for a network trained with model.target=affinities (<name>_affinities.tif, "
+            "or prediction_key=affinities of a Zarr output)"
         )
     return kind
 
