@@ -29,17 +29,17 @@ def _held_out_fold(cfg: DictConfig, recipe: dict) -> None:
             cfg.data[key] = value
 
 
-def _check_checkpoint(checkpoint: dict, cfg: DictConfig) -> None:
+def _checked_recipe(checkpoint: dict, cfg: DictConfig) -> tuple[dict, str]:
     """The recipe with this command's keys must be one inference runs (its post-processing one this network's
     outputs feed), and the data config must name the checkpoint's classes, in its order: all refused from the
-    checkpoint's contents, before Lightning."""
+    checkpoint's contents, before Lightning. The recipe and where it came from."""
     from src.data.labels import class_map_of
     from src.inference.recipe import checkpoint_recipe
     from src.models.checkpoint import saved_outputs
     from src.postprocess.instances import build_postprocess
     from src.utils.errors import UserError
 
-    recipe, _ = checkpoint_recipe(checkpoint["hyper_parameters"].get("inference"), cfg)
+    recipe, source = checkpoint_recipe(checkpoint["hyper_parameters"].get("inference"), cfg)
     classes, _, offsets = saved_outputs(checkpoint["hyper_parameters"])
     if recipe["postprocess"]:  # its settings, and whether this network has the outputs it reads
         build_postprocess(recipe["postprocess"], offsets)
@@ -49,6 +49,7 @@ def _check_checkpoint(checkpoint: dict, cfg: DictConfig) -> None:
             f"checkpoint {cfg.ckpt_path} predicts the classes {classes} but data.classes names {names}; "
             "choose the data config the checkpoint was trained on"
         )
+    return recipe, source
 
 
 def _figure(outputs: list, held_out: dict, module, output_dir: Path) -> str:
@@ -77,7 +78,7 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.figure_slices < 0:
         raise UserError(f"figure_slices={cfg.figure_slices} must be 0 (no figure) or more")
     checkpoint = read_checkpoint(cfg.ckpt_path)
-    _check_checkpoint(checkpoint, cfg)
+    recipe, source = _checked_recipe(checkpoint, cfg)
     data_source = checked_source(cfg.data)
     import lightning as L
     from hydra.utils import instantiate
@@ -86,7 +87,7 @@ def evaluate(cfg: DictConfig) -> dict:
     from src.evaluation.edge_classifier import with_fitted_edges
     from src.evaluation.held_out import class_table, headline_line, predict_slices, score_held_out
     from src.evaluation.report import markdown_report
-    from src.inference.recipe import checkpoint_recipe, describe
+    from src.inference.recipe import describe
     from src.models.checkpoint import load_module
     from src.training.build import build_trainer
     from src.utils.atomic import write_json_atomic, write_text_atomic
@@ -95,7 +96,6 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     module = load_module(cfg.ckpt_path, checkpoint=checkpoint)
-    recipe, source = checkpoint_recipe(module.hparams.get("inference"), cfg)
     _held_out_fold(cfg, recipe)
     datamodule = instantiate(cfg.data, source=data_source)
     trainer = build_trainer(cfg, logger=False, callbacks=[])
